@@ -1,0 +1,150 @@
+"""Synchronous Slurm access over one SSH connection (the worker side).
+
+The hook owns the connection; operators never build a client. Every command comes from
+:mod:`tasks.slurm.commands`, so what runs on the login node is testable without SSH.
+"""
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from functools import cached_property
+
+from airflow.sdk import BaseHook
+
+from tasks.slurm import commands
+from tasks.slurm.states import JobState
+
+
+class SlurmCommandError(RuntimeError):
+    """A remote command failed; the message has the command's stderr."""
+
+
+class SlurmHook(BaseHook):
+    conn_name_attr = "ssh_conn_id"
+    default_conn_name = "slurm_default"
+    conn_type = "ssh"
+    hook_name = "Slurm over SSH"
+
+    def __init__(self, ssh_conn_id: str = default_conn_name, *, accounting: str = "slurmdbd",
+                 command_timeout: float = 120.0):
+        super().__init__()
+        self.ssh_conn_id = ssh_conn_id
+        self.accounting = accounting
+        self.command_timeout = command_timeout
+
+    @cached_property
+    def ssh_hook(self):
+        from airflow.providers.ssh.hooks.ssh import SSHHook
+
+        return SSHHook(ssh_conn_id=self.ssh_conn_id, cmd_timeout=self.command_timeout)
+
+    def get_conn(self):
+        return self.ssh_hook.get_conn()
+
+    def run(self, command: str, *, check: bool = True, timeout: float | None = None,
+            retries: int = 3) -> tuple[int, str, str]:
+        """Run one command; reconnect and retry when the connection itself breaks."""
+        import paramiko
+
+        last: Exception | None = None
+        for attempt in range(retries):
+            try:
+                client = self.get_conn()
+                _, stdout, stderr = client.exec_command(command, timeout=timeout or self.command_timeout)
+                out = stdout.read().decode("utf-8", "replace")
+                err = stderr.read().decode("utf-8", "replace")
+                rc = stdout.channel.recv_exit_status()
+                break
+            except (OSError, EOFError, paramiko.SSHException) as exc:
+                # A dropped connection (sshd restarted, network blip): reconnect and try again.
+                last = exc
+            self._reset()
+            time.sleep(min(2 ** attempt, 10))
+        else:
+            raise SlurmCommandError(f"SSH connection '{self.ssh_conn_id}' failed {retries} times: {last}")
+        if check and rc != 0:
+            raise SlurmCommandError(f"remote command failed (rc {rc}): {command[:200]}\n{err.strip()[-2000:]}")
+        return rc, out, err
+
+    def _reset(self) -> None:
+        hook = self.__dict__.get("ssh_hook")
+        if hook is not None:
+            try:
+                hook.get_conn().close()
+            except Exception:
+                pass
+        self.__dict__.pop("ssh_hook", None)
+
+    # Files --------------------------------------------------------------------------------
+    def write_text(self, path: str, text: str, mode: str = "600") -> None:
+        self.run(commands.write_file_command(path, text, mode))
+
+    def read_text(self, path: str) -> str | None:
+        rc, out, _ = self.run(f"cat {shlex.quote(path)}", check=False)
+        return out if rc == 0 else None
+
+    def upload(self, local_path: str, remote_path: str) -> None:
+        self.run(f"mkdir -p {shlex.quote(remote_path.rsplit('/', 1)[0] or '/')}")
+        sftp = self.get_conn().open_sftp()
+        try:
+            sftp.put(local_path, remote_path + ".part")
+            sftp.posix_rename(remote_path + ".part", remote_path)
+        finally:
+            sftp.close()
+
+    def download(self, remote_path: str, local_path: str) -> None:
+        sftp = self.get_conn().open_sftp()
+        try:
+            sftp.get(remote_path, local_path)
+        finally:
+            sftp.close()
+
+    def files_complete(self, paths: list[str]) -> dict[str, bool]:
+        _, out, _ = self.run(commands.files_complete_command(paths))
+        return commands.parse_files_complete(out)
+
+    # Jobs ---------------------------------------------------------------------------------
+    def submit_script(self, script: str, script_path: str, log_dir: str, record_path: str | None = None) -> str:
+        """Upload and submit; the job id is written to ``record_path`` by the same remote command,
+        so no window exists in which the job runs but its id is known nowhere."""
+        self.write_text(script_path, script, mode="700")
+        cmd = commands.submit_command(script_path, log_dir)
+        if record_path:
+            q = shlex.quote
+            cmd = (f"set -o pipefail; jid=$({cmd}) && mkdir -p {q(record_path.rsplit('/', 1)[0])} && "
+                   f"printf '%s\\n' \"$jid\" > {q(record_path)} && echo \"$jid\"")
+        _, out, _ = self.run(cmd)
+        return commands.parse_submit(out)
+
+    def states(self, job_ids: list[str]) -> list[JobState]:
+        """Current states; jobs gone from the queue are looked up in accounting."""
+        _, out, err = self.run(commands.squeue_command(job_ids), check=False)
+        found = commands.parse_squeue(out)
+        seen = {s.job_id for s in found} | {s.array_job_id for s in found if s.array_job_id}
+        missing = [j for j in job_ids if j.split("_")[0] not in seen]
+        if missing:
+            _, acct, _ = self.run(commands.accounting_command(missing, self.accounting), check=False)
+            found += commands.parse_accounting(acct)
+        return found
+
+    def cancel(self, job_ids: list[str]) -> None:
+        if job_ids:
+            self.run(commands.cancel_command(job_ids), check=False)
+
+    def tail(self, path: str, offset: int = 0, max_bytes: int = 65536) -> tuple[int, bytes]:
+        _, out, _ = self.run(commands.tail_command(path, offset, max_bytes), check=False)
+        return commands.parse_tails(out).get(path, (-1, b""))
+
+    def last_lines(self, path: str, n: int = 40) -> str:
+        rc, out, _ = self.run(f"tail -n {int(n)} {shlex.quote(path)}", check=False)
+        return out if rc == 0 else f"(log {path} not readable)"
+
+    def read_record(self, path: str) -> dict | None:
+        text = self.read_text(path)
+        if not text or not text.strip():
+            return None
+        text = text.strip()
+        if text.startswith("{"):
+            return json.loads(text)
+        return {"job_id": commands.check_job_id(text.splitlines()[-1])}

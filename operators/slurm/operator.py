@@ -1,0 +1,236 @@
+"""A deferrable operator that runs one Slurm job (or job array) over SSH.
+
+Life of a task try:
+1. Render the job spec for the cluster profile into an sbatch script.
+2. Look for the job record of this task instance on the cluster. If a job from an earlier try
+   (or a worker that died) is still queued or running, reconnect to it; if it already finished
+   successfully, take its result. Only otherwise submit, and write the record in the same
+   remote command as ``sbatch`` so the id is never known only in memory.
+3. Defer to :class:`SlurmJobTrigger`; the triggerer streams the log into the task log.
+4. Judge the end: success, or a :class:`SlurmJobError` subclass per outcome, with the exit code,
+   the reason and the last lines of the log. Expected output files can overrule a failed state
+   (NeMo-Skills images end with an MPI error even when the work is done).
+"""
+from __future__ import annotations
+
+import re
+import time
+from datetime import timedelta
+from typing import Any, Sequence
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
+
+from operators.slurm.errors import BY_OUTCOME, SlurmJobError
+from operators.slurm.hook import SlurmHook
+from tasks.slurm.states import ACTIVE, JobState, Outcome
+
+DEFAULT_RETRY_ON = ("FAILED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "OUT_OF_MEMORY", "LOST")
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def _safe(text: str) -> str:
+    return _SAFE.sub("_", str(text))[:120]
+
+
+class SlurmJobOperator(BaseOperator):
+    """Submit a :class:`tasks.slurm.spec.JobSpec` (given as a dict, templated) and wait for it.
+
+    :param job: the job spec as a dict of :class:`JobSpec` fields; templated.
+    :param profile: cluster profile name or path; default ``$SKILLFLOW_PROFILE`` or ``local``.
+    :param expected_outputs: remote files that must exist and be non-empty for success; when all
+        exist, a FAILED state is reported as a warning rather than a failure.
+    :param retry_on: outcomes after which Airflow may retry; any other outcome fails the task
+        at once (e.g. CANCELLED by a person).
+    :param deferrable: wait in the triggerer (default) or poll from the worker.
+    """
+
+    template_fields: Sequence[str] = ("job", "expected_outputs", "profile")
+    template_fields_renderers = {"job": "json"}
+    ui_color = "#c9e4ff"
+
+    def __init__(self, *, job: dict[str, Any], profile: str | None = None, ssh_conn_id: str | None = None,
+                 expected_outputs: Sequence[str] = (), retry_on: Sequence[str] = DEFAULT_RETRY_ON,
+                 poll_interval: float | None = None, deferrable: bool = True, stream_logs: bool = True,
+                 wait_timeout: timedelta | None = None, **kwargs):
+        kwargs.setdefault("retries", 1)
+        kwargs.setdefault("retry_delay", timedelta(seconds=5))
+        super().__init__(**kwargs)
+        self.job = job
+        self.profile = profile
+        self.ssh_conn_id = ssh_conn_id
+        self.expected_outputs = list(expected_outputs)
+        unknown = set(retry_on) - {o.value for o in Outcome}
+        if unknown:
+            raise ValueError(f"retry_on has unknown outcome(s) {sorted(unknown)}; valid: {[o.value for o in Outcome]}")
+        self.retry_on = tuple(retry_on)
+        self.poll_interval = poll_interval
+        self.deferrable = deferrable
+        self.stream_logs = stream_logs
+        self.wait_timeout = wait_timeout
+        self._job_id: str | None = None
+
+    # Set-up -------------------------------------------------------------------------------
+    def _profile(self):
+        from tasks.profiles import load_profile
+
+        return load_profile(self.profile)
+
+    def _hook(self, profile) -> SlurmHook:
+        return SlurmHook(self.ssh_conn_id or profile.ssh_conn_id, accounting=profile.accounting)
+
+    def _identity(self, context) -> str:
+        ti = context["ti"]
+        map_index = getattr(ti, "map_index", -1)
+        suffix = f".{map_index}" if map_index is not None and map_index >= 0 else ""
+        return f"{_safe(ti.dag_id)}/{_safe(ti.run_id)}/{_safe(ti.task_id)}{suffix}"
+
+    def _paths(self, profile, context) -> dict[str, str]:
+        base = f"{profile.workdir.rstrip('/')}/.skillflow"
+        ident = self._identity(context)
+        return {"record": f"{base}/jobs/{ident}.jobid", "script_dir": f"{base}/scripts/{ident}"}
+
+    # Execution ----------------------------------------------------------------------------
+    def execute(self, context) -> dict[str, Any]:
+        from tasks.slurm.render import default_log_path, render_sbatch
+        from tasks.slurm.spec import JobSpec
+
+        profile = self._profile()
+        hook = self._hook(profile)
+        spec = JobSpec.from_dict(self.job).validate()
+        workdir = spec.workdir or profile.workdir
+        log_path = spec.output or default_log_path(spec, workdir)
+        paths = self._paths(profile, context)
+
+        job_id = self._reusable_job(hook, paths["record"])
+        if job_id is None:
+            try_number = context["ti"].try_number
+            script = render_sbatch(spec, profile)
+            script_path = f"{paths['script_dir']}/try{try_number}.sbatch"
+            job_id = hook.submit_script(script, script_path, log_path.rsplit("/", 1)[0], paths["record"])
+            self.log.info("Submitted Slurm job %s (%s); script %s", job_id, spec.name, script_path)
+        self._job_id = job_id
+        resolved_log = log_path.replace("%j", job_id).replace("%A", job_id)
+        context["ti"].xcom_push(key="slurm_job_id", value=job_id)
+        context["ti"].xcom_push(key="slurm_log", value=resolved_log)
+
+        if not self.deferrable:
+            return self._wait_inline(hook, profile, job_id, resolved_log)
+        from operators.slurm.trigger import SlurmJobTrigger
+
+        self.defer(
+            trigger=SlurmJobTrigger(ssh_conn_id=hook.ssh_conn_id, job_id=job_id,
+                                    poll_interval=self.poll_interval or profile.poll_interval_s,
+                                    accounting=profile.accounting,
+                                    log_path=resolved_log, stream_logs=self.stream_logs),
+            method_name="execute_complete",
+            timeout=self.wait_timeout,
+        )
+
+    def _reusable_job(self, hook: SlurmHook, record_path: str) -> str | None:
+        """The job of an earlier try that is still worth waiting for, if any."""
+        record = hook.read_record(record_path)
+        if not record:
+            return None
+        job_id = record["job_id"]
+        states = hook.states([job_id])
+        if not states:
+            return None
+        if any(s.state in ACTIVE for s in states):
+            self.log.info("Reconnecting to Slurm job %s from an earlier try (%s)", job_id,
+                          ",".join(sorted({s.state for s in states})))
+            return job_id
+        if all(s.outcome is Outcome.SUCCESS for s in states):
+            self.log.info("Slurm job %s of an earlier try already completed; reusing its result", job_id)
+            return job_id
+        return None
+
+    def _wait_inline(self, hook: SlurmHook, profile, job_id: str, log_path: str | None) -> dict[str, Any]:
+        interval = self.poll_interval or profile.poll_interval_s
+        missing = 0
+        while True:
+            states = hook.states([job_id])
+            if states and all(s.terminal for s in states):
+                return self._judge(hook, job_id, states, log_path)
+            missing = missing + 1 if not states else 0
+            if missing >= 5:
+                return self._judge(hook, job_id, [], log_path, lost=True)
+            time.sleep(interval)
+
+    def execute_complete(self, context, event: dict[str, Any]) -> dict[str, Any]:
+        profile = self._profile()
+        hook = self._hook(profile)
+        job_id = event.get("job_id")
+        self._job_id = job_id
+        if event.get("status") == "error":
+            raise SlurmJobError(f"Lost track of Slurm job {job_id}: {event.get('message')}", job_id=job_id,
+                                outcome=Outcome.LOST)
+        states = [JobState(**s) for s in event.get("states", [])]
+        return self._judge(hook, job_id, states, event.get("log_path"), lost=event.get("status") == "lost")
+
+    # Judgement ----------------------------------------------------------------------------
+    def _judge(self, hook: SlurmHook, job_id: str, states: list[JobState], log_path: str | None,
+               lost: bool = False) -> dict[str, Any]:
+        failed = [s for s in states if s.outcome is not Outcome.SUCCESS]
+        elapsed = sum(s.elapsed_s or 0 for s in states)
+        gpu_hours = sum(s.gpu_hours or 0.0 for s in states)
+        result = {"job_id": job_id, "states": {s.key: s.state for s in states}, "elapsed_s": elapsed,
+                  "gpu_hours": round(gpu_hours, 4), "log": log_path}
+        if not failed and not lost:
+            self.log.info("Slurm job %s succeeded (%d element(s), %ss, %.3f GPU-hours)", job_id, len(states),
+                          elapsed, gpu_hours)
+            return result
+        if self.expected_outputs:
+            complete = hook.files_complete(self.expected_outputs)
+            if complete and all(complete.values()):
+                self.log.warning("Slurm job %s ended %s, but every expected output exists; counting it as a "
+                                 "success", job_id, ",".join(sorted({s.state for s in failed})) or "LOST")
+                return result
+            missing = [p for p, ok in complete.items() if not ok]
+            self.log.error("Expected outputs missing: %s", ", ".join(missing))
+        outcome = Outcome.LOST if lost or not failed else self._worst(failed)
+        message = self._describe(hook, job_id, failed, log_path, outcome)
+        error_cls = BY_OUTCOME[outcome]
+        error = error_cls(message, job_id=job_id, outcome=outcome,
+                          failed_indices=[s.array_task_id for s in failed if s.array_task_id])
+        if outcome.value not in self.retry_on:
+            raise AirflowFailException(f"[{outcome.value}, not retried] {message}") from error
+        raise error
+
+    @staticmethod
+    def _worst(failed: list[JobState]) -> Outcome:
+        # Infrastructure outcomes first: they decide whether a retry can help.
+        order = [Outcome.NODE_FAIL, Outcome.PREEMPTED, Outcome.OUT_OF_MEMORY, Outcome.TIMEOUT, Outcome.CANCELLED,
+                 Outcome.FAILED, Outcome.LOST]
+        present = {s.outcome for s in failed}
+        return next(o for o in order if o in present)
+
+    def _describe(self, hook: SlurmHook, job_id: str, failed: list[JobState], log_path: str | None,
+                  outcome: Outcome) -> str:
+        if not failed:
+            return f"Slurm job {job_id} is in neither squeue nor accounting (outcome LOST)"
+        if any(s.array_task_id for s in failed):
+            idx = sorted((s.array_task_id for s in failed if s.array_task_id), key=lambda x: int(x))
+            detail = "; ".join(f"[{s.array_task_id}] {s.state} exit {s.exit_code}" for s in failed[:20])
+            head = f"Slurm array {job_id}: {len(failed)} element(s) failed, indices {','.join(idx)} ({detail})"
+            first = next(s for s in failed if s.array_task_id)
+            tail_path = log_path.replace("%a", first.array_task_id) if log_path else None
+        else:
+            s = failed[0]
+            sig = f", signal {s.signal}" if s.signal else ""
+            head = (f"Slurm job {job_id} ended {s.state} ({outcome.value}) with exit code {s.exit_code}{sig}, "
+                    f"reason {s.reason or 'n/a'}")
+            tail_path = log_path
+        if tail_path:
+            head += f"\nlog: {tail_path}\n--- last lines of the log ---\n{hook.last_lines(tail_path, 30)}"
+        return head
+
+    def on_kill(self) -> None:
+        """Cancel the job when the task is killed while it runs on the worker."""
+        if self._job_id:
+            try:
+                profile = self._profile()
+                self._hook(profile).cancel([self._job_id])
+                self.log.info("Cancelled Slurm job %s because the task was killed", self._job_id)
+            except Exception as exc:  # on_kill must not raise
+                self.log.error("Could not cancel Slurm job %s: %s", self._job_id, exc)

@@ -1,0 +1,104 @@
+"""The trigger that waits for one Slurm job (or one job array) in Airflow's triggerer."""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import asdict
+from typing import Any, AsyncIterator
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from tasks.slurm import commands
+from tasks.slurm.states import JobState
+
+
+class SlurmJobTrigger(BaseTrigger):
+    """Fires once, when the job (every element of an array) is terminal or cannot be tracked.
+
+    Its state is its constructor arguments (``serialize`` returns exactly them), so a restarted
+    triggerer resumes it, including the log offset already streamed.
+    """
+
+    def __init__(self, *, ssh_conn_id: str, job_id: str, poll_interval: float = 10.0,
+                 accounting: str = "slurmdbd", log_path: str | None = None, log_offset: int = 0,
+                 stream_logs: bool = True, max_disconnected_s: float = 1800.0):
+        super().__init__()
+        self.ssh_conn_id = ssh_conn_id
+        self.job_id = commands.check_job_id(job_id)
+        self.poll_interval = float(poll_interval)
+        self.accounting = accounting
+        self.log_path = log_path
+        self.log_offset = int(log_offset)
+        self.stream_logs = bool(stream_logs)
+        self.max_disconnected_s = float(max_disconnected_s)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "ssh_conn_id": self.ssh_conn_id,
+                "job_id": self.job_id,
+                "poll_interval": self.poll_interval,
+                "accounting": self.accounting,
+                "log_path": self.log_path,
+                "log_offset": self.log_offset,
+                "stream_logs": self.stream_logs,
+                "max_disconnected_s": self.max_disconnected_s,
+            },
+        )
+
+    def _poller(self):
+        from operators.slurm.poller import ClusterPoller
+
+        return ClusterPoller.get(self.ssh_conn_id, self.poll_interval, self.accounting, self.max_disconnected_s)
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from operators.slurm.poller import Watch
+
+        poller = self._poller()
+        # An array's elements each have their own log (…_%a.log); only a single log is streamed.
+        streamed = self.log_path if self.stream_logs and self.log_path and "%" not in self.log_path else None
+        watch = Watch(job_id=self.job_id, log_path=streamed, log_offset=self.log_offset)
+        watch_id = poller.add(watch)
+        last_state = None
+        pending_text = b""
+        try:
+            while True:
+                update = await watch.updates.get()
+                if update.error:
+                    yield TriggerEvent(self._event("error", [], watch.log_offset, update.error))
+                    return
+                if update.log_bytes:
+                    pending_text += update.log_bytes
+                    *complete, pending_text = pending_text.split(b"\n")
+                    for line in complete:
+                        self.log.info("[slurm %s] %s", self.job_id, line.decode("utf-8", "replace"))
+                self.log_offset = update.log_offset
+                summary = ",".join(sorted({s.state for s in update.states}))
+                if summary and summary != last_state:
+                    self.log.info("Slurm job %s: %s", self.job_id, summary)
+                    last_state = summary
+                if update.states and all(s.terminal for s in update.states):
+                    if pending_text:
+                        self.log.info("[slurm %s] %s", self.job_id, pending_text.decode("utf-8", "replace"))
+                    yield TriggerEvent(self._event("done", update.states, update.log_offset))
+                    return
+                if update.lost:
+                    yield TriggerEvent(self._event("lost", update.states, update.log_offset,
+                                                   f"job {self.job_id} is in neither squeue nor accounting"))
+                    return
+        finally:
+            poller.remove(watch_id)
+
+    def _event(self, status: str, states: list[JobState], offset: int, message: str = "") -> dict[str, Any]:
+        return {"status": status, "job_id": self.job_id, "states": [asdict(s) for s in states],
+                "log_path": self.log_path, "log_offset": offset, "message": message}
+
+    async def on_kill(self) -> None:
+        """The user killed the deferred task: cancel the job so no GPU keeps working for nobody."""
+        self.log.info("Task killed while deferred: cancelling Slurm job %s", self.job_id)
+        poller = self._poller()
+        try:
+            await asyncio.wait_for(poller.run(commands.cancel_command([self.job_id])), timeout=60)
+        finally:
+            if not poller.watches:
+                poller._drop()

@@ -1,0 +1,114 @@
+"""A small client of Airflow 3's REST API (v2), for the command line and the tests.
+
+It uses plain HTTP so the CLI can drive a deployment without importing Airflow.
+"""
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any, Callable
+
+
+class AirflowAPIError(RuntimeError):
+    pass
+
+
+class AirflowClient:
+    def __init__(self, base_url: str, username: str, password: str, timeout: float = 30.0):
+        self.base_url = base_url.rstrip("/")
+        self.username = username
+        self.password = password
+        self.timeout = timeout
+        self._token: str | None = None
+
+    def _request(self, method: str, path: str, body: Any = None, auth: bool = True) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if auth:
+            headers["Authorization"] = f"Bearer {self.token()}"
+        req = urllib.request.Request(self.base_url + path, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                text = resp.read().decode()
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode("utf-8", "replace")
+            if exc.code == 401 and auth and self._token:
+                self._token = None
+                return self._request(method, path, body, auth)
+            raise AirflowAPIError(f"{method} {path}: HTTP {exc.code}: {detail[:2000]}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise AirflowAPIError(f"{method} {path}: {exc}") from None
+        return json.loads(text) if text else None
+
+    def token(self) -> str:
+        if self._token is None:
+            out = self._request("POST", "/auth/token", {"username": self.username, "password": self.password},
+                                auth=False)
+            self._token = out["access_token"]
+        return self._token
+
+    def get_dag(self, dag_id: str) -> dict | None:
+        try:
+            return self._request("GET", f"/api/v2/dags/{urllib.parse.quote(dag_id)}")
+        except AirflowAPIError as exc:
+            if "HTTP 404" in str(exc):
+                return None
+            raise
+
+    def wait_for_dag(self, dag_id: str, timeout: float = 180.0) -> dict:
+        """The dag-processor parses new files on its own schedule; wait until the DAG is known."""
+        deadline = time.monotonic() + timeout
+        while True:
+            dag = self.get_dag(dag_id)
+            if dag is not None:
+                if dag.get("is_paused"):
+                    self._request("PATCH", f"/api/v2/dags/{urllib.parse.quote(dag_id)}", {"is_paused": False})
+                return dag
+            if time.monotonic() > deadline:
+                errors = self.import_errors()
+                raise AirflowAPIError(f"DAG {dag_id} did not appear within {timeout:.0f}s; import errors: {errors}")
+            time.sleep(2)
+
+    def import_errors(self) -> list[dict]:
+        return self._request("GET", "/api/v2/importErrors").get("import_errors", [])
+
+    def trigger(self, dag_id: str, conf: dict | None = None, run_id: str | None = None) -> dict:
+        body: dict[str, Any] = {"logical_date": None, "conf": conf or {}}
+        if run_id:
+            body["dag_run_id"] = run_id
+        return self._request("POST", f"/api/v2/dags/{urllib.parse.quote(dag_id)}/dagRuns", body)
+
+    def dag_run(self, dag_id: str, run_id: str) -> dict:
+        return self._request("GET", f"/api/v2/dags/{urllib.parse.quote(dag_id)}/dagRuns/{urllib.parse.quote(run_id)}")
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
+        path = f"/api/v2/dags/{urllib.parse.quote(dag_id)}/dagRuns/{urllib.parse.quote(run_id)}/taskInstances"
+        return self._request("GET", path).get("task_instances", [])
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value", map_index: int = -1) -> Any:
+        path = (f"/api/v2/dags/{urllib.parse.quote(dag_id)}/dagRuns/{urllib.parse.quote(run_id)}/taskInstances/"
+                f"{urllib.parse.quote(task_id)}/xcomEntries/{urllib.parse.quote(key)}?map_index={map_index}")
+        value = self._request("GET", path).get("value")
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except ValueError:
+                return value
+        return value
+
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 1800.0,
+                     progress: Callable[[dict, list[dict]], None] | None = None, interval: float = 3.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            run = self.dag_run(dag_id, run_id)
+            tis = self.task_instances(dag_id, run_id) if progress else []
+            if progress:
+                progress(run, tis)
+            if run["state"] in ("success", "failed"):
+                return run
+            if time.monotonic() > deadline:
+                raise AirflowAPIError(f"DAG run {dag_id}/{run_id} still {run['state']} after {timeout:.0f}s")
+            time.sleep(interval)
