@@ -1,0 +1,82 @@
+# skillflow: two commands matter on a fresh Debian machine, `make demo` and `make test`.
+# Everything they need is installed by the targets below, idempotently (stamp files).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+APT_PACKAGES := openssh-server openssh-client slurm-wlm munge nodejs npm util-linux procps
+PYTEST_ARGS ?=
+
+.PHONY: help deps venv node install up down status demo test test-unit test-integration bench lock clean-var
+
+help:
+	@echo "make demo   - install what is missing, start the local stack, run the demo DAG end to end"
+	@echo "make test   - unit tests and integration tests against the real local stack"
+	@echo "make up | down | status - the local stack (also: .venv/bin/skillflow stack ...)"
+	@echo "make bench  - every benchmark; writes docs/performance.md"
+
+# System packages: Slurm, munge, sshd and Node (for the S3 server). Only what is missing.
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then :; else missing=$$(echo $$missing | tr ' ' '\n' | grep -vx -e nodejs -e npm | tr '\n' ' '); fi; \
+	if ! $(PYTHON) -m venv --help >/dev/null 2>&1; then missing="$$missing python3-venv"; fi; \
+	if [ -n "$$(echo $$missing)" ]; then \
+	  echo "Installing system packages:$$missing"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -q && apt-get install -y -q --no-install-recommends $$missing; \
+	else echo "System packages: present"; fi
+
+$(VENV)/.stamp: requirements.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@# The machines' pip config names local wheel folders that may not exist; drop that noise only.
+	set -o pipefail; $(PIP) install -q --upgrade pip 2>&1 | (grep -v "is ignored" || true)
+	set -o pipefail; $(PIP) install -q -r requirements.txt 2>&1 | (grep -v "is ignored" || true)
+	set -o pipefail; $(PIP) install -q --no-deps -e . 2>&1 | (grep -v "is ignored" || true)
+	$(PIP) check
+	@touch $@
+
+venv: $(VENV)/.stamp
+
+stack/node_modules/.stamp: stack/package-lock.json
+	cd stack && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+node: stack/node_modules/.stamp
+
+install: deps venv node
+
+up: install
+	$(VENV)/bin/skillflow stack up
+
+down:
+	@test -x $(VENV)/bin/skillflow && $(VENV)/bin/skillflow stack down || true
+
+status:
+	$(VENV)/bin/skillflow stack status
+
+demo: install
+	$(VENV)/bin/skillflow demo
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: install
+	$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)
+
+test-integration: install
+	$(PY) -m pytest -m integration $(PYTEST_ARGS)
+
+bench: install
+	$(PY) bench/run_all.py
+
+# Re-resolve requirements.in into the lock (needs the package index).
+lock:
+	rm -rf /tmp/skillflow-lock && $(PYTHON) -m venv /tmp/skillflow-lock
+	/tmp/skillflow-lock/bin/pip install -q -U pip && /tmp/skillflow-lock/bin/pip install -q -r requirements.in
+	/tmp/skillflow-lock/bin/pip check
+	(echo "# Lock of requirements.in, resolved on Python 3.11 (Debian 12, x86_64) with pip; regenerate with \`make lock\`."; \
+	 /tmp/skillflow-lock/bin/pip freeze --exclude-editable) > requirements.txt
+
+clean-var: down
+	rm -rf var
