@@ -113,4 +113,4 @@ def skillflow_demo():
     record(job.output)
 
 
-skillflow_demo()
+dag = skillflow_demo()
