@@ -1,0 +1,112 @@
+"""A small client for OpenAI-compatible ``POST {base_url}/v1/completions`` servers.
+
+Sampling follows spec §4.4: greedy is temperature 0 with top_k 1 and top_p 1 (what TensorRT-LLM
+gets as "temperature 1.0, top_k 1" upstream; OpenAI-style servers take temperature 0 as greedy),
+evaluation sampling is T=0.7, top_p=0.95, labeling T=1.0, top_p=0.95; the seed goes as ``seed``.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+
+class GenerationError(RuntimeError):
+    """The completions server failed in a way retries did not fix; the message names the URL."""
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Sampling settings sent with every request of one output file."""
+
+    temperature: float
+    top_p: float
+    top_k: int | None = None
+    seed: int | None = None
+
+    @classmethod
+    def greedy(cls) -> "Sampling":
+        return cls(temperature=0.0, top_p=1.0, top_k=1, seed=0)
+
+    @classmethod
+    def random(cls, seed: int, temperature: float = 0.7, top_p: float = 0.95) -> "Sampling":
+        return cls(temperature=temperature, top_p=top_p, top_k=None, seed=seed)
+
+    def request_fields(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {"temperature": self.temperature, "top_p": self.top_p}
+        if self.top_k is not None:  # top_k is a widely accepted extension, sent only when it matters
+            fields["top_k"] = self.top_k
+        if self.seed is not None:
+            fields["seed"] = self.seed
+        return fields
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One choice of a completions response.
+
+    ``stop_reason`` is the matched stop string where the server reports it (vLLM and
+    TensorRT-LLM do, as ``stop_reason``); llama.cpp servers only say ``finish_reason: "stop"``.
+    """
+
+    text: str
+    finish_reason: str | None
+    stop_reason: Any = None
+
+
+class CompletionsClient:
+    """Thread-safe client; one ``requests.Session`` per thread, retries for 5xx and lost connections."""
+
+    def __init__(self, base_url: str, model: str, *, timeout_s: float = 600.0, retries: int = 3,
+                 backoff_s: float = 1.0):
+        url = base_url.rstrip("/")
+        self.base_url = url[: -len("/v1")] if url.endswith("/v1") else url
+        self.model = model
+        self.timeout_s = timeout_s
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self._local = threading.local()
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.base_url}/v1/completions"
+
+    def _session(self) -> Any:
+        import requests
+
+        if not hasattr(self._local, "session"):
+            self._local.session = requests.Session()
+        return self._local.session
+
+    def complete(self, prompt: str, *, max_tokens: int, sampling: Sampling, stop: list[str]) -> Completion:
+        """Generate up to ``max_tokens`` new tokens after ``prompt``; stop strings are not in ``text``."""
+        import requests
+
+        body = {"model": self.model, "prompt": prompt, "max_tokens": max_tokens, "n": 1, "stream": False,
+                **sampling.request_fields()}
+        if stop:
+            body["stop"] = list(stop)
+        last_error = ""
+        for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(self.backoff_s * 2 ** (attempt - 1))
+            try:
+                resp = self._session().post(self.endpoint, json=body, timeout=self.timeout_s)
+            except requests.RequestException as exc:
+                last_error = f"{type(exc).__name__}: {exc}"
+                continue
+            if resp.status_code >= 500:
+                last_error = f"HTTP {resp.status_code}: {resp.text[:300]}"
+                continue
+            if resp.status_code != 200:
+                raise GenerationError(f"{self.endpoint} rejected the request with HTTP {resp.status_code}: "
+                                      f"{resp.text[:500]}")
+            try:
+                choice = resp.json()["choices"][0]
+                return Completion(text=choice["text"] or "", finish_reason=choice.get("finish_reason"),
+                                  stop_reason=choice.get("stop_reason"))
+            except (ValueError, KeyError, IndexError, TypeError) as exc:
+                raise GenerationError(f"{self.endpoint} answered without choices[0].text: {exc!r}: "
+                                      f"{resp.text[:300]}") from None
+        raise GenerationError(f"{self.endpoint} failed {self.retries + 1} times; last error: {last_error}")
