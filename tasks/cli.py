@@ -1,0 +1,54 @@
+"""The ``skillflow`` command line.
+
+Each sub-command lives in its own module that exposes ``register(subparsers)``; the module list
+below is the only place that knows them all. Modules must keep heavy imports inside their
+handlers so that ``skillflow --help`` stays fast.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMAND_MODULES = [
+    "tasks.stack.cli",
+    "tasks.demo",
+    "tasks.sft_data.cli",
+    "tasks.datasets.cli",
+    "tasks.grading.cli",
+    "tasks.summarize",
+    "tasks.sandbox.cli",
+    "tasks.generation.cli",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="skillflow", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        rc = args.handler(args)
+    except KeyboardInterrupt:
+        return 130
+    except UserError as exc:
+        print(f"skillflow: error: {exc}", file=sys.stderr)
+        return 2
+    return int(rc or 0)
+
+
+class UserError(Exception):
+    """An error the user can fix; printed without a traceback, exit status 2."""
+
+
+if __name__ == "__main__":  # pragma: no cover
+    # Run through the installed module so UserError is the same class the handlers raise.
+    from tasks.cli import main as _main
+
+    sys.exit(_main())
