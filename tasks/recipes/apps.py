@@ -1,0 +1,182 @@
+"""APPS recipe steps (OpenRLHF 0.5.3 SFT, then vLLM sampling) as Slurm jobs (apps spec §1, §2.3, §7).
+
+Training runs the seed command on 2 nodes x 4 GPUs: one Slurm task per node, each running
+DeepSpeed's launcher in ``--no_ssh`` mode with its own node rank, the rendezvous variables and
+the hostfile exported by the renderer. ``--mem=0 --exclusive`` give the job all of each node's
+memory, which is the seed's fix for SIGBUS in NCCL's shared-memory transport (§1.7).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tasks.profiles import ClusterProfile
+from tasks.recipes.common import (JobOptions, PathMap, RecipeError, RecipeJob, abs_path, basename, make_spec, parent,
+                                  positive, q, slug)
+from tasks.recipes.openmath import KnownFix
+
+KNOWN_FIXES: tuple[KnownFix, ...] = (
+    KnownFix("per-node-rank", ("openrlhf_sft",),
+             "the rank must be expanded on each node; expanding it on the submit host gives every node rank 0 "
+             "and the job hangs",
+             "the command text reaches each task verbatim and $NODE_RANK is set from $SLURM_NODEID on its node; "
+             "the hostfile lists nodes in the same `scontrol show hostnames` order",
+             "apps §1.7"),
+    KnownFix("ckpt-path-per-run", ("openrlhf_sft",),
+             "--ckpt_path defaults to ./ckpt/checkpoints_sft relative to the working directory, shared by runs",
+             "--ckpt_path is set under output_dir",
+             "apps §1.1"),
+    KnownFix("single-max-epochs", ("openrlhf_sft",),
+             "the seed command lists --max_epochs 2 twice", "it is passed once", "apps §1.1"),
+    KnownFix("cuda-visible-devices", ("vllm_sampling",),
+             "llmkit's model_map reads CUDA_VISIBLE_DEVICES and raises KeyError when it is unset",
+             "the job exports it (0..gpus-1) when Slurm did not", "apps §2.3"),
+    KnownFix("vllm-spawn", ("vllm_sampling",),
+             "vLLM engines with TP>1 started from a forked ProcessPoolExecutor worker can fail with "
+             "'Cannot re-initialize CUDA in forked subprocess'",
+             "VLLM_WORKER_MULTIPROC_METHOD=spawn", "apps §5"),
+)
+
+
+@dataclass(frozen=True)
+class OpenrlhfSftParams:
+    """``openrlhf.cli.train_sft`` with the seed's flags (apps spec §1.1); defaults are the seed values.
+
+    ``pretrain`` is the HF model folder, ``dataset`` the ``train_sft.jsonl`` from ``prep_apps``;
+    the final HF model goes to ``output_dir/model`` and TensorBoard events to ``output_dir/runs``.
+    """
+
+    pretrain: str
+    dataset: str
+    output_dir: str
+    num_nodes: int = 2
+    gpus_per_node: int = 4
+    max_len: int = 2048
+    input_key: str = "question"
+    output_key: str = "response"
+    apply_chat_template: bool = True
+    train_batch_size: int = 256
+    micro_train_batch_size: int = 2
+    max_epochs: int = 2
+    max_samples: int = 5000000
+    save_steps: int = 16000
+    logging_steps: int = 1
+    eval_steps: int = -1
+    zero_stage: int = 3
+    seed: int = 42
+    bf16: bool = True
+    flash_attn: bool = True
+    learning_rate: str = "2e-5"
+    packing_samples: bool = True
+    gradient_checkpointing: bool = True
+    master_port: int = 29500
+    image_key: str = "openrlhf"
+
+
+def openrlhf_sft_job(params: OpenrlhfSftParams, profile: ClusterProfile,
+                     opts: JobOptions = JobOptions()) -> RecipeJob:
+    """The seed's two-node DeepSpeed SFT; writes ``output_dir/model`` (HF format) at the end."""
+    nodes = positive("num_nodes", params.num_nodes)
+    gpn = positive("gpus_per_node", params.gpus_per_node)
+    micro = positive("micro_train_batch_size", params.micro_train_batch_size)
+    batch = positive("train_batch_size", params.train_batch_size)
+    if batch % (micro * nodes * gpn):
+        raise RecipeError(f"train_batch_size={batch} must be a multiple of micro_train_batch_size x world size "
+                          f"({micro} x {nodes * gpn})")
+    paths = PathMap(profile)
+    model = paths.bind(abs_path("pretrain", params.pretrain), "/model")
+    data_host = abs_path("dataset", params.dataset)
+    data = paths.bind(parent(data_host), "/data") + "/" + basename(data_host)
+    out_host = abs_path("output_dir", params.output_dir)
+    out = paths.bind(out_host, "/output")
+    flags: list[str] = [
+        "--pretrain", q(model), "--dataset", q(data), "--save_path", q(f"{out}/model"),
+        "--ckpt_path", q(f"{out}/ckpt/checkpoints_sft"),
+        "--max_len", str(positive("max_len", params.max_len)),
+        "--input_key", q(params.input_key), "--output_key", q(params.output_key)]
+    if params.apply_chat_template:
+        flags.append("--apply_chat_template")
+    flags += ["--train_batch_size", str(batch), "--micro_train_batch_size", str(micro),
+              "--max_epochs", str(positive("max_epochs", params.max_epochs)),
+              "--max_samples", str(positive("max_samples", params.max_samples)),
+              "--save_steps", str(int(params.save_steps)), "--logging_steps", str(int(params.logging_steps)),
+              "--eval_steps", str(int(params.eval_steps)), "--zero_stage", str(int(params.zero_stage)),
+              "--seed", str(int(params.seed))]
+    if params.bf16:
+        flags.append("--bf16")
+    if params.flash_attn:
+        flags.append("--flash_attn")
+    flags += ["--learning_rate", q(params.learning_rate)]
+    if params.packing_samples:
+        flags.append("--packing_samples")
+    flags += ["--use_tensorboard", q(f"{out}/runs")]
+    if params.gradient_checkpointing:
+        flags.append("--gradient_checkpointing")
+    pairs = []
+    i = 0
+    while i < len(flags):  # one flag (with its value) per line, for a readable script
+        if i + 1 < len(flags) and not flags[i + 1].startswith("--"):
+            pairs.append(f"{flags[i]} {flags[i + 1]}")
+            i += 2
+        else:
+            pairs.append(flags[i])
+            i += 1
+    command = (
+        f"mkdir -p {q(out + '/model')} {q(out + '/runs')} || exit 1\n"
+        'exec deepspeed --hostfile "$SKILLFLOW_HOSTFILE" --no_ssh --node_rank "$NODE_RANK" '
+        '--master_addr "$MASTER_ADDR" --master_port "$MASTER_PORT" --module openrlhf.cli.train_sft \\\n    '
+        + " \\\n    ".join(pairs) + "\n"
+    )
+    spec = make_spec(opts, name=f"openrlhf-sft-{slug(basename(out_host))}", command=command,
+                     image=profile.image(params.image_key), nodes=nodes, ntasks_per_node=1, gpus_per_node=gpn,
+                     mem="0", exclusive=True, master_port=params.master_port, mounts=paths.mounts)
+    return RecipeJob(spec=spec, outputs=(f"{out_host}/model/config.json",
+                                         f"{out_host}/model/model.safetensors.index.json"), dirs=(out_host,))
+
+
+@dataclass(frozen=True)
+class VllmSamplingParams:
+    """``llmkit_data.cli.sample`` as the seed ran it (apps spec §2.3).
+
+    10 samples per prompt, T=0.6, top_p=0.95, at most 2048 new tokens, one vLLM engine with
+    TP=``gpu_per_model``; the tool seeds everything (vLLM included) with 42 itself -- it has no
+    seed flag. Output: one line per sample, ``n_sample`` consecutive lines per prompt.
+    """
+
+    model: str
+    prompts: str
+    out: str
+    n_sample: int = 10
+    temperature: float = 0.6
+    top_p: float = 0.95
+    max_tokens: int = 2048
+    num_gpus: int = 4
+    gpu_per_model: int = 4
+    image_key: str = "openrlhf"
+
+
+def vllm_sampling_job(params: VllmSamplingParams, profile: ClusterProfile,
+                      opts: JobOptions = JobOptions()) -> RecipeJob:
+    gpus = positive("num_gpus", params.num_gpus)
+    per_model = positive("gpu_per_model", params.gpu_per_model)
+    if gpus % per_model:
+        raise RecipeError(f"num_gpus={gpus} must be a multiple of gpu_per_model={per_model}")
+    paths = PathMap(profile)
+    model = paths.bind(abs_path("model", params.model), "/model")
+    prompts_host = abs_path("prompts", params.prompts)
+    prompts = paths.bind(parent(prompts_host), "/prompts") + "/" + basename(prompts_host)
+    out_host = abs_path("out", params.out)
+    out = paths.bind(parent(out_host), "/output") + "/" + basename(out_host)
+    visible = ",".join(str(i) for i in range(gpus))
+    command = (
+        "export VLLM_WORKER_MULTIPROC_METHOD=spawn\n"
+        f'export CUDA_VISIBLE_DEVICES="${{CUDA_VISIBLE_DEVICES:-{visible}}}"\n'
+        '"$SKILLFLOW_PYTHON" -m llmkit_data.cli.sample \\\n'
+        f"    --prompts {q(prompts)} \\\n    --out {q(out)} \\\n    --model {q(model)} \\\n"
+        f"    --n_sample {positive('n_sample', params.n_sample)} \\\n"
+        f"    --temperature {q(params.temperature)} \\\n    --top_p {q(params.top_p)} \\\n"
+        f"    --max_tokens {positive('max_tokens', params.max_tokens)} \\\n"
+        f"    --gpu_per_model {per_model}\n"
+    )
+    spec = make_spec(opts, name=f"apps-sample-{slug(basename(out_host))}", command=command,
+                     image=profile.image(params.image_key), gpus_per_node=gpus, mounts=paths.mounts)
+    return RecipeJob(spec=spec, outputs=(out_host,), dirs=(parent(out_host),))

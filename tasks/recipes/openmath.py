@@ -1,0 +1,651 @@
+"""OpenMath / OpenMathInstruct-1 steps (NeMo-Skills main@9b7f9d57) as Slurm jobs.
+
+Builders reproduce the seed document's commands (openmath spec §3, §4, §8, §10) inside the
+profile's pinned images, with the fixes of :data:`KNOWN_FIXES` applied. Generation steps
+(evaluation, labeling) take ``engine="nemo_skills"`` (upstream scripts and servers) or
+``engine="native"`` (``skillflow generate`` against vLLM or llama.cpp). Every builder returns a
+:class:`RecipeJob`; host paths must be absolute.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from tasks.profiles import ClusterProfile
+from tasks.recipes.common import (JobOptions, PathMap, RecipeError, RecipeJob, abs_path, basename, ident, make_spec,
+                                  parent, positive, q, slug, slurm_time_seconds, words)
+from tasks.recipes.engines import (NativeServer, NemoSkillsServer, check_engine, native_generate, native_sandbox,
+                                   native_step, nemo_skills_image, nemo_skills_sandbox, nemo_skills_server,
+                                   nemo_skills_step)
+
+
+@dataclass(frozen=True)
+class KnownFix:
+    """A place where we deliberately render something other than the seed document."""
+
+    key: str
+    steps: tuple[str, ...]
+    upstream: str
+    fix: str
+    ref: str
+
+
+KNOWN_FIXES: tuple[KnownFix, ...] = (
+    KnownFix("labeling-num-few-shots", ("labeling",),
+             "the seed doc's labeling command does not set num_few_shots, which defaults to 0 on main, "
+             "so the few-shot prompt would carry no examples",
+             "labeling passes ++prompt.few_shot_examples.num_few_shots=5 (the paper's K, v0.1.1's default)",
+             "openmath §8.2, §12.6"),
+    KnownFix("copy-all-tokenizer-files", ("trtllm_build",),
+             "the seed doc copies only tokenizer.model into the engine folder",
+             "every tokenizer file (tokenizer*, special_tokens_map.json, added_tokens.json) is copied, because "
+             "the main server loads AutoTokenizer from the engine folder; the job fails if none was copied",
+             "openmath §3.1"),
+    KnownFix("server-ready-wait", ("eval", "labeling"),
+             "task 0 waits with `tail -n0 -f /tmp/server_logs.txt | sed '/ready/ q'`: a ready line written "
+             "before tail starts is missed, and a server that dies first makes the job hang until walltime",
+             "the log (one file per job id) is polled for the ready line with a time limit, and the job fails "
+             "as soon as the server process is gone",
+             "openmath §1.4"),
+    KnownFix("stop-servers-on-failure", ("eval", "labeling"),
+             "the servers are stopped by `&& pkill ...` after the last command, so a failing command leaves "
+             "every server running until walltime",
+             "task 0 always stops the servers and exits with the status of its commands; the other tasks "
+             "exit 0 once their server is stopped (outputs are still checked, §12.1)",
+             "openmath §1.4, §12.1"),
+    KnownFix("no-secrets-in-script", ("eval", "labeling", "nemo_sft"),
+             "HF_TOKEN and WANDB_API_KEY values are written into the generated sbatch script",
+             "they are inherited from the job's environment and never rendered",
+             "openmath §1.1"),
+    KnownFix("sampling-chunks-skip-greedy", ("eval_sampling",),
+             "run_eval.py always prepends the greedy commands, so a sampling chunk re-runs greedy decoding "
+             "(a no-op with skip_filled, but it appends to output-greedy.jsonl if the greedy job is still running)",
+             "a sampling chunk runs only its seeds; greedy decoding is its own job",
+             "openmath §4.2"),
+    KnownFix("labeling-job-array", ("labeling",),
+             "one sbatch job per seed (128 or 224 submissions)",
+             "one job array with a %throttle; element i labels seed starting_seed + i, outputs unchanged",
+             "openmath §8.2"),
+    KnownFix("sft-walltime", ("nemo_sft",),
+             "without partition timeouts the job asks for -t 10000:00:00:00 and sets no max_time_per_run",
+             "walltime comes from the profile; exp_manager.max_time_per_run = walltime - 15 min (upstream's "
+             "margin) and --signal=TERM@lead gives NeMo time to checkpoint; a resubmission resumes "
+             "(resume_if_exists in sft_config_codegen)",
+             "openmath §1.2, §10.2"),
+    KnownFix("untar-base-nemo", ("hf_to_nemo",),
+             "the .nemo file is passed as --nemo_model, but checkpoint averaging reads model_config.yaml and "
+             "the tokenizer from an untarred folder",
+             "hf_to_nemo also untars the .nemo beside it; SFT and averaging use the folder",
+             "openmath §3.2"),
+)
+
+# Upstream's launcher starts every step with `srun --mpi=pmix`: the TensorRT-LLM server's ranks
+# are MPI processes, one Slurm task each. srun reads the same choice from this variable.
+PMIX_ENV = {"SLURM_MPI_TYPE": "pmix"}
+
+# Seed doc evaluation set, in the order it lists them (openmath §4.1).
+SEED_BENCHMARKS: tuple[str, ...] = ("gsm8k", "asdiv", "gsm-hard", "mawps", "svamp", "tabmwp", "algebra222", "math")
+SAMPLING_BENCHMARKS: tuple[str, ...] = ("gsm8k", "math")
+
+
+# ------------------------------------------------------------------------------------- generation
+
+@dataclass(frozen=True)
+class EvalParams:
+    """Evaluation (``run_eval.py``): greedy over all benchmarks, or sampling chunks.
+
+    ``model_path`` is the TensorRT-LLM engine folder (nemo_skills) or what the native server loads
+    (an HF folder for vLLM, a GGUF file for llama.cpp). ``code_dir`` is the NeMo-Skills checkout
+    whose ``datasets/`` were prepared (nemo_skills engine); ``data_dir`` holds
+    ``<benchmark>/<split>.jsonl`` (native engine). ``batch_size`` is 16 for 34B+ models.
+    """
+
+    model_path: str
+    output_dir: str
+    engine: str = "nemo_skills"
+    code_dir: str | None = None
+    data_dir: str | None = None
+    benchmarks: tuple[str, ...] = SEED_BENCHMARKS
+    split_name: str = "test"
+    prompt_config: str = "openmathinstruct/sft"
+    num_few_shots: int = 0
+    max_code_executions: int = 6
+    stop_on_code_error: bool = False
+    batch_size: int = 64
+    temperature: float = 0.7
+    top_p: float = 0.95
+    # None: the seed doc's choice (greedy rewrites, sampling resumes).
+    skip_filled: bool | None = None
+    extra_overrides: tuple[str, ...] = ()
+    nemo_server: NemoSkillsServer = field(default_factory=NemoSkillsServer)
+    native_server: NativeServer = field(default_factory=NativeServer)
+
+
+@dataclass(frozen=True)
+class LabelingParams:
+    """Synthetic solutions (``run_labeling.py``) for one dataset and prompt configuration.
+
+    Seed runs: ``gsm8k``/``gsm8k-masked`` x 128 and ``math``/``math-masked`` x 224 with
+    ``*_text_with_code`` examples, plus 32 runs per MATH subject set (openmath §8.2).
+    ``context_type`` is ``masked_solution`` for the masked datasets.
+    """
+
+    model_path: str
+    output_dir: str
+    dataset: str
+    examples_type: str
+    engine: str = "nemo_skills"
+    code_dir: str | None = None
+    data_dir: str | None = None
+    split_name: str = "train_full"
+    prompt_config: str = "openmathinstruct/base"
+    context_type: str = "empty"
+    num_few_shots: int = 5
+    temperature: float = 1.0
+    top_p: float = 0.95
+    extra_overrides: tuple[str, ...] = ()
+    nemo_server: NemoSkillsServer = field(default_factory=lambda: NemoSkillsServer(num_gpus=8))
+    native_server: NativeServer = field(default_factory=NativeServer)
+
+
+def _check_generation(params: EvalParams | LabelingParams) -> None:
+    check_engine(params.engine)
+    if params.engine == "nemo_skills" and not params.code_dir:
+        raise RecipeError("code_dir (the NeMo-Skills checkout) is required for engine 'nemo_skills'")
+    if params.engine == "native" and not params.data_dir:
+        raise RecipeError("data_dir (prepared <benchmark>/<split>.jsonl files) is required for engine 'native'")
+
+
+def _generation_job(params: EvalParams | LabelingParams, profile: ClusterProfile, opts: JobOptions, name: str,
+                    work_for, mkdirs: Sequence[str], outputs: Sequence[str], dirs: Sequence[str],
+                    array: str | None = None, throttle: int | None = None, prelude: str = "") -> RecipeJob:
+    """Shared shape of eval and labeling jobs; ``work_for(paths)`` gives the engine's commands."""
+    paths = PathMap(profile)
+    model = paths.bind(abs_path("model_path", params.model_path), "/model")
+    results = paths.bind(abs_path("output_dir", params.output_dir), "/results")
+    step_dirs = [results + d[len(abs_path("output_dir", params.output_dir)):] for d in mkdirs]
+    if params.engine == "nemo_skills":
+        server = params.nemo_server
+        code = paths.bind(abs_path("code_dir", params.code_dir), "/code")
+        server_cmd, tasks, ready = nemo_skills_server(server, model, code, basename(params.model_path))
+        command = prelude + nemo_skills_step(server_cmd, ready, code, work_for(code, model, results, None),
+                                             server.startup_timeout_s, step_dirs)
+        fields = dict(image=nemo_skills_image(profile, server), nodes=server.num_nodes, ntasks_per_node=tasks,
+                      gpus_per_node=server.num_gpus, sidecars=(nemo_skills_sandbox(profile),), env=dict(PMIX_ENV))
+    else:
+        server = params.native_server
+        kind = server.resolved_kind(profile)
+        data = paths.bind(abs_path("data_dir", params.data_dir), "/data")
+        model_in_step = None if kind == "external" else model
+        command = prelude + native_step(server, profile, model_in_step, work_for(None, model, results, data),
+                                        step_dirs)
+        fields = dict(image=profile.image("vllm") if kind == "vllm" else None, nodes=1, ntasks_per_node=1,
+                      gpus_per_node=server.num_gpus if kind == "vllm" else 0, sidecars=(native_sandbox(),))
+    spec = make_spec(opts, name=name, command=command, mounts=paths.mounts, array=array, array_throttle=throttle,
+                     **fields)
+    return RecipeJob(spec=spec, outputs=tuple(outputs), dirs=tuple(dirs))
+
+
+def _hydra(key: str, value: object) -> str:
+    return q(f"{key}={value}")
+
+
+def _eval_work(params: EvalParams, benchmarks: Sequence[str], seeds: Sequence[int] | None):
+    """Commands for greedy (``seeds`` None) or the given sampling seeds, per engine."""
+    sampling = seeds is not None
+    skip_filled = params.skip_filled if params.skip_filled is not None else sampling
+
+    def nemo_skills(code: str, model: str, results: str, data: None) -> list[str]:
+        extra = [_hydra("+prompt", params.prompt_config),
+                 _hydra("++prompt.few_shot_examples.num_few_shots", params.num_few_shots)]
+        if skip_filled:
+            extra.append("++skip_filled=True")
+        extra += [_hydra("++split_name", params.split_name),
+                  _hydra("++server.code_execution.max_code_executions", params.max_code_executions),
+                  _hydra("++server.code_execution.stop_on_code_error", params.stop_on_code_error),
+                  _hydra("++batch_size", params.batch_size)]
+        extra += [q(o) for o in params.extra_overrides]
+        runs = [(b, None) for b in benchmarks] if not sampling else [(b, s) for b in benchmarks for s in seeds]
+        out = []
+        for bench, seed in runs:
+            name = "output-greedy.jsonl" if seed is None else f"output-rs{seed}.jsonl"
+            target = f"{results}/{bench}/{name}"
+            sample = [] if seed is None else [f"inference.random_seed={seed}",
+                                              _hydra("inference.temperature", params.temperature)]
+            if seed is not None and params.top_p != 0.95:
+                sample.append(_hydra("inference.top_p", params.top_p))
+            gen = " ".join(["python nemo_skills/inference/generate_solutions.py",
+                            _hydra("server.server_type", params.nemo_server.server_type),
+                            "prompt.context_type=empty", _hydra("+dataset", bench), _hydra("output_file", target),
+                            *sample, *extra])
+            out += [f"echo {q('Evaluating benchmark ' + bench)}", gen,
+                    f"python nemo_skills/evaluation/evaluate_results.py {_hydra('prediction_jsonl_files', target)}"]
+        return out
+
+    def native(code: None, model: str, results: str, data: str) -> list[str]:
+        opts = ["--prompt", params.prompt_config, "--num-few-shots", str(params.num_few_shots),
+                "--max-code-executions", str(params.max_code_executions),
+                "--stop-on-code-error" if params.stop_on_code_error else "--no-stop-on-code-error",
+                "--batch-size", str(params.batch_size)]
+        if skip_filled:
+            opts.append("--skip-filled")
+        if sampling:
+            opts += ["--seeds", f"{seeds[0]}-{seeds[-1]}", "--temperature", str(params.temperature),
+                     "--top-p", str(params.top_p)]
+        else:
+            opts.append("--greedy")
+        out = []
+        for bench in benchmarks:
+            bench_dir = f"{results}/{bench}"
+            names = ["output-greedy.jsonl"] if not sampling else [f"output-rs{s}.jsonl" for s in seeds]
+            out.append(native_generate(params.native_server.served_model_name,
+                                       f"{data}/{bench}/{params.split_name}.jsonl", bench_dir, opts))
+            out.append('"$SKILLFLOW_CLI" grade ' + words(*(f"{bench_dir}/{n}" for n in names)))
+        return out
+
+    return nemo_skills if params.engine == "nemo_skills" else native
+
+
+def _benchmarks(params: EvalParams) -> tuple[str, ...]:
+    if not params.benchmarks:
+        raise RecipeError("benchmarks must name at least one benchmark")
+    return tuple(ident("benchmarks", b) for b in params.benchmarks)
+
+
+def eval_greedy_job(params: EvalParams, profile: ClusterProfile, opts: JobOptions = JobOptions()) -> RecipeJob:
+    """Greedy decoding of every benchmark in one job (seed doc step 3, ``--num_jobs 1``).
+
+    Writes ``<output_dir>/<benchmark>/output-greedy.jsonl``, graded in place (``is_correct``).
+    """
+    _check_generation(params)
+    benchmarks = _benchmarks(params)
+    out = abs_path("output_dir", params.output_dir)
+    return _generation_job(
+        params, profile, opts, f"eval-{slug(basename(params.model_path))}", _eval_work(params, benchmarks, None),
+        mkdirs=[f"{out}/{b}" for b in benchmarks], outputs=[f"{out}/{b}/output-greedy.jsonl" for b in benchmarks],
+        dirs=[out])
+
+
+def eval_sampling_chunk_job(seeds: Sequence[int], params: EvalParams, profile: ClusterProfile,
+                            opts: JobOptions = JobOptions()) -> RecipeJob:
+    """One chunk of the majority@50 sampling run: consecutive ``seeds`` for each benchmark.
+
+    The seed doc splits 50 samples into chunks (``gsm8k:10 math:10``, then ``--starting_seed 10``
+    ...) because long runs die with an MPI error; resubmitting a chunk resumes (skip_filled).
+    Writes ``<output_dir>/<benchmark>/output-rs<seed>.jsonl``. ``params.benchmarks`` defaults to
+    all eight; pass ``SAMPLING_BENCHMARKS`` for the seed's gsm8k + math.
+    """
+    _check_generation(params)
+    seeds = list(seeds)
+    if not seeds or any(not isinstance(s, int) or s < 0 for s in seeds):
+        raise RecipeError(f"seeds={seeds!r} must be a non-empty list of non-negative integers")
+    if seeds != list(range(seeds[0], seeds[0] + len(seeds))):
+        raise RecipeError(f"seeds={seeds!r} must be consecutive (a chunk such as range(10, 20))")
+    benchmarks = _benchmarks(params)
+    out = abs_path("output_dir", params.output_dir)
+    return _generation_job(
+        params, profile, opts, f"eval-{slug(basename(params.model_path))}-rs{seeds[0]}-{seeds[-1]}",
+        _eval_work(params, benchmarks, seeds), mkdirs=[f"{out}/{b}" for b in benchmarks],
+        outputs=[f"{out}/{b}/output-rs{s}.jsonl" for b in benchmarks for s in seeds], dirs=[out])
+
+
+def _seeded(prefix: str, suffix: str) -> str:
+    """A shell word ``prefix<seed>suffix`` whose seed part expands from ``$SKILLFLOW_SEED``."""
+    return q(prefix) + '"${SKILLFLOW_SEED}"' + (q(suffix) if suffix else "")
+
+
+def labeling_array_job(num_runs: int, throttle: int | None, params: LabelingParams, profile: ClusterProfile,
+                       starting_seed: int = 0, opts: JobOptions = JobOptions()) -> RecipeJob:
+    """All labeling seeds of one configuration as ONE Slurm job array (``--array=0-N%throttle``).
+
+    Element ``i`` samples seed ``starting_seed + i`` into ``<output_dir>/output-rs<seed>.jsonl``
+    (T=1.0, top_p=0.95, no top-k) and grades it; rerunning an element resumes (skip_filled).
+    """
+    _check_generation(params)
+    positive("num_runs", num_runs)
+    positive("starting_seed", starting_seed, minimum=0)
+    if throttle is not None:
+        positive("throttle", throttle)
+    dataset = ident("dataset", params.dataset)
+    split = ident("split_name", params.split_name)
+    out = abs_path("output_dir", params.output_dir)
+    prelude = f"export SKILLFLOW_SEED=$((SLURM_ARRAY_TASK_ID + {starting_seed}))\n"
+
+    def nemo_skills(code: str, model: str, results: str, data: None) -> list[str]:
+        target_parts = (f"output_file={results}/output-rs", ".jsonl")
+        extra = [_hydra("+prompt", params.prompt_config),
+                 _hydra("++prompt.few_shot_examples.examples_type", params.examples_type),
+                 _hydra("++prompt.few_shot_examples.num_few_shots", params.num_few_shots)]
+        if params.context_type != "empty":
+            extra.append(_hydra("++prompt.context_type", params.context_type))
+        extra += [_hydra("++dataset", dataset), _hydra("++split_name", split), *(q(o) for o in params.extra_overrides)]
+        gen = " ".join(["python nemo_skills/inference/generate_solutions.py",
+                        _hydra("server.server_type", params.nemo_server.server_type), "skip_filled=True",
+                        'inference.random_seed="${SKILLFLOW_SEED}"',
+                        _hydra("inference.temperature", params.temperature), "inference.top_k=0",
+                        _hydra("inference.top_p", params.top_p), _seeded(*target_parts), *extra])
+        return [gen, "python nemo_skills/evaluation/evaluate_results.py "
+                + _seeded(f"prediction_jsonl_files={results}/output-rs", ".jsonl")]
+
+    def native(code: None, model: str, results: str, data: str) -> list[str]:
+        options = ["--prompt", params.prompt_config, "--num-few-shots", str(params.num_few_shots),
+                   "--examples-type", params.examples_type, "--context-type", params.context_type,
+                   "--temperature", str(params.temperature), "--top-p", str(params.top_p), "--skip-filled"]
+        gen = native_generate(params.native_server.served_model_name, f"{data}/{dataset}/{split}.jsonl", results,
+                              options, shell_tail='--seeds "${SKILLFLOW_SEED}"')
+        return [gen, '"$SKILLFLOW_CLI" grade ' + _seeded(f"{results}/output-rs", ".jsonl")]
+
+    seeds = range(starting_seed, starting_seed + num_runs)
+    return _generation_job(
+        params, profile, opts, f"labelling-{slug(basename(params.model_path))}",
+        nemo_skills if params.engine == "nemo_skills" else native, mkdirs=[out],
+        outputs=[f"{out}/output-rs{s}.jsonl" for s in seeds], dirs=[out],
+        array=f"0-{num_runs - 1}", throttle=throttle, prelude=prelude)
+
+
+# ------------------------------------------------------------------------------------- conversion
+
+@dataclass(frozen=True)
+class TrtllmBuildParams:
+    """HF -> TensorRT-LLM engine (openmath §3.1). ``tp_size`` must equal the eval ``--num_gpus``.
+
+    ``paged_kv_cache`` None leaves trtllm-build's default (the conversion doc enables it on A100+,
+    ``disable`` on V100). ``num_gpus`` is what the job asks for; building needs one.
+    """
+
+    hf_model_path: str
+    engine_dir: str
+    code_dir: str
+    tp_size: int = 8
+    pp_size: int = 1
+    dtype: str = "bfloat16"
+    gpt_attention_plugin: str = "bfloat16"
+    gemm_plugin: str = "bfloat16"
+    context_fmha: str = "enable"
+    paged_kv_cache: str | None = None
+    max_input_len: int = 4096
+    max_output_len: int = 512
+    max_batch_size: int = 64
+    num_gpus: int = 1
+    extra_build_args: tuple[str, ...] = ()
+
+
+def trtllm_build_job(params: TrtllmBuildParams, profile: ClusterProfile,
+                     opts: JobOptions = JobOptions()) -> RecipeJob:
+    """``hf_to_trtllm.py`` + ``trtllm-build`` + tokenizer copy, in the trtllm image.
+
+    The intermediate checkpoint lives in the node's temporary folder and is removed afterwards.
+    Writes ``config.json``, ``rank<i>.engine`` and the tokenizer files into ``engine_dir``.
+    """
+    tp, pp = positive("tp_size", params.tp_size), positive("pp_size", params.pp_size)
+    paths = PathMap(profile)
+    code = paths.bind(abs_path("code_dir", params.code_dir), "/code")
+    model = paths.bind(abs_path("hf_model_path", params.hf_model_path), "/model")
+    engine_host = abs_path("engine_dir", params.engine_dir)
+    engine = paths.bind(engine_host, "/engine")
+    convert = ["python nemo_skills/conversion/hf_to_trtllm.py", "--model_dir", q(model),
+               '--output_dir "$SKILLFLOW_CKPT"', "--dtype", q(params.dtype), "--tp_size", str(tp)]
+    if pp != 1:
+        convert += ["--pp_size", str(pp)]
+    build = ['trtllm-build --checkpoint_dir "$SKILLFLOW_CKPT"', "--output_dir", q(engine),
+             "--gpt_attention_plugin", q(params.gpt_attention_plugin), "--gemm_plugin", q(params.gemm_plugin),
+             "--context_fmha", q(params.context_fmha)]
+    if params.paged_kv_cache is not None:
+        build += ["--paged_kv_cache", q(params.paged_kv_cache)]
+    build += ["--max_input_len", str(positive("max_input_len", params.max_input_len)),
+              "--max_output_len", str(positive("max_output_len", params.max_output_len)),
+              "--max_batch_size", str(positive("max_batch_size", params.max_batch_size)),
+              *(q(a) for a in params.extra_build_args)]
+    command = (
+        f'export PYTHONPATH={q(code)} && cd {q(code)} || exit 1\n'
+        f"mkdir -p {q(engine)} || exit 1\n"
+        'SKILLFLOW_CKPT="${TMPDIR:-/tmp}/skillflow-trtllm-${SLURM_JOB_ID}"\n'
+        "trap 'rm -rf \"$SKILLFLOW_CKPT\"' EXIT\n"
+        + " ".join(convert) + " && \\\n" + " ".join(build) + " || exit 1\n"
+        f"for f in {q(model)}/tokenizer* {q(model)}/special_tokens_map.json {q(model)}/added_tokens.json; do\n"
+        f'  if [ -f "$f" ]; then cp "$f" {q(engine)}/ || exit 1; fi\n'
+        "done\n"
+        f"if ! ls {q(engine)}/tokenizer* >/dev/null 2>&1; then\n"
+        f'  echo "skillflow: no tokenizer file found in "{q(model)} >&2; exit 1\n'
+        "fi\n"
+    )
+    spec = make_spec(opts, name=f"trtllm-build-{slug(basename(engine_host))}", command=command,
+                     image=profile.image("trtllm"), gpus_per_node=positive("num_gpus", params.num_gpus),
+                     mounts=paths.mounts)
+    outputs = [f"{engine_host}/config.json", *(f"{engine_host}/rank{i}.engine" for i in range(tp * pp)),
+               f"{engine_host}/tokenizer_config.json"]
+    return RecipeJob(spec=spec, outputs=tuple(outputs), dirs=(engine_host,))
+
+
+@dataclass(frozen=True)
+class HfToNemoParams:
+    """HF -> ``.nemo`` (Llama family; openmath §3.2). ``out_nemo`` ends in ``.nemo``."""
+
+    hf_model_path: str
+    out_nemo: str
+    hf_model_name: str
+    code_dir: str
+    precision: str = "bf16"
+    num_gpus: int = 1
+
+
+def hf_to_nemo_job(params: HfToNemoParams, profile: ClusterProfile, opts: JobOptions = JobOptions()) -> RecipeJob:
+    """Convert, then untar beside it: ``<out>.nemo`` and the folder ``<out>/`` (used by SFT and averaging)."""
+    out_host = abs_path("out_nemo", params.out_nemo)
+    if not out_host.endswith(".nemo"):
+        raise RecipeError(f"out_nemo={params.out_nemo!r} must end in .nemo")
+    paths = PathMap(profile)
+    code = paths.bind(abs_path("code_dir", params.code_dir), "/code")
+    model = paths.bind(abs_path("hf_model_path", params.hf_model_path), "/model")
+    outdir = paths.bind(parent(out_host), "/output")
+    nemo_file = f"{outdir}/{basename(out_host)}"
+    untarred = nemo_file[: -len(".nemo")]
+    command = (
+        f'export PYTHONPATH={q(code)} && cd {q(code)} || exit 1\n'
+        f"python nemo_skills/conversion/hf_to_nemo.py --in-path {q(model)} --out-path {q(nemo_file)} "
+        f"--hf-model-name {q(params.hf_model_name)} --precision {q(params.precision)} && \\\n"
+        f"mkdir -p {q(untarred)} && \\\n"
+        f"tar -xf {q(nemo_file)} -C {q(untarred)}\n"
+    )
+    spec = make_spec(opts, name=f"hf-to-nemo-{slug(basename(out_host))}", command=command,
+                     image=profile.image("nemo"), gpus_per_node=positive("num_gpus", params.num_gpus),
+                     mounts=paths.mounts)
+    untarred_host = out_host[: -len(".nemo")]
+    return RecipeJob(spec=spec, outputs=(out_host, f"{untarred_host}/model_config.yaml"), dirs=(parent(out_host),))
+
+
+# ------------------------------------------------------------------------------------------ SFT
+
+@dataclass(frozen=True)
+class SftRow:
+    """One row of the seed doc's fine-tuning table (≡ paper Table 12)."""
+
+    epochs: int
+    lr: str
+    gpus: int
+    tp: int
+    pp: int
+    hf_model_name: str
+
+
+SFT_TABLE: dict[str, SftRow] = {
+    "Mistral-7B": SftRow(4, "1e-6", 64, 4, 1, "mistralai/Mistral-7B-v0.1"),
+    "CodeLlama-7B": SftRow(4, "2e-5", 64, 4, 1, "codellama/CodeLlama-7b-Python-hf"),
+    "CodeLlama-13B": SftRow(4, "2e-5", 64, 4, 1, "codellama/CodeLlama-13b-Python-hf"),
+    "CodeLlama-34B": SftRow(4, "1e-5", 128, 8, 1, "codellama/CodeLlama-34b-Python-hf"),
+    "Llama2-70B": SftRow(2, "1e-5", 256, 8, 2, "meta-llama/Llama-2-70b-hf"),
+    "CodeLlama-70B": SftRow(3, "1e-5", 256, 8, 2, "codellama/CodeLlama-70b-Python-hf"),
+}
+
+
+@dataclass(frozen=True)
+class NemoSftParams:
+    """NeMo-Aligner SFT with ``sft_config_codegen`` (``run_pipeline.py --stages sft``; openmath §10).
+
+    ``model`` picks the :data:`SFT_TABLE` row (epochs, LR, GPUs, TP, PP). ``nemo_model`` is the
+    untarred base model folder; ``output_dir`` is the experiment's ``training/`` folder
+    (checkpoints land in ``output_dir/checkpoints``); ``sft_data`` is the prepared jsonl. Nodes
+    default to the row's GPUs / ``gpus_per_node`` (8 per node, as the paper's A100 nodes).
+    """
+
+    model: str
+    nemo_model: str
+    output_dir: str
+    sft_data: str
+    code_dir: str
+    expname: str
+    gpus_per_node: int = 8
+    num_nodes: int | None = None
+    val_check_interval: int = 4000
+    validation_dataset: str = "gsm8k"
+    config_name: str = "sft_config_codegen"
+    wandb_project: str | None = None
+    # exp_manager.max_time_per_run = walltime - this (upstream subtracts 15 minutes to save).
+    checkpoint_margin_s: int = 900
+    # --signal=TERM@lead: NeMo's preemption handling saves on SIGTERM; Slurm's own end-of-walltime
+    # SIGTERM comes only KillWait seconds before SIGKILL, too short to write a 70B checkpoint.
+    signal_lead_s: int = 600
+    extra_overrides: tuple[str, ...] = ()
+
+
+def _nemo_duration(seconds: int) -> str:
+    days, rest = divmod(max(seconds, 0), 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{days:02d}:{hours:02d}:{minutes:02d}:{secs:02d}"
+
+
+def nemo_sft_job(params: NemoSftParams, profile: ClusterProfile, opts: JobOptions = JobOptions()) -> RecipeJob:
+    """``start_sft.py`` on every GPU (tasks per node = GPUs per node), with the sandbox sidecar
+    the validation metric needs. Resubmitting the same job resumes from the last checkpoint."""
+    if params.model not in SFT_TABLE:
+        raise RecipeError(f"model={params.model!r} is not in SFT_TABLE (known: {', '.join(SFT_TABLE)})")
+    row = SFT_TABLE[params.model]
+    gpn = positive("gpus_per_node", params.gpus_per_node)
+    if params.num_nodes is None and row.gpus % gpn:
+        raise RecipeError(f"gpus_per_node={gpn} does not divide the {row.gpus} GPUs of {params.model}; "
+                          "set num_nodes")
+    nodes = positive("num_nodes", params.num_nodes if params.num_nodes is not None else row.gpus // gpn)
+    paths = PathMap(profile)
+    code = paths.bind(abs_path("code_dir", params.code_dir), "/code")
+    results = paths.bind(abs_path("output_dir", params.output_dir), "/results")
+    data_host = abs_path("sft_data", params.sft_data)
+    data = paths.bind(parent(data_host), "/data") + "/" + basename(data_host)
+    nemo_model = paths.bind(abs_path("nemo_model", params.nemo_model), "/nemo_model")
+    validation = ident("validation_dataset", params.validation_dataset)
+    time = opts.time or profile.default_time or profile.max_time
+    overrides = [
+        f"--config-name={q(params.config_name)}", q(f"--config-path={code}/nemo_skills/finetuning/"),
+        f"trainer.devices={gpn}", f"trainer.num_nodes={nodes}",
+        _hydra("model.restore_from_path", nemo_model),
+        _hydra("model.data.validation_ds.file_path", f"{code}/datasets/{validation}/validation-sft.jsonl"),
+    ]
+    if params.wandb_project:
+        overrides += ["exp_manager.create_wandb_logger=True", _hydra("exp_manager.wandb_logger_kwargs.name", params.expname),
+                      _hydra("exp_manager.wandb_logger_kwargs.project", params.wandb_project),
+                      _hydra("+exp_manager.wandb_logger_kwargs.id", params.expname),
+                      "+exp_manager.wandb_logger_kwargs.resume=True"]
+    else:
+        overrides += ["exp_manager.create_wandb_logger=False", "+exp_manager.create_tensorboard_logger=True"]
+    overrides += [_hydra("exp_manager.name", params.expname), _hydra("exp_manager.explicit_log_dir", results),
+                  _hydra("exp_manager.exp_dir", results)]
+    signal = None
+    if time:
+        walltime = slurm_time_seconds(time)
+        overrides.append(f"++exp_manager.max_time_per_run={_nemo_duration(walltime - params.checkpoint_margin_s)}")
+        if 0 < params.signal_lead_s < walltime:
+            signal = f"TERM@{int(params.signal_lead_s)}"
+    overrides += [  # the seed doc's own overrides, in its order
+        _hydra("++model.data.train_ds.file_path", data), f"++trainer.sft.max_epochs={row.epochs}",
+        f"++trainer.sft.val_check_interval={positive('val_check_interval', params.val_check_interval)}",
+        f"++model.tensor_model_parallel_size={row.tp}", f"++model.pipeline_model_parallel_size={row.pp}",
+        f"++model.optim.lr={row.lr}", *(q(o) for o in params.extra_overrides)]
+    wandb_check = ': "${WANDB_API_KEY:?set WANDB_API_KEY in the job environment or drop wandb_project}"\n' \
+        if params.wandb_project else ""
+    command = (
+        wandb_check
+        + "export HYDRA_FULL_ERROR=1\n"
+        + f'export PYTHONPATH="${{PYTHONPATH:-}}:"{q(code)}\n'
+        + 'echo "Starting training"\n'
+        # exec: the signal Slurm sends before walltime reaches Python, not a wrapping shell.
+        + f"NVTE_APPLY_QK_LAYER_SCALING=1 exec python {q(code + '/nemo_skills/finetuning/start_sft.py')} \\\n    "
+        + " \\\n    ".join(overrides) + "\n"
+    )
+    spec = make_spec(opts, name=f"sft-{slug(params.expname)}", command=command, image=profile.image("nemo"),
+                     nodes=nodes, ntasks_per_node=gpn, gpus_per_node=gpn, mounts=paths.mounts,
+                     sidecars=(nemo_skills_sandbox(profile),), signal=signal, env=dict(PMIX_ENV))
+    out = abs_path("output_dir", params.output_dir)
+    return RecipeJob(spec=spec, outputs=(f"{out}/checkpoints",), dirs=(out,))
+
+
+@dataclass(frozen=True)
+class AverageCheckpointsParams:
+    """``prepare_eval.py``: average the SFT checkpoints into one ``.nemo`` (openmath §10.3).
+
+    ``checkpoint_dir`` holds the checkpoint folders (``training/checkpoints``); every one not
+    ending in ``-last`` is averaged unless ``average_steps`` names steps. ``nemo_model`` is the
+    untarred base folder (config and tokenizer come from it).
+    """
+
+    checkpoint_dir: str
+    nemo_model: str
+    out_nemo: str
+    code_dir: str
+    average_steps: tuple[int, ...] = ()
+    num_gpus: int = 1
+
+
+def average_checkpoints_job(params: AverageCheckpointsParams, profile: ClusterProfile,
+                            opts: JobOptions = JobOptions()) -> RecipeJob:
+    out_host = abs_path("out_nemo", params.out_nemo)
+    if not out_host.endswith(".nemo"):
+        raise RecipeError(f"out_nemo={params.out_nemo!r} must end in .nemo")
+    paths = PathMap(profile)
+    code = paths.bind(abs_path("code_dir", params.code_dir), "/code")
+    training = paths.bind(abs_path("checkpoint_dir", params.checkpoint_dir), "/training_folder")
+    inference = paths.bind(parent(out_host), "/inference_folder")
+    nemo_model = paths.bind(abs_path("nemo_model", params.nemo_model), "/nemo_model")
+    steps = ""
+    if params.average_steps:
+        steps = " --steps " + " ".join(str(positive("average_steps", s, 0)) for s in params.average_steps)
+    command = (
+        f"python {q(code + '/nemo_skills/finetuning/average_checkpoints.py')} --untarred_nemo_folder {q(nemo_model)} "
+        f"--name_prefix=model {q('--checkpoint_dir=' + training)}{steps} && \\\n"
+        f"mv {q(training + '/model-averaged.nemo')} {q(inference + '/' + basename(out_host))}\n"
+    )
+    spec = make_spec(opts, name=f"prepare-for-eval-{slug(basename(out_host))}", command=command,
+                     image=profile.image("nemo"), gpus_per_node=positive("num_gpus", params.num_gpus),
+                     mounts=paths.mounts)
+    return RecipeJob(spec=spec, outputs=(out_host,), dirs=(parent(out_host),))
+
+
+@dataclass(frozen=True)
+class NemoToHfParams:
+    """``.nemo`` (file or untarred folder) -> HF folder; then :func:`trtllm_build_job` for eval."""
+
+    nemo_path: str
+    out_dir: str
+    hf_model_name: str
+    code_dir: str
+    precision: str = "bf16"
+    max_shard_size: str = "10GB"
+    num_gpus: int = 1
+
+
+def nemo_to_hf_job(params: NemoToHfParams, profile: ClusterProfile, opts: JobOptions = JobOptions()) -> RecipeJob:
+    paths = PathMap(profile)
+    code = paths.bind(abs_path("code_dir", params.code_dir), "/code")
+    src_host = abs_path("nemo_path", params.nemo_path)
+    src = paths.bind(src_host, "/nemo_model.nemo" if src_host.endswith(".nemo") else "/nemo_model")
+    out_host = abs_path("out_dir", params.out_dir)
+    out = paths.bind(out_host, "/output")
+    command = (
+        f'export PYTHONPATH={q(code)} && cd {q(code)} || exit 1\n'
+        f"python nemo_skills/conversion/nemo_to_hf.py --in-path {q(src)} --out-path {q(out)} "
+        f"--hf-model-name {q(params.hf_model_name)} --precision {q(params.precision)} "
+        f"--max-shard-size {q(params.max_shard_size)}\n"
+    )
+    spec = make_spec(opts, name=f"nemo-to-hf-{slug(basename(out_host))}", command=command,
+                     image=profile.image("nemo"), gpus_per_node=positive("num_gpus", params.num_gpus),
+                     mounts=paths.mounts)
+    return RecipeJob(spec=spec, outputs=(f"{out_host}/config.json",), dirs=(out_host,))

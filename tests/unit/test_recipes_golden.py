@@ -1,0 +1,180 @@
+"""Rendered sbatch scripts of the published recipes against recorded golden files.
+
+A change in any rendered script fails here with a diff; accepting it is a decision:
+``SKILLFLOW_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/unit/test_recipes_golden.py``
+rewrites the files, and the diff shows up in review.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from tasks.profiles import ClusterProfile, load_profile
+from tasks.recipes import apps, openmath
+from tasks.recipes.common import JobOptions, RecipeJob
+from tasks.recipes.engines import NativeServer
+from tasks.slurm.render import render_sbatch
+
+GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "sbatch"
+PROFILES = ("example-pyxis", "local")
+UPDATE = os.environ.get("SKILLFLOW_UPDATE_GOLDEN") == "1"
+# Fixed stand-ins for the local profile's ${SKILLFLOW_ROOT} / ${SKILLFLOW_VAR}: no machine path
+# may reach a golden file.
+FAKE_ENV = {"SKILLFLOW_ROOT": "/opt/skillflow", "SKILLFLOW_VAR": "/var/lib/skillflow"}
+
+ROOT = "/shared/openmath"
+CODE = f"{ROOT}/NeMo-Skills"
+
+
+def _native_server(profile: ClusterProfile) -> NativeServer:
+    return NativeServer(served_model_name="openmath-mistral-7b", num_gpus=8 if profile.runtime != "none" else 1)
+
+
+def _model(engine: str, profile: ClusterProfile) -> str:
+    if engine == "nemo_skills":
+        return f"{ROOT}/models/openmath-mistral-7b-trtllm"
+    return f"{ROOT}/models/openmath-mistral-7b.gguf" if profile.runtime == "none" else \
+        f"{ROOT}/models/OpenMath-Mistral-7B-v0.1-hf"
+
+
+def _eval_params(engine: str, profile: ClusterProfile, **kw) -> openmath.EvalParams:
+    return openmath.EvalParams(model_path=_model(engine, profile), output_dir=f"{ROOT}/results/openmath-mistral-7b",
+                               engine=engine, code_dir=CODE, data_dir=f"{ROOT}/data",
+                               native_server=_native_server(profile), **kw)
+
+
+def eval_greedy(engine: str) -> Callable[[ClusterProfile], RecipeJob]:
+    return lambda p: openmath.eval_greedy_job(_eval_params(engine, p), p)
+
+
+def eval_sampling_chunk(engine: str) -> Callable[[ClusterProfile], RecipeJob]:
+    return lambda p: openmath.eval_sampling_chunk_job(
+        range(10, 20), _eval_params(engine, p, benchmarks=openmath.SAMPLING_BENCHMARKS), p)
+
+
+def labeling_array(engine: str) -> Callable[[ClusterProfile], RecipeJob]:
+    def build(p: ClusterProfile) -> RecipeJob:
+        params = openmath.LabelingParams(
+            model_path=f"{ROOT}/models/mixtral-8x7b-trtllm" if engine == "nemo_skills" else _model(engine, p),
+            output_dir=f"{ROOT}/synthetic-solutions/gsm8k-masked", dataset="gsm8k-masked",
+            examples_type="gsm8k_text_with_code", context_type="masked_solution", engine=engine, code_dir=CODE,
+            data_dir=f"{ROOT}/data", native_server=_native_server(p))
+        return openmath.labeling_array_job(128, 16, params, p, opts=JobOptions(time="04:00:00"))
+    return build
+
+
+def trtllm_build(p: ClusterProfile) -> RecipeJob:
+    return openmath.trtllm_build_job(openmath.TrtllmBuildParams(
+        hf_model_path=f"{ROOT}/models/OpenMath-Mistral-7B-v0.1-hf",
+        engine_dir=f"{ROOT}/models/openmath-mistral-7b-trtllm", code_dir=CODE), p)
+
+
+def nemo_sft(model: str, expname: str) -> Callable[[ClusterProfile], RecipeJob]:
+    return lambda p: openmath.nemo_sft_job(openmath.NemoSftParams(
+        model=model, nemo_model=f"{ROOT}/models/{expname}-base", output_dir=f"{ROOT}/checkpoints/{expname}/training",
+        sft_data=f"{ROOT}/data/sft-data.jsonl", code_dir=CODE, expname=expname), p)
+
+
+def hf_to_nemo(p: ClusterProfile) -> RecipeJob:
+    return openmath.hf_to_nemo_job(openmath.HfToNemoParams(
+        hf_model_path=f"{ROOT}/models/Mistral-7B-v0.1", out_nemo=f"{ROOT}/models/mistral-7b-base.nemo",
+        hf_model_name="mistralai/Mistral-7B-v0.1", code_dir=CODE), p)
+
+
+def average_checkpoints(p: ClusterProfile) -> RecipeJob:
+    return openmath.average_checkpoints_job(openmath.AverageCheckpointsParams(
+        checkpoint_dir=f"{ROOT}/checkpoints/openmath-mistral-7b/training/checkpoints",
+        nemo_model=f"{ROOT}/models/mistral-7b-base", out_nemo=f"{ROOT}/checkpoints/openmath-mistral-7b.nemo",
+        code_dir=CODE), p)
+
+
+def nemo_to_hf(p: ClusterProfile) -> RecipeJob:
+    return openmath.nemo_to_hf_job(openmath.NemoToHfParams(
+        nemo_path=f"{ROOT}/checkpoints/openmath-mistral-7b.nemo", out_dir=f"{ROOT}/models/openmath-mistral-7b-hf",
+        hf_model_name="mistralai/Mistral-7B-v0.1", code_dir=CODE), p)
+
+
+def openrlhf_sft(p: ClusterProfile) -> RecipeJob:
+    return apps.openrlhf_sft_job(apps.OpenrlhfSftParams(
+        pretrain="/shared/apps/models/deepseek-coder-6.7b-instruct", dataset="/shared/apps/data/train_sft.jsonl",
+        output_dir="/shared/apps/runs/openrlhf-sft-packing"), p, JobOptions(time="12:00:00"))
+
+
+def vllm_sampling(p: ClusterProfile) -> RecipeJob:
+    return apps.vllm_sampling_job(apps.VllmSamplingParams(
+        model="/shared/apps/runs/openrlhf-sft-packing/model", prompts="/shared/apps/data/test_prompts.jsonl",
+        out="/shared/apps/runs/openrlhf-sft-packing/samples.jsonl"), p)
+
+
+CASES: dict[str, Callable[[ClusterProfile], RecipeJob]] = {
+    "openmath-eval-greedy.nemo_skills": eval_greedy("nemo_skills"),
+    "openmath-eval-greedy.native": eval_greedy("native"),
+    "openmath-eval-sampling-chunk.nemo_skills": eval_sampling_chunk("nemo_skills"),
+    "openmath-eval-sampling-chunk.native": eval_sampling_chunk("native"),
+    "openmath-labeling-array.nemo_skills": labeling_array("nemo_skills"),
+    "openmath-labeling-array.native": labeling_array("native"),
+    "openmath-trtllm-build": trtllm_build,
+    "openmath-hf-to-nemo": hf_to_nemo,
+    "openmath-nemo-sft-mistral-7b": nemo_sft("Mistral-7B", "openmath-mistral-7b"),
+    "openmath-nemo-sft-codellama-70b": nemo_sft("CodeLlama-70B", "openmath-codellama-70b"),
+    "openmath-average-checkpoints": average_checkpoints,
+    "openmath-nemo-to-hf": nemo_to_hf,
+    "apps-openrlhf-sft": openrlhf_sft,
+    "apps-vllm-sampling": vllm_sampling,
+}
+
+
+def golden_name(step: str, profile: str) -> str:
+    return f"{step}.{profile}.sbatch"
+
+
+def render_case(step: str, profile_name: str) -> str:
+    profile = load_profile(profile_name)
+    return render_sbatch(CASES[step](profile).spec, profile)
+
+
+@pytest.fixture(autouse=True)
+def _fake_local_paths(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in FAKE_ENV.items():
+        monkeypatch.setenv(key, value)
+
+
+@pytest.mark.parametrize("profile_name", PROFILES)
+@pytest.mark.parametrize("step", sorted(CASES))
+def test_rendered_script_matches_golden(step: str, profile_name: str) -> None:
+    text = render_case(step, profile_name)
+    path = GOLDEN / golden_name(step, profile_name)
+    if UPDATE:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    if not path.exists():
+        pytest.fail(f"no golden file {path.relative_to(GOLDEN.parents[1])}; record it with "
+                    "SKILLFLOW_UPDATE_GOLDEN=1 and review the new file")
+    expected = path.read_text()
+    if text != expected:
+        diff = "".join(difflib.unified_diff(expected.splitlines(True), text.splitlines(True),
+                                            fromfile=f"golden/{path.name}", tofile="rendered"))
+        pytest.fail(f"rendered sbatch for {step} on profile {profile_name} differs from its golden file:\n{diff}\n"
+                    "If the change is intended, rerun with SKILLFLOW_UPDATE_GOLDEN=1 and commit the new file.")
+
+
+def test_every_golden_file_has_a_case() -> None:
+    expected = {golden_name(s, p) for s in CASES for p in PROFILES}
+    present = {p.name for p in GOLDEN.glob("*.sbatch")}
+    stale = sorted(present - expected)
+    assert not stale, f"golden files without a case (delete them or restore the case): {stale}"
+
+
+def test_golden_files_hold_no_machine_path() -> None:
+    repo = str(Path(__file__).resolve().parents[2])
+    home = os.path.expanduser("~")
+    for path in GOLDEN.glob("*.sbatch"):
+        text = path.read_text()
+        assert repo not in text, f"{path.name} contains this checkout's path {repo}"
+        assert home == "/" or home not in text, f"{path.name} contains the home directory {home}"
+    local = (GOLDEN / golden_name("apps-vllm-sampling", "local")).read_text()
+    assert "/opt/skillflow/.venv/bin/python" in local and "/var/lib/skillflow/cluster/work" in local

@@ -1,0 +1,106 @@
+"""render_sbatch: header, multi-node rendezvous, sidecars and container flags per runtime."""
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+
+import pytest
+
+from tasks.profiles import ClusterProfile, load_profile
+from tasks.slurm.render import render_sbatch
+from tasks.slurm.spec import JobSpec, Sidecar
+
+
+@pytest.fixture()
+def pyxis(monkeypatch) -> ClusterProfile:
+    return load_profile("example-pyxis")
+
+
+@pytest.fixture()
+def local(monkeypatch) -> ClusterProfile:
+    monkeypatch.setenv("SKILLFLOW_ROOT", "/opt/skillflow")
+    monkeypatch.setenv("SKILLFLOW_VAR", "/var/lib/skillflow")
+    return load_profile("local")
+
+
+def lines(text: str) -> list[str]:
+    return text.splitlines()
+
+
+def test_header_uses_spec_then_profile_values(pyxis: ClusterProfile) -> None:
+    text = render_sbatch(JobSpec(name="j", command="true", time="01:00:00", array="0-127", array_throttle=16,
+                                 dependency=("afterany:7",), signal="TERM@600"), pyxis)
+    header = [l for l in lines(text) if l.startswith("#SBATCH")]
+    assert "#SBATCH --time=01:00:00" in header and "#SBATCH --partition=batch" in header
+    assert "#SBATCH --array=0-127%16" in header and "#SBATCH --signal=TERM@600" in header
+    assert "#SBATCH --dependency=afterany:7" in header and "#SBATCH --kill-on-invalid-dep=yes" in header
+    assert "#SBATCH --output=/lustre/fsw/my_account/skillflow/logs/j-%A_%a.log" in header
+    assert header.count("#SBATCH --exclusive") == 1 and "#SBATCH --mem=0" in header
+
+
+def test_multi_node_exports_rendezvous_and_hostfile(local: ClusterProfile) -> None:
+    text = render_sbatch(JobSpec(name="train", command="run", nodes=2, ntasks_per_node=1, gpus_per_node=4,
+                                 master_port=9901), local)
+    assert 'export MASTER_ADDR="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)"' in text
+    assert "export MASTER_PORT=9901" in text and 'export NNODES="$SLURM_JOB_NUM_NODES"' in text
+    assert "export GPUS_PER_NODE=4" in text
+    assert 'export SKILLFLOW_HOSTFILE=/var/lib/skillflow/cluster/work/hostfile-"$SLURM_JOB_ID"' in text
+    assert 'sed "s/$/ slots=4/" > "$SKILLFLOW_HOSTFILE"' in text
+    # Ranks are computed inside each task, from that task's own Slurm variables.
+    assert 'export NODE_RANK="${SLURM_NODEID:-0}"' in text
+
+
+def test_single_node_has_no_rendezvous(local: ClusterProfile) -> None:
+    text = render_sbatch(JobSpec(name="one", command="run"), local)
+    assert "MASTER_ADDR" not in text and "SKILLFLOW_HOSTFILE" not in text
+
+
+def test_sidecar_runs_overlapped_without_gpus_and_is_stopped(pyxis: ClusterProfile) -> None:
+    spec = JobSpec(name="eval", command="generate", image="img/main:1", nodes=2, gpus_per_node=8,
+                   sidecars=(Sidecar(name="sandbox", command="/start.sh", image="img/sandbox:1", warmup_s=5),))
+    text = render_sbatch(spec, pyxis)
+    side = next(l for l in lines(text) if l.startswith("srun --overlap"))
+    assert side.startswith("srun --overlap --nodes=2 --ntasks=2 --ntasks-per-node=1 --gres=none "
+                           "--container-image=img/sandbox:1")
+    assert side.endswith("bash -c 'eval \"$SKILLFLOW_SIDECAR_0\"' &")
+    assert "sleep 5" in lines(text)
+    assert 'for p in "${SKILLFLOW_SIDECAR_PIDS[@]}"; do kill "$p" 2>/dev/null; done' in text
+
+
+def test_pyxis_container_flags(pyxis: ClusterProfile) -> None:
+    text = render_sbatch(JobSpec(name="j", command="x", image="nvcr.io/nvidia/pytorch:24.07-py3",
+                                 mounts=("/data/m:/model",)), pyxis)
+    main = next(l for l in lines(text) if l.startswith("srun --ntasks-per-node"))
+    assert "--container-image=nvcr.io/nvidia/pytorch:24.07-py3 --no-container-mount-home" in main
+    assert "--container-mounts=/lustre/fsw/my_account:/lustre/fsw/my_account,/data/m:/model" in main
+    assert "--container-workdir=/lustre/fsw/my_account/skillflow" in main
+
+
+def test_apptainer_prefix(pyxis: ClusterProfile) -> None:
+    profile = dataclasses.replace(pyxis, runtime="apptainer")
+    text = render_sbatch(JobSpec(name="j", command="x", image="/images/sft.sif", mounts=("/data/m:/model",)), profile)
+    main = next(l for l in lines(text) if l.startswith("srun --ntasks-per-node"))
+    assert ("apptainer exec --nv --bind /lustre/fsw/my_account:/lustre/fsw/my_account,/data/m:/model "
+            "--pwd /lustre/fsw/my_account/skillflow /images/sft.sif bash -c") in main
+    assert "--container-image" not in text
+
+
+def test_runtime_none_ignores_images(local: ClusterProfile) -> None:
+    text = render_sbatch(JobSpec(name="j", command="x", image="ignored:1"), local)
+    assert "ignored:1" not in text and "apptainer" not in text
+
+
+def test_command_text_is_carried_verbatim(local: ClusterProfile, tmp_path) -> None:
+    command = "echo \"$HOME\" '$(id)' `date` \\\nEOF\n"
+    text = render_sbatch(JobSpec(name="j", command=command), local)
+    script = tmp_path / "s.sh"
+    # Run only the heredoc part: it must yield the command byte for byte.
+    body = text.split("IFS= read", 1)[1].split("export SKILLFLOW_MAIN", 1)[0]
+    script.write_text("IFS= read" + body + 'printf %s "$SKILLFLOW_MAIN"\n')
+    out = subprocess.run(["bash", str(script)], capture_output=True, text=True, check=True).stdout
+    assert out.endswith(command)
+
+
+def test_env_values_are_quoted(local: ClusterProfile) -> None:
+    text = render_sbatch(JobSpec(name="j", command="x", env={"TOKEN": "a b $(id)"}), local)
+    assert "export TOKEN='a b $(id)'" in text
