@@ -13,7 +13,7 @@ def test_builtin_profiles_load(monkeypatch):
     assert local.runtime == "none" and local.workdir == "/opt/skillflow/var/cluster/work"
     assert local.image("nemo") is None
     pyxis = load_profile("example-pyxis")
-    assert pyxis.runtime == "pyxis" and pyxis.image("trtllm").startswith("igitman/nemo-skills-trtllm:")
+    assert pyxis.runtime == "pyxis" and "/nemo-skills:0.3.0-" in pyxis.image("trtllm")
 
 
 def test_local_profile_needs_stack_env(monkeypatch):
