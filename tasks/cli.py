@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "tasks.summarize",
     "tasks.sandbox.cli",
     "tasks.generation.cli",
+    "tasks.apps.cli",
 ]
 
 

@@ -13,11 +13,23 @@ import time
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="start the local stack and run the demo DAG end to end")
-    p.add_argument("--dag", default="skillflow_demo", help="DAG to run (default: %(default)s)")
-    p.add_argument("--conf", default="{}", help="JSON params for the run")
+    p.add_argument("--dag", default="openmath_eval", help="DAG to run (default: %(default)s)")
+    p.add_argument("--conf", default=None,
+                   help="JSON params for the run (default for openmath_eval: a smoke run of SmolLM2 on 3 "
+                        "problems of each benchmark, 2 samples on GSM8K and MATH)")
     p.add_argument("--timeout", type=float, default=1800, help="seconds to wait for the run")
     p.add_argument("--no-stack", action="store_true", help="do not start the stack (it must be up)")
     p.set_defaults(handler=run)
+
+
+# `make demo`: the seed's eight benchmarks greedy plus majority voting on GSM8K and MATH, shrunk to
+# a few problems so SmolLM2 on two CPU cores finishes in minutes, from the samples shipped offline.
+DEMO_CONF = {
+    "openmath_eval": {"model": "smollm2", "engine": "native", "data": "samples", "limit": 3,
+                      "benchmarks": ["gsm8k:2", "asdiv:0", "gsm-hard:0", "mawps:0", "svamp:0", "tabmwp:0",
+                                     "algebra222:0", "math:2"],
+                      "seed_chunk_size": 1, "batch_size": 4, "experiment": "openmath-eval-demo"},
+}
 
 
 def _progress_printer():
@@ -37,15 +49,10 @@ def _progress_printer():
 
 def s3_objects_under(uri: str, env: dict[str, str]) -> list[tuple[str, int]]:
     """(key, size) of objects in the bucket under an ``s3://`` or ``mlflow-artifacts:/`` URI."""
-    import boto3
+    from tasks.s3_check import client, split_uri
 
-    if uri.startswith("mlflow-artifacts:/"):
-        bucket, prefix = "mlflow", uri[len("mlflow-artifacts:/"):].lstrip("/")
-    else:
-        rest = uri[len("s3://"):]
-        bucket, _, prefix = rest.partition("/")
-    s3 = boto3.client("s3", endpoint_url=env["MLFLOW_S3_ENDPOINT_URL"], aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-                      aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1")
+    bucket, prefix = split_uri(uri)
+    s3 = client(env)
     out = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         out += [(f"s3://{bucket}/{o['Key']}", o["Size"]) for o in page.get("Contents", [])]
@@ -59,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     from tasks.stack.config import load_secrets
 
     try:
-        conf = json.loads(args.conf)
+        conf = json.loads(args.conf) if args.conf is not None else DEMO_CONF.get(args.dag, {})
     except ValueError as exc:
         raise UserError(f"--conf is not valid JSON: {exc}") from None
     if not args.no_stack:
@@ -82,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     result = None
     if ok:
         tis = client.task_instances(args.dag, run_id)
-        reporters = [t["task_id"] for t in tis if t["task_id"] in ("record", "report", "log_to_mlflow")]
+        reporters = [t["task_id"] for t in tis if t["task_id"] in ("record", "report")]
         if reporters:
             result = client.xcom(args.dag, run_id, reporters[0])
     if isinstance(result, dict):
@@ -102,7 +109,12 @@ def run(args: argparse.Namespace) -> int:
             for key, size in objects:
                 print(f"S3 object: {key} ({size} bytes)")
         if result.get("predictions_sha256"):
-            print(f"Predictions SHA-256 (logged in MLflow): {result['predictions_sha256']}")
+            from tasks.s3_check import sha256_of_object
+
+            stored = sha256_of_object(result["predictions_uri"], ctx.env)
+            same = "matches" if stored == result["predictions_sha256"] else f"DIFFERS (stored {stored})"
+            print(f"Predictions SHA-256 logged in MLflow: {result['predictions_sha256']} - the S3 object {same}")
+            ok = ok and stored == result["predictions_sha256"]
     print()
     print(f"Airflow UI: http://127.0.0.1:{port}  (login admin / {password})")
     print(f"MLflow UI:  http://127.0.0.1:{ctx.layout.ports.mlflow}")

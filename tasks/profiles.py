@@ -27,6 +27,7 @@ SECTIONS: dict[str, set[str]] = {
     "paths": {"workdir", "python", "skillflow"},
     "env": None,  # free-form: variables exported into every job
     "storage": {"aws_conn_id", "bucket", "mlflow_conn_id"},
+    "models": None,  # free-form: short names for model paths on the cluster
 }
 RUNTIMES = ("none", "pyxis", "apptainer")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -60,6 +61,13 @@ class ClusterProfile:
     aws_conn_id: str = "aws_default"
     bucket: str = "skillflow"
     mlflow_conn_id: str = "mlflow_default"
+    models: dict[str, str] = field(default_factory=dict)
+
+    def model_path(self, ref: str) -> str:
+        """A model alias of this profile (``smollm2``) or the path/URI as given."""
+        if ref in self.models:
+            return _expand(self.models[ref], self.source, f"models.{ref}")
+        return ref
 
     def image(self, key: str) -> str | None:
         """The container image for a step, or None when the profile runs steps without containers."""
@@ -128,6 +136,8 @@ def parse_profile(raw: dict[str, Any], source: str) -> ClusterProfile:
             for sub in value:
                 if sub not in allowed:
                     raise ProfileError(f"{source}: unknown key '{key}.{sub}' (valid: {', '.join(sorted(allowed))})")
+    # Model aliases are expanded on use, so an alias whose variable is unset only fails when used.
+    models_raw = dict(raw.pop("models", None) or {})
     raw = _expand(raw, source, "profile")
     ssh, slurm = raw.get("ssh") or {}, raw.get("slurm") or {}
     container, paths = raw.get("container") or {}, raw.get("paths") or {}
@@ -161,4 +171,5 @@ def parse_profile(raw: dict[str, Any], source: str) -> ClusterProfile:
         aws_conn_id=storage.get("aws_conn_id", "aws_default"),
         bucket=storage.get("bucket", "skillflow"),
         mlflow_conn_id=storage.get("mlflow_conn_id", "mlflow_default"),
+        models={str(k): str(v) for k, v in models_raw.items()},
     )

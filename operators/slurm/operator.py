@@ -59,7 +59,7 @@ class SlurmJobOperator(BaseOperator):
         self.job = job
         self.profile = profile
         self.ssh_conn_id = ssh_conn_id
-        self.expected_outputs = list(expected_outputs)
+        self.expected_outputs = expected_outputs if not isinstance(expected_outputs, (list, tuple)) else list(expected_outputs)
         unknown = set(retry_on) - {o.value for o in Outcome}
         if unknown:
             raise ValueError(f"retry_on has unknown outcome(s) {sorted(unknown)}; valid: {[o.value for o in Outcome]}")
@@ -95,6 +95,10 @@ class SlurmJobOperator(BaseOperator):
         from tasks.slurm.render import default_log_path, render_sbatch
         from tasks.slurm.spec import JobSpec
 
+        if not self.job:
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            raise AirflowSkipException("no Slurm job to run for this task in this DAG run")
         profile = self._profile()
         hook = self._hook(profile)
         spec = JobSpec.from_dict(self.job).validate()

@@ -5,8 +5,8 @@
 ``generate_solutions.py`` / ``evaluate_results.py`` commands, then stops the servers; the code
 sandbox image runs beside it as a sidecar on every node (openmath spec §1.3-§1.4).
 
-``native`` starts one OpenAI-compatible server (vLLM on a GPU cluster, llama.cpp's
-``llama-server`` on the local profile, or uses an ``external`` one), waits for ``/health``,
+``native`` starts one OpenAI-compatible server (vLLM on a GPU cluster, llama-cpp-python's
+server on the local profile, or uses an ``external`` one), waits until it answers,
 runs ``skillflow generate`` against it with ``skillflow sandbox serve`` as the sidecar, and stops
 the server when the step ends, whatever the outcome.
 """
@@ -50,9 +50,8 @@ class NativeServer:
     served_model_name: str = "model"
     num_gpus: int = 1
     url: str | None = None
-    llama_server_bin: str = "llama-server"
-    # llama.cpp: parallel slots; the context is split between them, so ctx_size is per slot.
-    parallel: int = 8
+    # llama-cpp-python's server (``python -m llama_cpp.server``) serves one request at a time.
+    parallel: int = 1
     ctx_size: int = 4096
     startup_timeout_s: int = 1800
     extra_args: tuple[str, ...] = ()
@@ -169,9 +168,15 @@ def native_server_command(server: NativeServer, kind: str, model: str) -> str:
                 '--host 127.0.0.1 --port "$SKILLFLOW_SERVER_PORT" '
                 f"--tensor-parallel-size {positive('server.num_gpus', server.num_gpus)} "
                 f"--max-model-len {ctx} --disable-log-requests{extra}")
-    slots = positive("server.parallel", server.parallel)
-    return (f"{q(server.llama_server_bin)} -m {q(model)} --alias {q(server.served_model_name)} "
-            f'--host 127.0.0.1 --port "$SKILLFLOW_SERVER_PORT" --parallel {slots} --ctx-size {ctx * slots}{extra}')
+    positive("server.parallel", server.parallel)
+    return ('"$SKILLFLOW_PYTHON" -m llama_cpp.server '
+            f"--model {q(model)} --model_alias {q(server.served_model_name)} "
+            f'--host 127.0.0.1 --port "$SKILLFLOW_SERVER_PORT" --n_ctx {ctx}{extra}')
+
+
+def health_path(kind: str) -> str:
+    """vLLM answers ``/health``; llama-cpp-python's server has no such route, but ``/v1/models``."""
+    return "/v1/models" if kind == "llama_cpp" else "/health"
 
 
 def native_step(server: NativeServer, profile: ClusterProfile, model: str | None, work: Sequence[str],
@@ -196,7 +201,7 @@ def native_step(server: NativeServer, profile: ClusterProfile, model: str | None
             f'{native_server_command(server, kind, model)} >"$SKILLFLOW_SERVER_LOG" 2>&1 &',
             "SKILLFLOW_SERVER_PID=$!",
             "trap 'kill \"$SKILLFLOW_SERVER_PID\" 2>/dev/null' EXIT",
-            f'skillflow_wait_http "$SKILLFLOW_SERVER_URL/health" "model server" {int(server.startup_timeout_s)} '
+            f'skillflow_wait_http "$SKILLFLOW_SERVER_URL{health_path(kind)}" "model server" {int(server.startup_timeout_s)} '
             '"$SKILLFLOW_SERVER_PID" || { tail -n 50 "$SKILLFLOW_SERVER_LOG" >&2; exit 1; }',
         ]
     lines.append('skillflow_wait_http "http://127.0.0.1:$SKILLFLOW_SANDBOX_PORT/health" sandbox 300 || exit 1')

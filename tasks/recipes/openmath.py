@@ -119,6 +119,8 @@ class EvalParams:
     extra_overrides: tuple[str, ...] = ()
     nemo_server: NemoSkillsServer = field(default_factory=NemoSkillsServer)
     native_server: NativeServer = field(default_factory=NativeServer)
+    # Smoke runs: only the first N problems of each benchmark (None: all).
+    limit: int | None = None
 
 
 @dataclass(frozen=True)
@@ -204,6 +206,8 @@ def _eval_work(params: EvalParams, benchmarks: Sequence[str], seeds: Sequence[in
                   _hydra("++server.code_execution.max_code_executions", params.max_code_executions),
                   _hydra("++server.code_execution.stop_on_code_error", params.stop_on_code_error),
                   _hydra("++batch_size", params.batch_size)]
+        if params.limit:
+            extra.append(_hydra("++max_samples", positive("limit", params.limit)))
         extra += [q(o) for o in params.extra_overrides]
         runs = [(b, None) for b in benchmarks] if not sampling else [(b, s) for b in benchmarks for s in seeds]
         out = []
@@ -227,6 +231,8 @@ def _eval_work(params: EvalParams, benchmarks: Sequence[str], seeds: Sequence[in
                 "--max-code-executions", str(params.max_code_executions),
                 "--stop-on-code-error" if params.stop_on_code_error else "--no-stop-on-code-error",
                 "--batch-size", str(params.batch_size)]
+        if params.limit:
+            opts += ["--limit", str(positive("limit", params.limit))]
         if skip_filled:
             opts.append("--skip-filled")
         if sampling:

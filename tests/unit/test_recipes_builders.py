@@ -102,7 +102,8 @@ def test_native_engine_picks_server_per_profile(pyxis: ClusterProfile, local: Cl
     gpu = openmath.eval_greedy_job(params, pyxis).spec
     assert "vllm.entrypoints.openai.api_server" in gpu.command and gpu.image == pyxis.images["vllm"]
     cpu = openmath.eval_greedy_job(params, local).spec
-    assert "llama-server" in cpu.command and cpu.gpus_per_node == 0 and cpu.image is None
+    assert "-m llama_cpp.server" in cpu.command and "/v1/models" in cpu.command
+    assert cpu.gpus_per_node == 0 and cpu.image is None
     assert 'sandbox serve --host 127.0.0.1 --port "$SKILLFLOW_SANDBOX_PORT"' in cpu.sidecars[0].command
 
 

@@ -1,0 +1,157 @@
+"""The Airflow-side steps of ``openmath_eval`` that are not Slurm jobs.
+
+Each function takes what a ``@task`` receives and returns XCom-able data; the DAG file only
+wires them. Heavy imports (mlflow, boto3) stay inside the functions.
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from tasks.openmath_eval import EvalRequest, PlanError, build_plan, done_markers, output_dir
+
+DAG_ID = "openmath_eval"
+
+
+def _profile(params: dict[str, Any]):
+    from tasks.profiles import load_profile
+
+    return load_profile(params.get("profile") or None)
+
+
+def make_plan(params: dict[str, Any], dag_run) -> dict[str, Any]:
+    """Check the form beyond its schema, plan every job, open the MLflow run and log the form."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from operators.tracking import mlflow_runs
+
+    profile = _profile(params)
+    req = EvalRequest.from_params(params)
+    try:
+        plan = build_plan(req, profile, output_dir(profile, dag_run.dag_id, dag_run.run_id))
+    except PlanError as exc:
+        raise AirflowFailException(f"Invalid params: {exc}") from None
+    mlc = mlflow_runs.client(profile.mlflow_conn_id)
+    run_id = mlflow_runs.run_for_dag_run(
+        mlc, params["experiment"], dag_run.dag_id, dag_run.run_id,
+        tags={"skillflow.profile": profile.name, "skillflow.model": req.model, "skillflow.engine": req.engine,
+              "skillflow.code_version": _code_version(), "mlflow.runName": f"{Path(req.model).name} {dag_run.run_id}"})
+    mlflow_runs.log_params_once(mlc, run_id, {k: json.dumps(v) if isinstance(v, (list, dict)) else v
+                                              for k, v in params.items()})
+    plan["mlflow_run_id"] = run_id
+    plan["profile"] = profile.name if profile.source.startswith("profile ") else profile.source
+    return {
+        "plan": plan,
+        "prepare_job": plan["prepare"],
+        "engine_job": plan["engine_build"] or {},
+        "greedy_job": plan["greedy"]["job"],
+        "greedy_outputs": plan["greedy"]["outputs"],
+        "summarize_job": plan["summarize"],
+        "chunks": plan["chunks"],
+        "mlflow_run_id": run_id,
+    }
+
+
+def _code_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("skillflow")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def check_model(plan: dict[str, Any], params: dict[str, Any]) -> str:
+    """Fail early, naming the path, when the model is not on the cluster."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from operators.slurm.hook import SlurmHook
+
+    profile = _profile(params)
+    path = plan["checked_model"]
+    if path.startswith("s3://"):
+        raise AirflowFailException(f"param 'model': {path} is an S3 URI; stage it on the cluster first "
+                                   "(S3 models are not fetched by this DAG yet)")
+    hook = SlurmHook(profile.ssh_conn_id, accounting=profile.accounting)
+    rc, out, _ = hook.run(f"test -e {_q(path)} && du -sh {_q(path)}", check=False)
+    if rc != 0:
+        raise AirflowFailException(f"param 'model': {path} does not exist on the cluster '{profile.name}'")
+    return out.strip()
+
+
+def _q(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)
+
+
+def pending_chunks(chunks: list[dict[str, Any]], params: dict[str, Any]) -> list[dict[str, Any]]:
+    """Sampling chunks whose outputs are not all marked done, checked in one SSH round trip."""
+    from operators.slurm.hook import SlurmHook
+
+    if not chunks:
+        return []
+    profile = _profile(params)
+    hook = SlurmHook(profile.ssh_conn_id, accounting=profile.accounting)
+    markers = [m for c in chunks for m in done_markers(c)]
+    done = hook.files_complete(markers)
+    todo = [c["job"] for c in chunks if not all(done.get(m, False) for m in done_markers(c))]
+    print(f"{len(chunks) - len(todo)} of {len(chunks)} sampling chunk(s) already finished; {len(todo)} to run")
+    return todo
+
+
+def metric_key(bench: str, mode: str, key: str) -> str:
+    """``math.majority_at_50.correct_answer``: MLflow forbids '@' in names, so ``@k`` becomes ``_at_k``."""
+    return f"{bench}.{mode.replace('@', '_at_')}.{key}"
+
+
+def metric_names(results: dict[str, dict[str, dict[str, float]]]) -> dict[str, float]:
+    metrics: dict[str, float] = {}
+    for bench, modes in results.items():
+        for mode, values in modes.items():
+            for key in ("correct_answer", "wrong_answer", "no_answer", "num_entries"):
+                if key in values:
+                    metrics[metric_key(bench, mode, key)] = float(values[key])
+    return metrics
+
+
+def report(plan: dict[str, Any], params: dict[str, Any], job_results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Metrics, the summary table and the predictions zip (S3, checksum logged) into the MLflow run."""
+    from operators.slurm.hook import SlurmHook
+    from operators.tracking import mlflow_runs
+    from operators.tracking.s3 import s3_client, upload_verified
+
+    profile = _profile(params)
+    hook = SlurmHook(profile.ssh_conn_id, accounting=profile.accounting)
+    out = plan["output_dir"]
+    text = hook.read_text(f"{out}/results.json")
+    if text is None:
+        raise FileNotFoundError(f"{out}/results.json is missing on the cluster: the summary job did not write it")
+    results = json.loads(text)
+    table = hook.read_text(f"{out}/summary.txt") or ""
+    metrics = metric_names(results)
+    jobs = [r for r in job_results if r]
+    metrics["slurm.gpu_hours"] = round(sum(float(r.get("gpu_hours") or 0) for r in jobs), 4)
+    metrics["slurm.elapsed_s"] = float(sum(int(r.get("elapsed_s") or 0) for r in jobs))
+    mlc = mlflow_runs.client(profile.mlflow_conn_id)
+    run_id = plan["mlflow_run_id"]
+    mlflow_runs.log_metrics(mlc, run_id, metrics)
+    mlc.set_tag(run_id, "slurm.job_ids", ",".join(str(r["job_id"]) for r in jobs))
+    with tempfile.TemporaryDirectory() as tmp:
+        Path(tmp, "results.json").write_text(json.dumps(results, indent=2))
+        Path(tmp, "summary.txt").write_text(table)
+        mlc.log_artifacts(run_id, tmp, artifact_path="summary")
+        local_zip = Path(tmp, "predictions.zip")
+        hook.download(f"{out}/predictions.zip", str(local_zip))
+        key = f"openmath_eval/{run_id}/predictions.zip"
+        stored = upload_verified(s3_client(profile.aws_conn_id), local_zip, profile.bucket, key)
+    mlc.set_tag(run_id, "predictions.s3_uri", stored["uri"])
+    mlc.set_tag(run_id, "predictions.sha256", stored["sha256"])
+    mlflow_runs.log_params_once(mlc, run_id, {"predictions_s3_uri": stored["uri"],
+                                              "predictions_sha256": stored["sha256"]})
+    mlc.set_terminated(run_id, "FINISHED")
+    return {"mlflow_run_id": run_id, "mlflow_url": mlflow_runs.run_url(mlc, run_id), "metrics": metrics,
+            "summary_table": table, "predictions_uri": stored["uri"], "predictions_sha256": stored["sha256"],
+            "predictions_bytes": stored["bytes"], "results": results}
