@@ -51,6 +51,8 @@ PARAMS = {
                      description="Cluster profile: a built-in name or a YAML file on the Airflow workers."),
     "experiment": Param("openmath-eval", type="string", minLength=1, maxLength=250, section="Tracking",
                         description="MLflow experiment."),
+    "mlflow_tags": Param({}, type="object", additionalProperties={"type": "string"}, section="Tracking",
+                         description="Extra tags on the MLflow run (openmath_nightly marks its runs here)."),
 }
 
 

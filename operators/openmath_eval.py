@@ -37,9 +37,10 @@ def make_plan(params: dict[str, Any], dag_run) -> dict[str, Any]:
     run_id = mlflow_runs.run_for_dag_run(
         mlc, params["experiment"], dag_run.dag_id, dag_run.run_id,
         tags={"skillflow.profile": profile.name, "skillflow.model": req.model, "skillflow.engine": req.engine,
-              "skillflow.code_version": _code_version(), "mlflow.runName": f"{Path(req.model).name} {dag_run.run_id}"})
+              "skillflow.code_version": _code_version(), "mlflow.runName": f"{Path(req.model).name} {dag_run.run_id}",
+              **{str(k): str(v) for k, v in (params.get("mlflow_tags") or {}).items()}})
     mlflow_runs.log_params_once(mlc, run_id, {k: json.dumps(v) if isinstance(v, (list, dict)) else v
-                                              for k, v in params.items()})
+                                              for k, v in params.items() if k != "mlflow_tags"})
     plan["mlflow_run_id"] = run_id
     plan["profile"] = profile.name if profile.source.startswith("profile ") else profile.source
     return {

@@ -21,6 +21,7 @@ from typing import Any, Sequence
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
+from operators.links import SlurmJobLogLink
 from operators.slurm.errors import BY_OUTCOME, SlurmJobError
 from operators.slurm.hook import SlurmHook
 from tasks.slurm.states import ACTIVE, JobState, Outcome
@@ -47,6 +48,7 @@ class SlurmJobOperator(BaseOperator):
 
     template_fields: Sequence[str] = ("job", "expected_outputs", "profile")
     template_fields_renderers = {"job": "json"}
+    operator_extra_links = (SlurmJobLogLink(),)
     ui_color = "#c9e4ff"
 
     def __init__(self, *, job: dict[str, Any], profile: str | None = None, ssh_conn_id: str | None = None,
@@ -85,10 +87,19 @@ class SlurmJobOperator(BaseOperator):
         suffix = f".{map_index}" if map_index is not None and map_index >= 0 else ""
         return f"{_safe(ti.dag_id)}/{_safe(ti.run_id)}/{_safe(ti.task_id)}{suffix}"
 
-    def _paths(self, profile, context) -> dict[str, str]:
+    def _paths(self, profile, context, script: str) -> dict[str, str]:
+        """Where this task instance's job record and scripts live on the cluster.
+
+        The record name carries a digest of the rendered script: a retry of the same job finds
+        it, while a mapped task whose index now points at a different job (a re-expansion after
+        some chunks finished) does not mistake the old job for its own.
+        """
+        import hashlib
+
         base = f"{profile.workdir.rstrip('/')}/.skillflow"
         ident = self._identity(context)
-        return {"record": f"{base}/jobs/{ident}.jobid", "script_dir": f"{base}/scripts/{ident}"}
+        digest = hashlib.sha256(script.encode()).hexdigest()[:12]
+        return {"record": f"{base}/jobs/{ident}.{digest}.jobid", "script_dir": f"{base}/scripts/{ident}"}
 
     # Execution ----------------------------------------------------------------------------
     def execute(self, context) -> dict[str, Any]:
@@ -104,12 +115,12 @@ class SlurmJobOperator(BaseOperator):
         spec = JobSpec.from_dict(self.job).validate()
         workdir = spec.workdir or profile.workdir
         log_path = spec.output or default_log_path(spec, workdir)
-        paths = self._paths(profile, context)
+        script = render_sbatch(spec, profile)
+        paths = self._paths(profile, context, script)
 
         job_id = self._reusable_job(hook, paths["record"])
         if job_id is None:
             try_number = context["ti"].try_number
-            script = render_sbatch(spec, profile)
             script_path = f"{paths['script_dir']}/try{try_number}.sbatch"
             job_id = hook.submit_script(script, script_path, log_path.rsplit("/", 1)[0], paths["record"])
             self.log.info("Submitted Slurm job %s (%s); script %s", job_id, spec.name, script_path)

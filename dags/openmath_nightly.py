@@ -1,0 +1,64 @@
+"""openmath_nightly: re-evaluate every registered model that carries an alias (default
+``nightly``), and fail with a readable report when a metric regressed against the model's previous
+nightly run or its published numbers.
+"""
+from __future__ import annotations
+
+import pendulum
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+from airflow.sdk import Param, dag, task
+
+
+@dag(
+    dag_id="openmath_nightly",
+    schedule="0 2 * * *",
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["skillflow", "openmath", "nightly"],
+    params={
+        "alias": Param("nightly", type="string", minLength=1, description="MLflow registry alias to evaluate."),
+        "tolerance": Param(1.0, type="number", minimum=0, maximum=100,
+                           description="Allowed drop of any accuracy, in percentage points."),
+        "eval_params": Param({"engine": "native", "benchmarks": ["gsm8k:0", "math:0"]}, type="object",
+                             description="Params passed to openmath_eval for every model."),
+        "experiment": Param("openmath-nightly", type="string", minLength=1),
+        "profile": Param("local", type="string", minLength=1),
+    },
+    doc_md=__doc__,
+)
+def openmath_nightly():
+    @task
+    def find_models(params=None) -> list:
+        from operators.nightly import models_with_alias
+        from tasks.profiles import load_profile
+
+        return models_with_alias(params["alias"], load_profile(params["profile"]).mlflow_conn_id)
+
+    @task
+    def confs(models: list, params=None) -> list:
+        from operators.nightly import eval_confs
+
+        overrides = dict(params["eval_params"], profile=params["profile"])
+        return eval_confs(models, overrides, params["experiment"])
+
+    # Runs even when an evaluation failed, so the report covers every model.
+    @task(trigger_rule="all_done")
+    def compare(models: list, params=None, run_id=None) -> str:
+        from operators.nightly import compare as do_compare, eval_run_id
+        from tasks.profiles import load_profile
+
+        run_ids = [eval_run_id(run_id, i) for i in range(len(models))]
+        return do_compare(models, run_ids, params["experiment"], float(params["tolerance"]),
+                          load_profile(params["profile"]).mlflow_conn_id)
+
+    models = find_models()
+    evaluate = TriggerDagRunOperator.partial(
+        task_id="evaluate", trigger_dag_id="openmath_eval", wait_for_completion=True, deferrable=True,
+        trigger_run_id="nightly__{{ run_id }}__m{{ ti.map_index }}",
+        poke_interval=30, allowed_states=["success"], failed_states=["failed"],
+    ).expand(conf=confs(models))
+    evaluate >> compare(models)
+
+
+dag = openmath_nightly()

@@ -1,0 +1,41 @@
+"""Extra links from task instances to the Slurm job log and to the DAG run's MLflow run.
+
+Airflow 3 computes a link when the task runs and stores it; the URL points at the skillflow
+plugin's endpoints (``plugins/skillflow_plugin.py``), which check the user's Airflow login and then
+show the log (read over SSH) or redirect to the MLflow run.
+"""
+from __future__ import annotations
+
+import urllib.parse
+
+from airflow.sdk import BaseOperatorLink
+
+PREFIX = "/skillflow"
+
+
+def _base() -> str:
+    from airflow.sdk.configuration import conf
+
+    return conf.get("api", "base_url", fallback="").rstrip("/")
+
+
+class MLflowRunLink(BaseOperatorLink):
+    name = "MLflow run"
+
+    def get_link(self, operator, *, ti_key) -> str:
+        q = urllib.parse.quote
+        return f"{_base()}{PREFIX}/mlflow-run/{q(ti_key.dag_id, safe='')}/{q(ti_key.run_id, safe='')}"
+
+
+class SlurmJobLogLink(BaseOperatorLink):
+    name = "Slurm job log"
+
+    def get_link(self, operator, *, ti_key) -> str:
+        from airflow.sdk.execution_time.xcom import XCom
+
+        path = XCom.get_value(ti_key=ti_key, key="slurm_log")
+        if not path:
+            return ""
+        profile = getattr(operator, "profile", None) or "local"
+        query = urllib.parse.urlencode({"profile": profile, "path": path})
+        return f"{_base()}{PREFIX}/slurm-log?{query}"

@@ -1,0 +1,75 @@
+"""openmath_eval through the real scheduler, triggerer, Slurm, MLflow and S3 of the local stack.
+
+SmolLM2 on two CPU cores: a handful of problems per benchmark keeps a run to a few minutes.
+"""
+from __future__ import annotations
+
+import os
+import urllib.parse
+from pathlib import Path
+
+import pytest
+
+from tasks.airflow_client import AirflowAPIError
+from tests.integration.airflow_api import client_for
+
+pytestmark = pytest.mark.integration
+
+SMOKE = {"model": "smollm2", "engine": "native", "data": "samples", "limit": 2,
+         "benchmarks": ["gsm8k:2", "asdiv:0", "math:2"], "seed_chunk_size": 1, "batch_size": 4,
+         "experiment": "selftest-openmath"}
+
+
+def test_form_rejects_bad_value_naming_the_param(stack):
+    api = client_for(stack)
+    api.wait_for_dag("openmath_eval")
+    with pytest.raises(AirflowAPIError) as info:
+        api.trigger("openmath_eval", dict(SMOKE, benchmarks=["gsm8k:fifty"]))
+    assert "benchmarks" in str(info.value) and "HTTP 400" in str(info.value)
+    with pytest.raises(AirflowAPIError) as info:
+        api.trigger("openmath_eval", dict(SMOKE, batch_size=0))
+    assert "batch_size" in str(info.value)
+
+
+def _mapped_count(api, run_id: str, task_id: str) -> int:
+    return len([t for t in api.task_instances("openmath_eval", run_id) if t["task_id"] == task_id
+                and t.get("map_index", -1) >= 0 and t.get("state") == "success"])
+
+
+def test_smoke_run_logs_metrics_and_verified_zip_then_resume_skips_finished_chunks(stack):
+    from mlflow.tracking import MlflowClient
+
+    from tasks.s3_check import sha256_of_object
+
+    api = client_for(stack)
+    api.wait_for_dag("openmath_eval")
+    run = api.trigger("openmath_eval", SMOKE)
+    run_id = run["dag_run_id"]
+    final = api.wait_for_run("openmath_eval", run_id, timeout=900)
+    assert final["state"] == "success", api.task_instances("openmath_eval", run_id)
+    out = api.xcom("openmath_eval", run_id, "report")
+    metrics = MlflowClient(stack.env["MLFLOW_TRACKING_URI"]).get_run(out["mlflow_run_id"]).data.metrics
+    for key in ("gsm8k.greedy.correct_answer", "gsm8k.majority_at_2.correct_answer", "math.pass_at_2.no_answer",
+                "asdiv.greedy.num_entries"):
+        assert key in metrics, sorted(metrics)
+    assert metrics["asdiv.greedy.num_entries"] == 2
+    assert sha256_of_object(out["predictions_uri"], stack.env) == out["predictions_sha256"]
+    assert _mapped_count(api, run_id, "sampling") == 2
+
+    # A chunk whose job died before finishing has no .done marker: take one away, re-run the
+    # DAG run, and only that chunk runs again while the other chunk's file stays untouched.
+    plan = api.xcom("openmath_eval", run_id, "plan", key="plan")
+    out_dir = Path(plan["output_dir"])
+    lost = out_dir / "gsm8k" / "output-rs1.jsonl.done"
+    kept = out_dir / "gsm8k" / "output-rs0.jsonl"
+    kept_mtime = kept.stat().st_mtime_ns
+    lost.unlink()
+    path = f"/api/v2/dags/openmath_eval/clearTaskInstances"
+    api._request("POST", path, {"dry_run": False, "dag_run_id": run_id, "only_failed": False,
+                                "reset_dag_runs": True, "include_downstream": True,
+                                "task_ids": ["pending_chunks"]})
+    final = api.wait_for_run("openmath_eval", run_id, timeout=900)
+    assert final["state"] == "success"
+    assert _mapped_count(api, run_id, "sampling") == 1
+    assert lost.exists() and kept.stat().st_mtime_ns == kept_mtime
+    del os, urllib
