@@ -229,6 +229,9 @@ def main():
     sys.stdout = sink
     mode = payload["mode"]
     code = payload["code"]
+    # The reference imports numpy (and the rest of the prelude) before its guard; numpy's import
+    # needs functions the guard disables, so import them here while they still work.
+    exec(PRELUDE, {})
     reliability_guard()
 
     # Load the candidate as module tmp_sol under the timer; any Exception here is a compile error.

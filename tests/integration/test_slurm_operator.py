@@ -148,3 +148,32 @@ def test_injection_in_params_stays_literal(stack):
     assert hostile in log
     time.sleep(0.5)
     assert not os.path.exists(marker)
+
+
+def test_expected_outputs_overrule_a_failed_state(stack):
+    """NeMo-Skills images end every job with an MPI error even after finishing the work."""
+    out = f"{stack.env['SKILLFLOW_VAR']}/cluster/work/t-outputs-{time.time_ns()}.jsonl"
+    op = make_op({"name": "t-outputs", "command": f"echo done > {out}; echo 'MPI_ABORT was invoked'; exit 1"},
+                 expected_outputs=[out], retry_on=())
+    ti = TaskInstanceStandIn()
+    result = finish(op, ti, submit(op, ti))
+    assert list(result["states"].values()) == ["FAILED"]
+    missing = make_op({"name": "t-outputs", "command": "exit 1"}, expected_outputs=[out + ".never"], retry_on=())
+    ti2 = TaskInstanceStandIn()
+    with pytest.raises(AirflowFailException, match="exit code 1"):
+        finish(missing, ti2, submit(missing, ti2))
+
+
+def test_finished_job_is_found_in_accounting_after_leaving_the_queue(stack):
+    """After MinJobAge squeue forgets a job; without slurmdbd the jobcomp log still has it."""
+    from tasks.slurm import commands
+
+    op = make_op({"name": "t-acct", "command": "exit 4"}, retry_on=())
+    ti = TaskInstanceStandIn()
+    with pytest.raises(AirflowFailException):
+        finish(op, ti, submit(op, ti))
+    job_id = ti.xcoms["slurm_job_id"]
+    hook = SlurmHook("slurm_local", accounting="jobcomp")
+    _, out, _ = hook.run(commands.accounting_command([job_id], "jobcomp"))
+    states = {s.key: s for s in commands.parse_accounting(out)}
+    assert states[job_id].state == "FAILED" and states[job_id].exit_code == 4
