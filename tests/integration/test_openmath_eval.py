@@ -4,8 +4,6 @@ SmolLM2 on two CPU cores: a handful of problems per benchmark keeps a run to a f
 """
 from __future__ import annotations
 
-import os
-import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -64,7 +62,7 @@ def test_smoke_run_logs_metrics_and_verified_zip_then_resume_skips_finished_chun
     kept = out_dir / "gsm8k" / "output-rs0.jsonl"
     kept_mtime = kept.stat().st_mtime_ns
     lost.unlink()
-    path = f"/api/v2/dags/openmath_eval/clearTaskInstances"
+    path = "/api/v2/dags/openmath_eval/clearTaskInstances"
     api._request("POST", path, {"dry_run": False, "dag_run_id": run_id, "only_failed": False,
                                 "reset_dag_runs": True, "include_downstream": True,
                                 "task_ids": ["pending_chunks"]})
@@ -72,4 +70,3 @@ def test_smoke_run_logs_metrics_and_verified_zip_then_resume_skips_finished_chun
     assert final["state"] == "success"
     assert _mapped_count(api, run_id, "sampling") == 1
     assert lost.exists() and kept.stat().st_mtime_ns == kept_mtime
-    del os, urllib
