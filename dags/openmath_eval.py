@@ -101,7 +101,7 @@ def openmath_eval():
     prepare = SlurmJobOperator(task_id="prepare_data", job=p["prepare_job"], **common)
     engine = SlurmJobOperator(task_id="build_engine", job=p["engine_job"], **common)
     greedy = SlurmJobOperator(task_id="greedy", job=p["greedy_job"], expected_outputs=p["greedy_outputs"],
-                              trigger_rule="none_failed", **common)
+                              create_dirs=p["greedy_dirs"], trigger_rule="none_failed", **common)
     todo = pending_chunks(p["chunks"])
     sampling = SlurmJobOperator.partial(task_id="sampling", trigger_rule="none_failed", **common).expand(job=todo)
     summary = SlurmJobOperator(task_id="summarize", job=p["summarize_job"], trigger_rule="none_failed", **common)

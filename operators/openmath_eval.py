@@ -49,6 +49,7 @@ def make_plan(params: dict[str, Any], dag_run) -> dict[str, Any]:
         "engine_job": plan["engine_build"] or {},
         "greedy_job": plan["greedy"]["job"],
         "greedy_outputs": plan["greedy"]["outputs"],
+        "greedy_dirs": plan["greedy"]["dirs"],
         "summarize_job": plan["summarize"],
         "chunks": plan["chunks"],
         "mlflow_run_id": run_id,

@@ -1,8 +1,8 @@
 """Shared fixtures: the repository paths and the real local stack for integration tests.
 
-The integration suite runs against the real services on loopback. If the stack is already up
-(for example after ``make demo``) it is reused and left running; otherwise this session starts
-it and stops it at the end.
+The integration suite runs against the real services on loopback. If any part of the stack is
+already running (for example after ``make demo``) it is completed, reused and left running;
+otherwise this session starts it and stops it at the end.
 """
 from __future__ import annotations
 
@@ -28,10 +28,12 @@ def stack():
     """The running local stack; yields its Context (layout + environment)."""
     from tasks.stack import control
 
-    started = False
-    if not control.is_up():
+    rows = control.status()
+    # Stop the stack at the end only if this session found nothing of it running: a stack that
+    # someone else started (make demo, another test session) is theirs to stop.
+    started = not any(r.pid for r in rows)
+    if not all(r.healthy for r in rows):
         control.up(quiet=True)
-        started = True
     ctx = control.context()
     saved = dict(os.environ)
     os.environ.update({k: v for k, v in ctx.env.items() if k != "PATH"})

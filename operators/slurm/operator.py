@@ -46,7 +46,7 @@ class SlurmJobOperator(BaseOperator):
     :param deferrable: wait in the triggerer (default) or poll from the worker.
     """
 
-    template_fields: Sequence[str] = ("job", "expected_outputs", "profile")
+    template_fields: Sequence[str] = ("job", "expected_outputs", "profile", "create_dirs")
     template_fields_renderers = {"job": "json"}
     operator_extra_links = (SlurmJobLogLink(),)
     ui_color = "#c9e4ff"
@@ -54,7 +54,7 @@ class SlurmJobOperator(BaseOperator):
     def __init__(self, *, job: dict[str, Any], profile: str | None = None, ssh_conn_id: str | None = None,
                  expected_outputs: Sequence[str] = (), retry_on: Sequence[str] = DEFAULT_RETRY_ON,
                  poll_interval: float | None = None, deferrable: bool = True, stream_logs: bool = True,
-                 wait_timeout: timedelta | None = None, **kwargs):
+                 wait_timeout: timedelta | None = None, create_dirs: Sequence[str] = (), **kwargs):
         kwargs.setdefault("retries", 1)
         kwargs.setdefault("retry_delay", timedelta(seconds=5))
         super().__init__(**kwargs)
@@ -70,6 +70,8 @@ class SlurmJobOperator(BaseOperator):
         self.deferrable = deferrable
         self.stream_logs = stream_logs
         self.wait_timeout = wait_timeout
+        # Folders that must exist before sbatch (container runtimes refuse to mount a missing one).
+        self.create_dirs = create_dirs
         self._job_id: str | None = None
 
     # Set-up -------------------------------------------------------------------------------
@@ -122,6 +124,10 @@ class SlurmJobOperator(BaseOperator):
         if job_id is None:
             try_number = context["ti"].try_number
             script_path = f"{paths['script_dir']}/try{try_number}.sbatch"
+            if self.create_dirs:
+                import shlex
+
+                hook.run("mkdir -p " + " ".join(shlex.quote(d) for d in self.create_dirs))
             job_id = hook.submit_script(script, script_path, log_path.rsplit("/", 1)[0], paths["record"])
             self.log.info("Submitted Slurm job %s (%s); script %s", job_id, spec.name, script_path)
         self._job_id = job_id
