@@ -1,4 +1,4 @@
-"""``skillflow apps prepare|convert-mapcoder|eval``: APPS data preparation and evaluation."""
+"""``skillflow apps prepare|convert-mapcoder|samples|sample|eval``: APPS data, sampling and evaluation."""
 from __future__ import annotations
 
 import argparse
@@ -26,6 +26,32 @@ def register(subparsers) -> None:
                       help="fn_name: APPS call-based problems (default); stdin: MapCoder's way, programs read "
                            "the arguments from stdin and print the result")
     conv.set_defaults(handler=run_convert)
+
+    smp = sub.add_parser("sample", help="n programs per problem from an OpenAI-compatible chat server (resumable)")
+    src = smp.add_mutually_exclusive_group(required=True)
+    src.add_argument("--prompts", type=Path, help="test_prompts.jsonl of `apps prepare`")
+    src.add_argument("--problems", type=Path,
+                     help="APPS rows instead: prompts built as `apps prepare` does, keeping problems without "
+                          "solutions (e.g. the MapCoder sample)")
+    smp.add_argument("--out", required=True, type=Path, help="samples jsonl (appended; <out>.done when complete)")
+    smp.add_argument("--server-url", required=True, help="base URL of the server (…/v1/chat/completions is used)")
+    smp.add_argument("--model", required=True, help="model name the server serves")
+    smp.add_argument("--n-sample", type=int, default=10, help="samples per problem (default 10, as the seed)")
+    smp.add_argument("--temperature", type=float, default=0.6, help="default 0.6 (seed)")
+    smp.add_argument("--top-p", type=float, default=0.95, help="default 0.95 (seed)")
+    smp.add_argument("--max-tokens", type=int, default=2048, help="new tokens per sample (default 2048, seed)")
+    smp.add_argument("--seed", type=int, default=42, help="sample i is requested with seed + i (default 42)")
+    smp.add_argument("--concurrency", type=int, default=16, help="requests in flight (default 16)")
+    smp.add_argument("--limit", type=int, default=None, help="only the first N problems (smoke runs)")
+    smp.add_argument("--extra-body", default=None,
+                     help="JSON object merged into every request, e.g. server-specific sampling switches")
+    smp.add_argument("--timeout", type=float, default=1800.0, help="seconds per request (default 1800)")
+    smp.set_defaults(handler=run_sample)
+
+    shp = sub.add_parser("samples", help="copy an APPS problem sample shipped with skillflow (offline runs)")
+    shp.add_argument("name", nargs="?", default="mapcoder10", help="sample name (default mapcoder10)")
+    shp.add_argument("--out", required=True, type=Path, help="APPS-layout jsonl to write")
+    shp.set_defaults(handler=run_samples)
 
     ev = sub.add_parser("eval", help="run samples against APPS tests; write results.jsonl and summary.json")
     ev.add_argument("--samples", required=True, type=Path, help="jsonl: problem_id + code | completion | response")
@@ -95,4 +121,39 @@ def run_eval(args: argparse.Namespace) -> int:
     print_table(summary)
     print(f"apps eval: {summary['samples']} samples, {summary['problems']} problems, "
           f"{summary['evaluated_now']} run now in {summary['seconds']}s -> {args.out}", file=sys.stderr)
+    return 0
+
+
+def run_sample(args: argparse.Namespace) -> int:
+    from tasks.apps.sample import GenerationError, SamplingConfig, parse_extra, run
+    from tasks.cli import UserError
+    from tasks.jsonl import JsonlError
+
+    for name in ("n_sample", "max_tokens", "concurrency", "limit"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    for path, flag in ((args.prompts, "--prompts"), (args.problems, "--problems")):
+        if path is not None and not path.is_file():
+            raise UserError(f"{flag} {path}: no such file")
+    try:
+        config = SamplingConfig(n_sample=args.n_sample, temperature=args.temperature, top_p=args.top_p,
+                                max_tokens=args.max_tokens, seed=args.seed, extra=parse_extra(args.extra_body))
+        report = run(args.prompts, args.problems, args.out, args.server_url, args.model, config,
+                     concurrency=args.concurrency, limit=args.limit, timeout_s=args.timeout)
+    except (ValueError, JsonlError, GenerationError) as exc:
+        raise UserError(str(exc)) from None
+    print(json.dumps(report, sort_keys=True))
+    return 0
+
+
+def run_samples(args: argparse.Namespace) -> int:
+    from tasks.apps.samples import copy_sample
+    from tasks.cli import UserError
+
+    try:
+        path = copy_sample(args.name, args.out)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    print(path)
     return 0

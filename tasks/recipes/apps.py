@@ -7,11 +7,13 @@ memory, which is the seed's fix for SIGBUS in NCCL's shared-memory transport (§
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from tasks.profiles import ClusterProfile
-from tasks.recipes.common import (JobOptions, PathMap, RecipeError, RecipeJob, abs_path, basename, make_spec, parent,
-                                  positive, q, slug)
+from tasks.recipes.common import (SERVER_PORT_EXPR, WAIT_HTTP_FUNCTION, JobOptions, PathMap, RecipeError, RecipeJob,
+                                  abs_path, basename, make_spec, parent, positive, q, slug, words)
+from tasks.recipes.engines import NativeServer, health_path, native_server_command
 from tasks.recipes.openmath import KnownFix
 
 KNOWN_FIXES: tuple[KnownFix, ...] = (
@@ -180,3 +182,136 @@ def vllm_sampling_job(params: VllmSamplingParams, profile: ClusterProfile,
     spec = make_spec(opts, name=f"apps-sample-{slug(basename(out_host))}", command=command,
                      image=profile.image(params.image_key), gpus_per_node=gpus, mounts=paths.mounts)
     return RecipeJob(spec=spec, outputs=(out_host,), dirs=(parent(out_host),))
+
+
+# Sampling requests are plain temperature + top-p, as vLLM's defaults make them. llama-cpp-python's
+# server adds top-k 40, min-p 0.05 and a 1.1 repeat penalty unless told otherwise.
+LLAMA_CPP_NEUTRAL_SAMPLING = {"top_k": 0, "min_p": 0.0, "repeat_penalty": 1.0}
+
+
+@dataclass(frozen=True)
+class NativeSamplingParams:
+    """``skillflow apps sample`` against a server started in the job (apps spec §2.3, native).
+
+    ``model`` is a cluster path (a GGUF file for llama.cpp, an HF folder for vLLM) or, for vLLM
+    only, a hub name. Prompts come from ``prompts`` (``test_prompts.jsonl`` of ``apps prepare``)
+    or are built from the APPS rows in ``problems``; exactly one is given. The seed's settings are
+    the defaults; ``concurrency`` is the number of requests in flight.
+    """
+
+    model: str
+    out: str
+    prompts: str | None = None
+    problems: str | None = None
+    server: NativeServer = NativeServer(served_model_name="apps-model", ctx_size=16384)
+    n_sample: int = 10
+    temperature: float = 0.6
+    top_p: float = 0.95
+    max_tokens: int = 2048
+    seed: int = 42
+    concurrency: int = 64
+    limit: int | None = None
+    image_key: str = "openrlhf"
+
+
+def _server_step(server: NativeServer, kind: str, model: str, work: str, mkdirs: tuple[str, ...]) -> str:
+    """Start the model server, wait until it answers, run ``work``; the server stops on exit.
+
+    ``engines.native_step`` also waits for a code sandbox, which sampling does not use; the
+    server command, its health route and the wait are shared with it.
+    """
+    return "\n".join([
+        f"export SKILLFLOW_SERVER_PORT={SERVER_PORT_EXPR}",
+        WAIT_HTTP_FUNCTION.rstrip("\n"),
+        f"mkdir -p {words(*mkdirs)} || exit 1",
+        'export SKILLFLOW_SERVER_URL="http://127.0.0.1:$SKILLFLOW_SERVER_PORT"',
+        'SKILLFLOW_SERVER_LOG="$SKILLFLOW_WORKDIR/logs/${SLURM_JOB_NAME}-server-${SLURM_JOB_ID}.log"',
+        'mkdir -p "$SKILLFLOW_WORKDIR/logs"',
+        f'{native_server_command(server, kind, model)} >"$SKILLFLOW_SERVER_LOG" 2>&1 &',
+        "SKILLFLOW_SERVER_PID=$!",
+        "trap 'kill \"$SKILLFLOW_SERVER_PID\" 2>/dev/null' EXIT",
+        f'skillflow_wait_http "$SKILLFLOW_SERVER_URL{health_path(kind)}" "model server" '
+        f'{int(server.startup_timeout_s)} "$SKILLFLOW_SERVER_PID" || {{ tail -n 50 "$SKILLFLOW_SERVER_LOG" >&2; exit 1; }}',
+        work,
+    ]) + "\n"
+
+
+def native_apps_sampling_job(params: NativeSamplingParams, profile: ClusterProfile,
+                             opts: JobOptions = JobOptions()) -> RecipeJob:
+    """Sampling as one Slurm job: vLLM's OpenAI server on the GPUs of a GPU cluster (image
+    ``image_key``, TP = ``server.num_gpus``), llama-cpp-python's server on the CPU of the local
+    profile. Writes ``out`` and ``out.done``; a resubmission keeps every finished problem."""
+    kind = params.server.resolved_kind(profile)
+    if kind == "external":
+        raise RecipeError("server.kind 'external' is not supported for APPS sampling; the job starts its server")
+    if (params.prompts is None) == (params.problems is None):
+        raise RecipeError("give exactly one of prompts (test_prompts.jsonl) or problems (APPS rows)")
+    paths = PathMap(profile)
+    if kind == "vllm" and not params.model.startswith("/"):
+        if "\n" in params.model or not params.model.strip():
+            raise RecipeError(f"model={params.model!r} is neither a cluster path nor a hub name")
+        model = params.model  # a hub name; vLLM resolves it
+    else:
+        model = paths.bind(abs_path("model", params.model), "/model")
+    src_param, src_value = ("prompts", params.prompts) if params.prompts is not None else ("problems", params.problems)
+    src_host = abs_path(src_param, src_value)
+    src = paths.bind(parent(src_host), "/prompts") + "/" + basename(src_host)
+    out_host = abs_path("out", params.out)
+    out = paths.bind(parent(out_host), "/output") + "/" + basename(out_host)
+    extra = LLAMA_CPP_NEUTRAL_SAMPLING if kind == "llama_cpp" else {}
+    # (flag, value) pairs; values are quoted, except the server URL, a variable of the step itself.
+    flags = [(f"--{src_param}", q(src)), ("--out", q(out)), ("--server-url", '"$SKILLFLOW_SERVER_URL"'),
+             ("--model", q(params.server.served_model_name)),
+             ("--n-sample", str(positive("n_sample", params.n_sample))), ("--temperature", q(params.temperature)),
+             ("--top-p", q(params.top_p)), ("--max-tokens", str(positive("max_tokens", params.max_tokens))),
+             ("--seed", str(int(params.seed))), ("--concurrency", str(positive("concurrency", params.concurrency)))]
+    if params.limit is not None:
+        flags.append(("--limit", str(positive("limit", params.limit))))
+    if extra:
+        flags.append(("--extra-body", q(json.dumps(extra, sort_keys=True))))
+    rendered = [f"{flag} {value}" for flag, value in flags]
+    work = '"$SKILLFLOW_CLI" apps sample \\\n    ' + " \\\n    ".join(rendered)
+    command = _server_step(params.server, kind, model, work, (parent(out),))
+    gpus = positive("server.num_gpus", params.server.num_gpus) if kind == "vllm" else 0
+    spec = make_spec(opts, name=f"apps-sample-{slug(basename(parent(out_host)))}", command=command,
+                     image=profile.image(params.image_key) if kind == "vllm" else None, gpus_per_node=gpus,
+                     mounts=paths.mounts)
+    return RecipeJob(spec=spec, outputs=(out_host, f"{out_host}.done"), dirs=(parent(out_host),))
+
+
+@dataclass(frozen=True)
+class AppsEvalParams:
+    """``skillflow apps eval`` as a CPU job (apps spec §2.4): ``samples`` against the APPS rows in
+    ``problems``; ``out_dir`` receives ``results.jsonl`` (one line per sample, resumable) and
+    ``summary.json`` (pass@k per difficulty). ``cpus`` = sandbox workers (the seed: 32 cores)."""
+
+    samples: str
+    problems: str
+    out_dir: str
+    cpus: int | None = None
+    timeout_s: float = 4.0
+    budget_s: float = 11.0
+    memory_mb: int = 4096
+    image_key: str = "sandbox"
+
+
+def apps_eval_job(params: AppsEvalParams, profile: ClusterProfile, opts: JobOptions = JobOptions()) -> RecipeJob:
+    paths = PathMap(profile)
+    samples_host = abs_path("samples", params.samples)
+    samples = paths.bind(parent(samples_host), "/samples") + "/" + basename(samples_host)
+    problems_host = abs_path("problems", params.problems)
+    problems = paths.bind(parent(problems_host), "/problems") + "/" + basename(problems_host)
+    out_host = abs_path("out_dir", params.out_dir)
+    out = paths.bind(out_host, "/output")
+    for name in ("timeout_s", "budget_s"):
+        if not getattr(params, name) > 0:
+            raise RecipeError(f"{name}={getattr(params, name)!r} must be positive")
+    lines = [f"--samples {q(samples)}", f"--problems {q(problems)}", f"--out {q(out)}"]
+    if params.cpus is not None:
+        lines.append(f"--workers {positive('cpus', params.cpus)}")
+    lines += [f"--timeout {q(params.timeout_s)}", f"--budget {q(params.budget_s)}",
+              f"--memory-mb {positive('memory_mb', params.memory_mb)}"]
+    command = '"$SKILLFLOW_CLI" apps eval \\\n    ' + " \\\n    ".join(lines) + "\n"
+    spec = make_spec(opts, name=f"apps-eval-{slug(basename(parent(samples_host)))}", command=command,
+                     image=profile.image(params.image_key), cpus_per_task=params.cpus, mounts=paths.mounts)
+    return RecipeJob(spec=spec, outputs=(f"{out_host}/summary.json", f"{out_host}/results.jsonl"), dirs=(out_host,))

@@ -110,6 +110,21 @@ def vllm_sampling(p: ClusterProfile) -> RecipeJob:
         out="/shared/apps/runs/openrlhf-sft-packing/samples.jsonl"), p)
 
 
+
+def native_apps_sampling(p: ClusterProfile) -> RecipeJob:
+    gpu = p.runtime != "none"
+    return apps.native_apps_sampling_job(apps.NativeSamplingParams(
+        model="/shared/apps/runs/openrlhf-sft-packing/model" if gpu else "/shared/apps/models/smollm2.gguf",
+        prompts="/shared/apps/data/test_prompts.jsonl", out="/shared/apps/runs/openrlhf-sft-packing/samples.jsonl",
+        server=NativeServer(served_model_name="apps-model", num_gpus=4 if gpu else 1,
+                            ctx_size=16384 if gpu else 8192)), p)
+
+
+def apps_eval(p: ClusterProfile) -> RecipeJob:
+    return apps.apps_eval_job(apps.AppsEvalParams(
+        samples="/shared/apps/runs/openrlhf-sft-packing/samples.jsonl", problems="/shared/apps/data/apps/test.jsonl",
+        out_dir="/shared/apps/runs/openrlhf-sft-packing/eval", cpus=32), p, JobOptions(time="02:00:00"))
+
 CASES: dict[str, Callable[[ClusterProfile], RecipeJob]] = {
     "openmath-eval-greedy.nemo_skills": eval_greedy("nemo_skills"),
     "openmath-eval-greedy.native": eval_greedy("native"),
@@ -125,6 +140,8 @@ CASES: dict[str, Callable[[ClusterProfile], RecipeJob]] = {
     "openmath-nemo-to-hf": nemo_to_hf,
     "apps-openrlhf-sft": openrlhf_sft,
     "apps-vllm-sampling": vllm_sampling,
+    "apps-native-sampling": native_apps_sampling,
+    "apps-eval": apps_eval,
 }
 
 

@@ -1,0 +1,108 @@
+"""apps_sft: the seed's APPS experiment -- OpenRLHF SFT, sampling, APPS evaluation, base vs SFT.
+
+Steps, each a Slurm job on the cluster of the chosen profile: prepare the data (codeparrot/apps
+files, or the 10 shipped MapCoder problems), optionally train with OpenRLHF 0.5.3 using every seed
+flag (2 nodes x 4 GPUs), sample the base model and, when trained, the SFT checkpoint (10 samples
+per problem, T=0.6, top-p 0.95, 2048 new tokens; vLLM on GPU clusters, llama.cpp on the local
+profile), evaluate each with ``skillflow apps eval``. The report puts one MLflow run per model
+side by side (pass@1/5/10 by difficulty as ``total.pass_at_1``...), the per-sample results as an
+artifact, the seed-format comparison table in every run, and the samples zipped in S3.
+
+**The local profile cannot train**: it has no GPUs with OpenRLHF, so ``train`` must stay false
+there (the run fails at ``plan`` naming the param); it samples and evaluates the base model
+(SmolLM2) only. Training needs a GPU cluster profile and ``data`` = a folder with the APPS files.
+"""
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import Param, dag, task
+
+from operators.slurm.operator import SlurmJobOperator
+
+PARAMS = {
+    "model": Param(None, type=["null", "string"], minLength=1, section="Model",
+                   description="Base model: empty = the seed's deepseek-ai/deepseek-coder-6.7b-instruct on GPU "
+                               "profiles and `smollm2` on the local profile. A cluster path (HF folder for vLLM "
+                               "and training, GGUF file for llama.cpp), a profile alias, or (sampling only) a hub "
+                               "name."),
+    "data": Param("mapcoder-sample", type="string", minLength=1, section="Data",
+                  description="`mapcoder-sample` (10 APPS problems shipped with skillflow, no reference solutions, "
+                              "so no training), or an absolute cluster folder holding codeparrot/apps "
+                              "train.jsonl and test.jsonl."),
+    "limit": Param(None, type=["null", "integer"], minimum=1, section="Data",
+                   description="Only the first N test problems (smoke runs); empty = all."),
+    "train": Param(False, type="boolean", section="Training",
+                   description="Run the seed's OpenRLHF SFT and compare the SFT model with the base model. Not "
+                               "possible on the local profile (no GPUs/OpenRLHF)."),
+    "num_nodes": Param(2, type="integer", minimum=1, maximum=64, section="Training",
+                       description="Training nodes (the seed: 2)."),
+    "gpus_per_node": Param(4, type="integer", minimum=1, maximum=16, section="Training",
+                           description="GPUs per training node (the seed: 4)."),
+    "sampling_gpus": Param(4, type="integer", minimum=1, maximum=16, section="Sampling",
+                           description="GPUs of the vLLM server = tensor parallel size (the seed: 4)."),
+    "n_samples": Param(10, type="integer", minimum=1, maximum=200, section="Sampling",
+                       description="Samples per problem (the seed: 10). Below 10, pass@10 is reported as "
+                                   "unavailable, not estimated."),
+    "max_tokens": Param(2048, type="integer", minimum=1, maximum=16384, section="Sampling",
+                        description="New tokens per sample (the seed: 2048)."),
+    "concurrency": Param(64, type="integer", minimum=1, maximum=1024, section="Sampling",
+                         description="Requests in flight to the model server."),
+    "eval_cpus": Param(None, type=["null", "integer"], minimum=1, maximum=512, section="Evaluation",
+                       description="CPUs of each evaluation job = sandbox workers; empty = 32 (the seed) on GPU "
+                                   "profiles, all cores of the node locally."),
+    "time_limit": Param(None, type=["null", "string"], pattern=r"^([0-9]+-)?[0-9]{1,2}:[0-9]{2}:[0-9]{2}$",
+                        section="Cluster", description="Slurm walltime per job (default: the profile's; "
+                                                       "training defaults to the profile's maximum)."),
+    "profile": Param("local", type="string", minLength=1, section="Cluster",
+                     description="Cluster profile: a built-in name or a YAML file on the Airflow workers."),
+    "experiment": Param("apps-sft", type="string", minLength=1, maxLength=250, section="Tracking",
+                        description="MLflow experiment; each model gets its own run in it."),
+}
+
+
+@dag(
+    dag_id="apps_sft",
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=4,
+    params=PARAMS,
+    render_template_as_native_obj=True,
+    tags=["skillflow", "apps", "sft", "evaluation"],
+    doc_md=__doc__,
+)
+def apps_sft():
+    @task(multiple_outputs=True)
+    def plan(params=None, dag_run=None) -> dict:
+        from operators.apps_sft import make_plan
+
+        return make_plan(dict(params), dag_run)
+
+    @task(trigger_rule="none_failed")
+    def report(plan: dict, train: dict | None, sample_base: dict | None, eval_base: dict | None,
+               sample_sft: dict | None, eval_sft: dict | None, params=None) -> dict:
+        from operators.apps_sft import report as do_report
+
+        return do_report(plan, dict(params), {"train": train, "sample_base": sample_base, "eval_base": eval_base,
+                                              "sample_sft": sample_sft, "eval_sft": eval_sft})
+
+    p = plan()
+    common = dict(profile="{{ params.profile }}", poll_interval=None)
+    prepare = SlurmJobOperator(task_id="prepare", job=p["prepare_job"], expected_outputs=p["prepare_outputs"],
+                               **common)
+    train = SlurmJobOperator(task_id="train", job=p["train_job"], expected_outputs=p["train_outputs"], **common)
+    sample_base = SlurmJobOperator(task_id="sample_base", job=p["sample_base_job"],
+                                   expected_outputs=p["sample_base_outputs"], **common)
+    eval_base = SlurmJobOperator(task_id="eval_base", job=p["eval_base_job"],
+                                 expected_outputs=p["eval_base_outputs"], **common)
+    sample_sft = SlurmJobOperator(task_id="sample_sft", job=p["sample_sft_job"],
+                                  expected_outputs=p["sample_sft_outputs"], **common)
+    eval_sft = SlurmJobOperator(task_id="eval_sft", job=p["eval_sft_job"],
+                                expected_outputs=p["eval_sft_outputs"], **common)
+    prepare >> [train, sample_base]
+    sample_base >> eval_base
+    train >> sample_sft >> eval_sft
+    report(p["plan"], train.output, sample_base.output, eval_base.output, sample_sft.output, eval_sft.output)
+
+
+dag = apps_sft()

@@ -1,0 +1,159 @@
+"""The Airflow-side steps of ``apps_sft`` that are not Slurm jobs: planning and the report.
+
+One MLflow run per model (``base``, and ``sft`` when trained), side by side in the experiment,
+found again through their tags so a retried task reuses them. Heavy imports (mlflow, boto3) stay
+inside the functions.
+"""
+from __future__ import annotations
+
+import json
+import shlex
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from tasks.apps_plan import (SIDES, AppsSftRequest, PlanError, build_plan, comparison_table, metric_names,
+                             output_dir)
+
+TAG_SIDE = "skillflow.apps_side"
+
+
+def _profile(params: dict[str, Any]):
+    from tasks.profiles import load_profile
+
+    return load_profile(params.get("profile") or None)
+
+
+def _hook(profile):
+    from operators.slurm.hook import SlurmHook
+
+    return SlurmHook(profile.ssh_conn_id, accounting=profile.accounting)
+
+
+def side_run(mlc, experiment: str, dag_id: str, dag_run_id: str, side: str, tags: dict[str, str],
+             run_name: str) -> str:
+    """The MLflow run of one model of this DAG run, created on first use."""
+    from operators.tracking.mlflow_runs import TAG_DAG, TAG_RUN, experiment_id
+
+    exp_id = experiment_id(mlc, experiment)
+    quoted = dag_run_id.replace("'", "\\'")
+    found = mlc.search_runs([exp_id], filter_string=(f"tags.`{TAG_DAG}` = '{dag_id}' and tags.`{TAG_RUN}` = "
+                                                     f"'{quoted}' and tags.`{TAG_SIDE}` = '{side}'"), max_results=1)
+    if found:
+        return found[0].info.run_id
+    run = mlc.create_run(exp_id, tags={TAG_DAG: dag_id, TAG_RUN: dag_run_id, TAG_SIDE: side, **tags},
+                         run_name=run_name)
+    return run.info.run_id
+
+
+def make_plan(params: dict[str, Any], dag_run) -> dict[str, Any]:
+    """Check the form beyond its schema, plan every job, create the output folders on the
+    cluster, and open one MLflow run per model with the form logged."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from operators.openmath_eval import _code_version
+    from operators.tracking import mlflow_runs
+
+    profile = _profile(params)
+    req = AppsSftRequest.from_params(params)
+    try:
+        plan = build_plan(req, profile, output_dir(profile, dag_run.dag_id, dag_run.run_id))
+    except PlanError as exc:
+        raise AirflowFailException(f"Invalid params: {exc}") from None
+    _hook(profile).run("mkdir -p " + " ".join(shlex.quote(d) for d in plan["dirs"]))
+    mlc = mlflow_runs.client(profile.mlflow_conn_id)
+    form = {k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in params.items()}
+    runs = {}
+    for side, info in plan["sides"].items():
+        name = Path(plan["model_ref"]).name if side == "base" else f"{Path(plan['model_ref']).name}-sft"
+        run_id = side_run(mlc, params["experiment"], dag_run.dag_id, dag_run.run_id, side,
+                          {"skillflow.profile": profile.name, "skillflow.model": info["model"],
+                           "skillflow.code_version": _code_version(), "skillflow.server": plan["server"]},
+                          run_name=f"{side} {name} {dag_run.run_id}")
+        mlflow_runs.log_params_once(mlc, run_id, {**form, "side": side, "model_path": info["model"]})
+        runs[side] = run_id
+    plan["mlflow_run_ids"] = runs
+    plan["profile"] = profile.name if profile.source.startswith("profile ") else profile.source
+    sides = plan["sides"]
+    return {
+        "plan": plan,
+        "prepare_job": plan["prepare"],
+        "prepare_outputs": plan["prepare_outputs"],
+        "train_job": plan["train"] or {},
+        "train_outputs": plan["train_outputs"],
+        **{f"sample_{s}_job": sides[s]["sample_job"] if s in sides else {} for s in SIDES},
+        **{f"sample_{s}_outputs": sides[s]["sample_outputs"] if s in sides else [] for s in SIDES},
+        **{f"eval_{s}_job": sides[s]["eval_job"] if s in sides else {} for s in SIDES},
+        **{f"eval_{s}_outputs": sides[s]["eval_outputs"] if s in sides else [] for s in SIDES},
+    }
+
+
+def _job_metrics(results: dict[str, Any]) -> dict[str, float]:
+    metrics = {}
+    for step, result in results.items():
+        if result:
+            metrics[f"slurm.{step}_elapsed_s"] = float(result.get("elapsed_s") or 0)
+            metrics[f"slurm.{step}_gpu_hours"] = round(float(result.get("gpu_hours") or 0), 4)
+    return metrics
+
+
+def report(plan: dict[str, Any], params: dict[str, Any], jobs: dict[str, dict[str, Any] | None]) -> dict[str, Any]:
+    """pass@k per difficulty into each model's MLflow run, with the per-sample ``results.jsonl``
+    and ``summary.json`` as artifacts, the comparison table in every run, and the samples plus
+    results zipped to S3 (SHA-256 verified, logged as tags)."""
+    from operators.tracking import mlflow_runs
+    from operators.tracking.s3 import s3_client, upload_verified
+
+    profile = _profile(params)
+    hook = _hook(profile)
+    mlc = mlflow_runs.client(profile.mlflow_conn_id)
+    trained = "sft" in plan["sides"]
+    summaries: dict[str, dict[str, Any]] = {}
+    for side, info in plan["sides"].items():
+        text = hook.read_text(f"{info['eval_dir']}/summary.json")
+        if text is None:
+            raise FileNotFoundError(f"{info['eval_dir']}/summary.json is missing on the cluster: the eval_{side} "
+                                    "job did not write it")
+        summaries[side] = json.loads(text)
+    table = comparison_table({s: {"model": plan["sides"][s]["model"], "pass_at_k": summ["pass_at_k"],
+                                  "problems": summ["problems"], "samples": summ["samples"]}
+                              for s, summ in summaries.items()}, trained)
+    out: dict[str, Any] = {"comparison": table, "runs": {}}
+    for side, info in plan["sides"].items():
+        run_id = plan["mlflow_run_ids"][side]
+        summary = summaries[side]
+        metrics = metric_names(summary["pass_at_k"])
+        step_jobs = {"sample": jobs.get(f"sample_{side}"), "eval": jobs.get(f"eval_{side}")}
+        if side == "sft":
+            step_jobs["train"] = jobs.get("train")
+        metrics.update(_job_metrics(step_jobs))
+        mlflow_runs.log_metrics(mlc, run_id, metrics)
+        with tempfile.TemporaryDirectory() as tmp:
+            res_dir = Path(tmp, "results")
+            res_dir.mkdir()
+            hook.download(f"{info['eval_dir']}/results.jsonl", str(res_dir / "results.jsonl"))
+            (res_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+            mlc.log_artifacts(run_id, str(res_dir), artifact_path="results")
+            cmp_dir = Path(tmp, "comparison")
+            cmp_dir.mkdir()
+            (cmp_dir / "comparison.md").write_text(table + "\n")
+            mlc.log_artifacts(run_id, str(cmp_dir), artifact_path="comparison")
+            samples = Path(tmp, "samples.jsonl")
+            hook.download(info["samples"], str(samples))
+            bundle = Path(tmp, f"apps-{side}.zip")
+            with zipfile.ZipFile(bundle, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+                zf.write(samples, "samples.jsonl")
+                zf.write(res_dir / "results.jsonl", "results.jsonl")
+                zf.write(res_dir / "summary.json", "summary.json")
+            stored = upload_verified(s3_client(profile.aws_conn_id), bundle, profile.bucket,
+                                     f"apps_sft/{run_id}/apps-{side}.zip")
+        mlc.set_tag(run_id, "samples.s3_uri", stored["uri"])
+        mlc.set_tag(run_id, "samples.sha256", stored["sha256"])
+        mlc.set_tag(run_id, "slurm.job_ids", ",".join(str(j["job_id"]) for j in step_jobs.values() if j))
+        mlc.set_terminated(run_id, "FINISHED")
+        out["runs"][side] = {"mlflow_run_id": run_id, "mlflow_url": mlflow_runs.run_url(mlc, run_id),
+                             "metrics": metrics, "samples_uri": stored["uri"], "samples_sha256": stored["sha256"],
+                             "unusual_n": summary.get("problems_with_unusual_n", [])}
+    print(table)
+    return out

@@ -1,0 +1,144 @@
+"""``apps_sft`` planning (tasks/apps_plan.py): refusals naming the param, job wiring, the report's
+metric names and the seed-format comparison table."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tasks.apps_plan import (AppsSftRequest, PlanError, build_plan, comparison_table, metric_names, output_dir,
+                             seed_table)
+from tasks.profiles import load_profile
+from tasks.slurm.spec import JobSpec
+
+FAKE_ENV = {"SKILLFLOW_ROOT": "/opt/skillflow", "SKILLFLOW_VAR": "/var/lib/skillflow",
+            "SKILLFLOW_SMOLLM2_GGUF": "/opt/skillflow/.venv/models/smollm2.gguf"}
+
+
+@pytest.fixture(autouse=True)
+def _env(monkeypatch):
+    for k, v in FAKE_ENV.items():
+        monkeypatch.setenv(k, v)
+
+
+def plan_for(profile_name: str, **form):
+    profile = load_profile(profile_name)
+    return build_plan(AppsSftRequest.from_params(form), profile, output_dir(profile, "apps_sft", "manual__1"))
+
+
+def test_local_default_samples_smollm2_on_the_shipped_problems_without_training():
+    plan = plan_for("local", n_samples=2, limit=3, max_tokens=128)
+    out = "/var/lib/skillflow/cluster/work/apps_sft/manual__1"
+    assert plan["model"] == FAKE_ENV["SKILLFLOW_SMOLLM2_GGUF"] and plan["server"] == "llama_cpp"
+    assert plan["train"] is None and list(plan["sides"]) == ["base"]
+    assert plan["prepare"]["command"] == f'"$SKILLFLOW_CLI" apps samples mapcoder10 --out {out}/data/test.jsonl'
+    base = plan["sides"]["base"]
+    sample = JobSpec.from_dict(base["sample_job"]).validate()
+    assert sample.gpus_per_node == 0 and sample.image is None
+    assert f"--problems {out}/data/test.jsonl" in sample.command
+    assert "--n-sample 2" in sample.command and "--limit 3" in sample.command and "--max-tokens 128" in sample.command
+    assert "llama_cpp.server" in sample.command and "--n_ctx 8192" in sample.command
+    assert base["sample_outputs"] == [f"{out}/base/samples.jsonl", f"{out}/base/samples.jsonl.done"]
+    ev = JobSpec.from_dict(base["eval_job"]).validate()
+    assert f"--samples {out}/base/samples.jsonl" in ev.command and f"--problems {out}/data/test.jsonl" in ev.command
+    assert "--workers" not in ev.command and ev.cpus_per_task is None
+    assert base["eval_outputs"] == [f"{out}/base/eval/summary.json", f"{out}/base/eval/results.jsonl"]
+    assert plan["dirs"] == [f"{out}/data", f"{out}/base", f"{out}/base/eval"]
+    json.dumps(plan)  # XCom-able
+
+
+@pytest.mark.parametrize("form, param, words", [
+    ({"train": True}, "train", "profile 'local' has no GPUs with OpenRLHF"),
+    ({"model": "deepseek-ai/deepseek-coder-6.7b-instruct"}, "model", "serves GGUF files"),
+    ({"data": "codeparrot/apps"}, "data", "absolute folder"),
+    ({"limit": 0}, "limit", "at least 1"),
+    ({"n_samples": 0}, "n_samples", "positive integer"),
+])
+def test_local_refusals_name_the_param(form, param, words):
+    with pytest.raises(PlanError) as info:
+        plan_for("local", **form)
+    assert f"param '{param}'" in str(info.value) and words in str(info.value)
+
+
+def test_gpu_profile_trains_with_the_seed_flags_then_samples_both_models_with_vllm():
+    plan = plan_for("example-pyxis", model="/lustre/models/deepseek-coder-6.7b-instruct", data="/lustre/apps",
+                    train=True)
+    out = "/lustre/fsw/my_account/skillflow/apps_sft/manual__1"
+    assert plan["prepare"]["command"] == f'"$SKILLFLOW_CLI" apps prepare --source /lustre/apps --out {out}/data'
+    assert plan["prepare_outputs"] == [f"{out}/data/test_prompts.jsonl", f"{out}/data/train_sft.jsonl"]
+    train = JobSpec.from_dict(plan["train"]).validate()
+    assert train.nodes == 2 and train.gpus_per_node == 4 and train.exclusive and train.mem == "0"
+    for flag in ("--packing_samples", "--apply_chat_template", "--gradient_checkpointing", "--zero_stage 3",
+                 "--learning_rate 2e-5", "--train_batch_size 256", "--micro_train_batch_size 2", "--bf16",
+                 "--flash_attn", "--seed 42", "--max_len 2048"):
+        assert flag in train.command
+    assert train.time == load_profile("example-pyxis").max_time == "04:00:00"
+    assert plan["train_outputs"][0] == f"{out}/train/model/config.json"
+    assert list(plan["sides"]) == ["base", "sft"]
+    assert plan["sides"]["sft"]["model"] == f"{out}/train/model"
+    for side in ("base", "sft"):
+        spec = JobSpec.from_dict(plan["sides"][side]["sample_job"]).validate()
+        assert spec.gpus_per_node == 4 and "vllm.entrypoints.openai.api_server" in spec.command
+        assert "--tensor-parallel-size 4" in spec.command and "--prompts /prompts/test_prompts.jsonl" in spec.command
+        assert "--extra-body" not in spec.command  # vLLM's defaults are already plain T + top-p
+        ev = JobSpec.from_dict(plan["sides"][side]["eval_job"]).validate()
+        assert ev.cpus_per_task == 32 and "--problems /problems/test.jsonl" in ev.command
+        assert "/lustre/apps:/problems" in ev.mounts
+    assert f"{out}/train/model:/model" in JobSpec.from_dict(plan["sides"]["sft"]["sample_job"]).mounts
+    assert f"{out}/train" in plan["dirs"] and f"{out}/sft/eval" in plan["dirs"]
+
+
+def test_gpu_profile_defaults_to_the_seed_model_and_refuses_training_it_by_hub_name():
+    plan = plan_for("example-pyxis")
+    assert plan["model"] == "deepseek-ai/deepseek-coder-6.7b-instruct"
+    assert "--model deepseek-ai/deepseek-coder-6.7b-instruct" in plan["sides"]["base"]["sample_job"]["command"]
+    with pytest.raises(PlanError, match="param 'model': training reads the model folder"):
+        plan_for("example-pyxis", train=True, data="/lustre/apps")
+    with pytest.raises(PlanError, match="param 'train': the mapcoder-sample problems have no reference solutions"):
+        plan_for("example-pyxis", train=True, model="/lustre/m")
+
+
+SUMMARY = {
+    "total": {"problems": 3, "samples": 30, "correct": 4, "pass@1": 0.13333333333333333, "pass@5": 0.5,
+              "pass@10": 0.6666666666666666},
+    "interview": {"problems": 1, "samples": 10, "correct": 0, "pass@1": 0.0, "pass@5": 0.0, "pass@10": 0.0},
+    "competition": {"problems": 1, "samples": 10, "correct": 1, "pass@1": 0.1, "pass@5": 0.5, "pass@10": 1.0},
+    "introductory": {"problems": 1, "samples": 10, "correct": 3, "pass@1": 0.3, "pass@5": 0.9166666666666666,
+                     "pass@10": 1.0},
+}
+
+
+def test_metric_names_have_no_at_sign_and_skip_unavailable_k():
+    m = metric_names(SUMMARY)
+    assert m["total.pass_at_1"] == pytest.approx(0.13333333333333333)
+    assert m["introductory.pass_at_5"] == pytest.approx(0.9166666666666666) and m["interview.problems"] == 1.0
+    assert not any("@" in k for k in m)
+    short = {"total": {"problems": 2, "samples": 4, "correct": 1, "pass@1": 0.25, "pass@5": None,
+                       "short@5": [1, 2], "pass@10": None}}
+    assert metric_names(short) == {"total.problems": 2.0, "total.samples": 4.0, "total.correct": 1.0,
+                                   "total.pass_at_1": 0.25}
+
+
+def test_seed_table_matches_the_seed_layout():
+    table = seed_table(SUMMARY)
+    lines = table.splitlines()
+    assert lines[0].split("|")[1].strip() == "Difficulty"
+    assert [c.strip() for c in lines[0].split("|")[2:5]] == ["pass@1", "pass@5", "pass@10"]
+    assert set(lines[1].replace("|", "").replace(" ", "")) == {"-"}
+    # the seed's row order and full-precision floats
+    assert [ln.split("|")[1].strip() for ln in lines[2:]] == ["total", "introductory", "interview", "competition"]
+    assert "0.13333333333333333" in lines[2] and "0.9166666666666666" in lines[3]
+    assert "n/a (n<10)" in seed_table({"total": {"pass@1": 0.5, "pass@5": 0.7, "pass@10": None}})
+
+
+def test_comparison_shows_both_models_and_the_difference_or_notes_base_only():
+    sft = json.loads(json.dumps(SUMMARY))
+    sft["total"]["pass@1"] = 0.2
+    both = comparison_table({"base": {"model": "/m/base", "pass_at_k": SUMMARY, "problems": 3, "samples": 30},
+                             "sft": {"model": "/m/sft", "pass_at_k": sft, "problems": 3, "samples": 30}}, True)
+    assert "## Base model: `/m/base`" in both and "## SFT model: `/m/sft`" in both
+    assert "| total | +0.0667 | +0.0000 | +0.0000 |" in both and "Note:" not in both
+    alone = comparison_table({"base": {"model": "/m/base", "pass_at_k": SUMMARY, "problems": 3, "samples": 30}},
+                             False)
+    assert "Note: this run did not train" in alone and "## SFT model" not in alone
+    assert "SFT minus base" not in alone
