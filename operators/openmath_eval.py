@@ -66,21 +66,63 @@ def _code_version() -> str:
 
 
 def check_model(plan: dict[str, Any], params: dict[str, Any]) -> str:
-    """Fail early, naming the path, when the model is not on the cluster."""
+    """Stage a model given as an S3 URI onto the cluster, then fail early, naming the path, when
+    the model is not there."""
     from airflow.sdk.exceptions import AirflowFailException
 
     from operators.slurm.hook import SlurmHook
 
     profile = _profile(params)
-    path = plan["checked_model"]
-    if path.startswith("s3://"):
-        raise AirflowFailException(f"param 'model': {path} is an S3 URI; stage it on the cluster first "
-                                   "(S3 models are not fetched by this DAG yet)")
     hook = SlurmHook(profile.ssh_conn_id, accounting=profile.accounting)
+    source = plan.get("model_source") or plan["checked_model"]
+    if source.startswith("s3://"):
+        stage_from_s3(hook, profile, source, plan["checked_model"])
+    path = plan["checked_model"]
     rc, out, _ = hook.run(f"test -e {_q(path)} && du -sh {_q(path)}", check=False)
     if rc != 0:
         raise AirflowFailException(f"param 'model': {path} does not exist on the cluster '{profile.name}'")
     return out.strip()
+
+
+def stage_from_s3(hook, profile, source: str, target: str) -> None:
+    """Copy the object (or every object under the prefix) to the cluster through the worker.
+
+    The worker holds the S3 credentials, so they never reach the cluster or a job script. A
+    ``.staged`` marker with the objects' ETags makes a second run (or a retry) skip the copy.
+    """
+    import json as _json
+
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from operators.tracking.s3 import s3_client
+    from tasks.s3_check import split_uri
+
+    client = s3_client(profile.aws_conn_id)
+    bucket, key = split_uri(source)
+    single = target.rsplit("/", 1)[-1] == key.rsplit("/", 1)[-1]
+    folder = target.rsplit("/", 1)[0] if single else target
+    objects = []
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key):
+        objects += [o for o in page.get("Contents", []) if not o["Key"].endswith("/")]
+    if single:
+        objects = [o for o in objects if o["Key"] == key]
+    if not objects:
+        raise AirflowFailException(f"param 'model': no object at {source}")
+    manifest = {o["Key"]: o["ETag"] for o in objects}
+    marker = f"{folder}/.staged"
+    current = hook.read_text(marker)
+    if current and _json.loads(current) == manifest:
+        print(f"{source} is already staged at {target}")
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        for obj in objects:
+            rel = obj["Key"].rsplit("/", 1)[-1] if single else obj["Key"][len(key):].lstrip("/")
+            local = Path(tmp, "obj")
+            client.download_file(bucket, obj["Key"], str(local))
+            hook.upload(str(local), f"{folder}/{rel}")
+            print(f"staged s3://{bucket}/{obj['Key']} -> {folder}/{rel} ({obj['Size']} bytes)")
+            local.unlink()
+    hook.write_text(marker, _json.dumps(manifest), mode="644")
 
 
 def _q(text: str) -> str:

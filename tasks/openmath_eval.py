@@ -105,7 +105,8 @@ def build_plan(req: EvalRequest, profile: ClusterProfile, out_dir: str) -> dict[
     if req.engine == "nemo_skills" and not req.code_dir:
         raise PlanError("param 'code_dir' (the NeMo-Skills checkout on the cluster) is required for the "
                         "nemo_skills engine")
-    model = profile.model_path(req.model)
+    model_source = profile.model_path(req.model)
+    model = staged_model_path(model_source, profile)
     nemo_server, native_server = _server_objects(req, profile)
     engine_job = None
     if req.engine == "nemo_skills" and nemo_server.server_type == "tensorrt_llm":
@@ -143,6 +144,7 @@ def build_plan(req: EvalRequest, profile: ClusterProfile, out_dir: str) -> dict[
         "data_dir": data_dir,
         "model": model,
         "checked_model": hf_model if engine_job else model,
+        "model_source": model_source,
         "engine_build": spec_dict(engine_job.spec) if engine_job else None,
         "benchmarks": benches,
         "prepare": spec_dict(prepare_data_job(req, profile, benches, data_dir)),
@@ -150,6 +152,25 @@ def build_plan(req: EvalRequest, profile: ClusterProfile, out_dir: str) -> dict[
         "chunks": chunks,
         "summarize": spec_dict(summarize_job(profile, out_dir, list(benches))),
     }
+
+
+MODEL_FILE_SUFFIXES = (".gguf", ".bin", ".safetensors", ".nemo", ".pt")
+
+
+def staged_model_path(source: str, profile: ClusterProfile) -> str:
+    """Where a model given as an S3 URI lives on the cluster once staged; other paths unchanged.
+
+    A URI ending in a model file suffix is one object (kept under its own name); anything else is
+    a prefix whose objects keep their relative layout (an HF checkpoint folder).
+    """
+    if not source.startswith("s3://"):
+        return source
+    import hashlib
+
+    digest = hashlib.sha256(source.encode()).hexdigest()[:16]
+    folder = f"{profile.workdir.rstrip('/')}/models/{digest}"
+    name = source.rstrip("/").rsplit("/", 1)[-1]
+    return f"{folder}/{name}" if name.endswith(MODEL_FILE_SUFFIXES) else folder
 
 
 def spec_dict(spec) -> dict[str, Any]:

@@ -70,3 +70,20 @@ def test_smoke_run_logs_metrics_and_verified_zip_then_resume_skips_finished_chun
     assert final["state"] == "success"
     assert _mapped_count(api, run_id, "sampling") == 1
     assert lost.exists() and kept.stat().st_mtime_ns == kept_mtime
+
+
+def test_model_given_as_s3_uri_is_staged_on_the_cluster(stack):
+    from tasks.s3_check import client
+
+    key = "models/selftest/SmolLM2-135M-Instruct.Q4_1.gguf"
+    client(stack.env).upload_file(stack.env["SKILLFLOW_SMOLLM2_GGUF"], "skillflow", key)
+    api = client_for(stack)
+    api.wait_for_dag("openmath_eval")
+    conf = dict(SMOKE, model=f"s3://skillflow/{key}", benchmarks=["gsm8k:0"], limit=1)
+    run = api.trigger("openmath_eval", conf)
+    final = api.wait_for_run("openmath_eval", run["dag_run_id"], timeout=600)
+    assert final["state"] == "success", api.task_instances("openmath_eval", run["dag_run_id"])
+    plan = api.xcom("openmath_eval", run["dag_run_id"], "plan", key="plan")
+    staged = Path(plan["model"])
+    assert staged.name == "SmolLM2-135M-Instruct.Q4_1.gguf" and "/models/" in str(staged)
+    assert staged.stat().st_size == Path(stack.env["SKILLFLOW_SMOLLM2_GGUF"]).stat().st_size
