@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
 import time
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -30,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tasks.generation.client import GenerationError
+from tasks.generation.client import GenerationError, OpenAIHTTPClient
 from tasks.jsonl import JsonlError, atomic_writer, iter_jsonl_numbered
 
 
@@ -57,58 +56,22 @@ class Prompt:
     question: list[dict[str, str]]
 
 
-class ChatClient:
-    """``POST {base_url}/v1/chat/completions``; thread-safe, retries 5xx and lost connections.
+class ChatClient(OpenAIHTTPClient):
+    """``POST {base_url}/v1/chat/completions``; the server applies the model's chat template."""
 
-    A 4xx answer is not retried: the request itself is wrong (e.g. prompt plus ``max_tokens``
-    exceed the server's context), and the error names the problem it was for.
-    """
+    path = "/v1/chat/completions"
 
     def __init__(self, base_url: str, *, timeout_s: float = 1800.0, retries: int = 3, backoff_s: float = 1.0):
-        url = base_url.rstrip("/")
-        self.base_url = url[: -len("/v1")] if url.endswith("/v1") else url
-        self.timeout_s = timeout_s
-        self.retries = retries
-        self.backoff_s = backoff_s
-        self._local = threading.local()
-
-    @property
-    def endpoint(self) -> str:
-        return f"{self.base_url}/v1/chat/completions"
-
-    def _session(self):
-        import requests
-
-        if not hasattr(self._local, "session"):
-            self._local.session = requests.Session()
-        return self._local.session
+        super().__init__(base_url, timeout_s=timeout_s, retries=retries, backoff_s=backoff_s)
 
     def chat(self, body: dict[str, Any], what: str) -> tuple[str, str | None]:
         """(assistant text, finish_reason) of ``choices[0]``."""
-        import requests
-
-        last_error = ""
-        for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(self.backoff_s * 2 ** (attempt - 1))
-            try:
-                resp = self._session().post(self.endpoint, json=body, timeout=self.timeout_s)
-            except requests.RequestException as exc:
-                last_error = f"{type(exc).__name__}: {exc}"
-                continue
-            if resp.status_code >= 500:
-                last_error = f"HTTP {resp.status_code}: {resp.text[:300]}"
-                continue
-            if resp.status_code != 200:
-                raise GenerationError(f"{self.endpoint} rejected the request for {what} with HTTP "
-                                      f"{resp.status_code}: {resp.text[:500]}")
-            try:
-                choice = resp.json()["choices"][0]
-                return choice["message"].get("content") or "", choice.get("finish_reason")
-            except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
-                raise GenerationError(f"{self.endpoint} answered {what} without choices[0].message: {exc!r}: "
-                                      f"{resp.text[:300]}") from None
-        raise GenerationError(f"{self.endpoint} failed {self.retries + 1} times for {what}; last error: {last_error}")
+        choice, raw = self.first_choice(body, what)
+        try:
+            return choice["message"].get("content") or "", choice.get("finish_reason")
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise GenerationError(f"{self.endpoint} answered {what} without choices[0].message: {exc!r}: "
+                                  f"{raw[:300]}") from None
 
 
 def load_prompts(path: Path, limit: int | None = None) -> list[Prompt]:

@@ -55,14 +55,16 @@ class Completion:
     stop_reason: Any = None
 
 
-class CompletionsClient:
-    """Thread-safe client; one ``requests.Session`` per thread, retries for 5xx and lost connections."""
+class OpenAIHTTPClient:
+    """Thread-safe POSTs to one endpoint of an OpenAI-compatible server; one ``requests.Session``
+    per thread. 5xx answers and lost connections are retried with backoff; a 4xx is not (the
+    request itself is wrong, e.g. prompt plus ``max_tokens`` exceed the context)."""
 
-    def __init__(self, base_url: str, model: str, *, timeout_s: float = 600.0, retries: int = 3,
-                 backoff_s: float = 1.0):
+    path = ""
+
+    def __init__(self, base_url: str, *, timeout_s: float = 600.0, retries: int = 3, backoff_s: float = 1.0):
         url = base_url.rstrip("/")
         self.base_url = url[: -len("/v1")] if url.endswith("/v1") else url
-        self.model = model
         self.timeout_s = timeout_s
         self.retries = retries
         self.backoff_s = backoff_s
@@ -70,7 +72,7 @@ class CompletionsClient:
 
     @property
     def endpoint(self) -> str:
-        return f"{self.base_url}/v1/completions"
+        return f"{self.base_url}{self.path}"
 
     def _session(self) -> Any:
         import requests
@@ -79,14 +81,10 @@ class CompletionsClient:
             self._local.session = requests.Session()
         return self._local.session
 
-    def complete(self, prompt: str, *, max_tokens: int, sampling: Sampling, stop: list[str]) -> Completion:
-        """Generate up to ``max_tokens`` new tokens after ``prompt``; stop strings are not in ``text``."""
+    def first_choice(self, body: dict[str, Any], what: str = "the request") -> tuple[dict[str, Any], str]:
+        """``choices[0]`` of the answer and the raw text (for error messages)."""
         import requests
 
-        body = {"model": self.model, "prompt": prompt, "max_tokens": max_tokens, "n": 1, "stream": False,
-                **sampling.request_fields()}
-        if stop:
-            body["stop"] = list(stop)
         last_error = ""
         for attempt in range(self.retries + 1):
             if attempt:
@@ -100,13 +98,34 @@ class CompletionsClient:
                 last_error = f"HTTP {resp.status_code}: {resp.text[:300]}"
                 continue
             if resp.status_code != 200:
-                raise GenerationError(f"{self.endpoint} rejected the request with HTTP {resp.status_code}: "
+                raise GenerationError(f"{self.endpoint} rejected {what} with HTTP {resp.status_code}: "
                                       f"{resp.text[:500]}")
             try:
-                choice = resp.json()["choices"][0]
-                return Completion(text=choice["text"] or "", finish_reason=choice.get("finish_reason"),
-                                  stop_reason=choice.get("stop_reason"))
+                return resp.json()["choices"][0], resp.text
             except (ValueError, KeyError, IndexError, TypeError) as exc:
-                raise GenerationError(f"{self.endpoint} answered without choices[0].text: {exc!r}: "
+                raise GenerationError(f"{self.endpoint} answered {what} without choices[0]: {exc!r}: "
                                       f"{resp.text[:300]}") from None
-        raise GenerationError(f"{self.endpoint} failed {self.retries + 1} times; last error: {last_error}")
+        raise GenerationError(f"{self.endpoint} failed {self.retries + 1} times for {what}; last error: {last_error}")
+
+
+class CompletionsClient(OpenAIHTTPClient):
+    """``POST {base_url}/v1/completions`` for one served model."""
+
+    path = "/v1/completions"
+
+    def __init__(self, base_url: str, model: str, **kwargs: Any):
+        super().__init__(base_url, **kwargs)
+        self.model = model
+
+    def complete(self, prompt: str, *, max_tokens: int, sampling: Sampling, stop: list[str]) -> Completion:
+        """Generate up to ``max_tokens`` new tokens after ``prompt``; stop strings are not in ``text``."""
+        body = {"model": self.model, "prompt": prompt, "max_tokens": max_tokens, "n": 1, "stream": False,
+                **sampling.request_fields()}
+        if stop:
+            body["stop"] = list(stop)
+        choice, raw = self.first_choice(body)
+        try:
+            return Completion(text=choice["text"] or "", finish_reason=choice.get("finish_reason"),
+                              stop_reason=choice.get("stop_reason"))
+        except (KeyError, TypeError) as exc:
+            raise GenerationError(f"{self.endpoint} answered without choices[0].text: {exc!r}: {raw[:300]}") from None
