@@ -43,7 +43,33 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+class _StackLock:
+    """One `stack up`/`down` at a time: two concurrent ups would start every service twice."""
+
+    def __init__(self, layout: Layout):
+        layout.run.mkdir(parents=True, exist_ok=True)
+        self.path = layout.run / "stack.lock"
+
+    def __enter__(self):
+        import fcntl
+
+        self.fh = open(self.path, "w")
+        fcntl.flock(self.fh, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        import fcntl
+
+        fcntl.flock(self.fh, fcntl.LOCK_UN)
+        self.fh.close()
+
+
 def up(services: list[Service] | None = None, *, quiet: bool = False) -> list[Row]:
+    with _StackLock(Layout.discover()):
+        return _up(services, quiet=quiet)
+
+
+def _up(services: list[Service] | None, *, quiet: bool) -> list[Row]:
     ctx = context()
     write_configs(ctx.layout)
     # Host keys exist only after write_configs, so the connection env is built afterwards.
@@ -72,6 +98,11 @@ def up(services: list[Service] | None = None, *, quiet: bool = False) -> list[Ro
 
 
 def down(services: list[Service] | None = None, *, quiet: bool = False) -> None:
+    with _StackLock(Layout.discover()):
+        _down(services, quiet=quiet)
+
+
+def _down(services: list[Service] | None, *, quiet: bool) -> None:
     ctx = context()
     for svc in reversed(services or SERVICES):
         t0 = time.monotonic()
