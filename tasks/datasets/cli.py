@@ -23,8 +23,10 @@ def register(subparsers) -> None:
     p.add_argument("--skip-sha256", action="store_true",
                    help="accept a downloaded file whose sha256 is not pinned (its digest is printed)")
     p.set_defaults(handler=run)
-    s = sub.add_parser("samples", help="copy the shipped 20-problem test samples (offline smoke runs)")
+    s = sub.add_parser("samples", help="copy the shipped 20-problem samples (offline smoke runs)")
     s.add_argument("benchmarks", nargs="+", metavar="BENCHMARK")
+    s.add_argument("--split", default="test", choices=["test", "train_full"],
+                   help="test (every benchmark) or train_full (gsm8k, math)")
     s.add_argument("--out", required=True, metavar="DIR", help="output folder")
     s.set_defaults(handler=run_samples)
 
@@ -34,7 +36,7 @@ def run_samples(args: argparse.Namespace) -> int:
     from tasks.datasets.samples import copy_samples
 
     try:
-        for path in copy_samples(args.benchmarks, args.out):
+        for path in copy_samples(args.benchmarks, args.out, args.split):
             print(f"wrote {path}")
     except ValueError as exc:
         raise UserError(str(exc)) from None

@@ -1,4 +1,8 @@
-"""The credited 20-problem test samples shipped inside the package (``samples/``), for offline runs."""
+"""The credited 20-problem samples shipped inside the package (``samples/``), for offline runs.
+
+Every benchmark has ``test.jsonl``; gsm8k and math also have ``train_full.jsonl`` (the first 20
+problems of the prepared train_full split, with ``reference_solution``) for data-generation smoke runs.
+"""
 from __future__ import annotations
 
 import shutil
@@ -11,16 +15,22 @@ def available() -> list[str]:
     return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("_"))
 
 
-def copy_samples(benchmarks: list[str], out_dir: str | Path) -> list[Path]:
-    """Write ``out_dir/<benchmark>/test.jsonl`` for each benchmark; returns the written files."""
+def copy_samples(benchmarks: list[str], out_dir: str | Path, split: str = "test") -> list[Path]:
+    """Write ``out_dir/<benchmark>/<split>.jsonl`` for each benchmark; returns the written files."""
     known = available()
     unknown = [b for b in benchmarks if b not in known]
     if unknown:
         raise ValueError(f"no shipped sample for {', '.join(unknown)} (available: {', '.join(known)})")
+    root = resources.files("tasks.datasets") / "samples"
+    lacking = [b for b in benchmarks if not (root / b / f"{split}.jsonl").is_file()]
+    if lacking:
+        have = sorted({p.name[:-6] for b in known for p in (root / b).iterdir() if p.name.endswith(".jsonl")})
+        raise ValueError(f"no shipped {split!r} sample for {', '.join(lacking)} (splits shipped: {', '.join(have)}; "
+                         "train_full only for gsm8k and math)")
     written = []
     for name in benchmarks:
-        src = resources.files("tasks.datasets") / "samples" / name / "test.jsonl"
-        dest = Path(out_dir) / name / "test.jsonl"
+        src = root / name / f"{split}.jsonl"
+        dest = Path(out_dir) / name / f"{split}.jsonl"
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_suffix(".jsonl.tmp")
         with resources.as_file(src) as path:

@@ -301,17 +301,33 @@ def _seeded(prefix: str, suffix: str) -> str:
 
 
 def labeling_array_job(num_runs: int, throttle: int | None, params: LabelingParams, profile: ClusterProfile,
-                       starting_seed: int = 0, opts: JobOptions = JobOptions()) -> RecipeJob:
+                       starting_seed: int = 0, opts: JobOptions = JobOptions(),
+                       only_seeds: Sequence[int] | None = None) -> RecipeJob:
     """All labeling seeds of one configuration as ONE Slurm job array (``--array=0-N%throttle``).
 
     Element ``i`` samples seed ``starting_seed + i`` into ``<output_dir>/output-rs<seed>.jsonl``
     (T=1.0, top_p=0.95, no top-k) and grades it; rerunning an element resumes (skip_filled).
+    ``only_seeds`` (a subset of the run's seeds, e.g. the ones a resubmission found unfinished)
+    keeps the element-to-seed mapping and submits only those elements (``--array=3,7-9%throttle``).
     """
     _check_generation(params)
     positive("num_runs", num_runs)
     positive("starting_seed", starting_seed, minimum=0)
     if throttle is not None:
         positive("throttle", throttle)
+    seeds = list(range(starting_seed, starting_seed + num_runs))
+    array = f"0-{num_runs - 1}"
+    if only_seeds is not None:
+        wanted = sorted(set(only_seeds))
+        outside = [s for s in wanted if not isinstance(s, int) or not starting_seed <= s < starting_seed + num_runs]
+        if not wanted or outside:
+            raise RecipeError(f"only_seeds={list(only_seeds)!r} must be a non-empty subset of seeds "
+                              f"{starting_seed}..{starting_seed + num_runs - 1}")
+        seeds, array = wanted, index_list([s - starting_seed for s in wanted])
+        if array.isdigit():
+            # "5-5", not "5": a bare number in a templated job dict renders as an int under
+            # render_template_as_native_obj, and --array must stay a string.
+            array = f"{array}-{array}"
     dataset = ident("dataset", params.dataset)
     split = ident("split_name", params.split_name)
     out = abs_path("output_dir", params.output_dir)
@@ -341,12 +357,27 @@ def labeling_array_job(num_runs: int, throttle: int | None, params: LabelingPara
                               options, shell_tail='--seeds "${SKILLFLOW_SEED}"')
         return [gen, '"$SKILLFLOW_CLI" grade ' + _seeded(f"{results}/output-rs", ".jsonl")]
 
-    seeds = range(starting_seed, starting_seed + num_runs)
     return _generation_job(
         params, profile, opts, f"labelling-{slug(basename(params.model_path))}",
         nemo_skills if params.engine == "nemo_skills" else native, mkdirs=[out],
         outputs=[f"{out}/output-rs{s}.jsonl" for s in seeds], dirs=[out],
-        array=f"0-{num_runs - 1}", throttle=throttle, prelude=prelude)
+        array=array, throttle=throttle, prelude=prelude)
+
+
+def index_list(indices: Sequence[int]) -> str:
+    """Sorted non-negative indices as a Slurm ``--array`` list: ``[0, 1, 2, 5, 7, 8]`` -> ``0-2,5,7-8``."""
+    values = sorted(set(indices))
+    if not values or values[0] < 0:
+        raise RecipeError(f"array indices {list(indices)!r} must be a non-empty list of non-negative integers")
+    parts, start, prev = [], values[0], values[0]
+    for v in values[1:] + [None]:
+        if v is not None and v == prev + 1:
+            prev = v
+            continue
+        parts.append(str(start) if start == prev else f"{start}-{prev}")
+        if v is not None:
+            start = prev = v
+    return ",".join(parts)
 
 
 # ------------------------------------------------------------------------------------- conversion
