@@ -20,15 +20,15 @@ TAG_SIDE = "skillflow.apps_side"
 
 
 def _profile(params: dict[str, Any]):
-    from tasks.profiles import load_profile
+    from operators.dag_steps import profile_of
 
-    return load_profile(params.get("profile") or None)
+    return profile_of(params)
 
 
 def _hook(profile):
-    from operators.slurm.hook import SlurmHook
+    from operators.dag_steps import slurm_hook
 
-    return SlurmHook(profile.ssh_conn_id, accounting=profile.accounting)
+    return slurm_hook(profile)
 
 
 def side_run(mlc, experiment: str, dag_id: str, dag_run_id: str, side: str, tags: dict[str, str],
@@ -52,7 +52,7 @@ def make_plan(params: dict[str, Any], dag_run) -> dict[str, Any]:
     cluster, and open one MLflow run per model with the form logged."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    from operators.openmath_eval import _code_version
+    from operators.dag_steps import code_version as _code_version
     from operators.tracking import mlflow_runs
 
     profile = _profile(params)

@@ -15,22 +15,22 @@ from tasks.openmath_datagen import (DatagenRequest, PlanError, build_plan, compl
 
 
 def _profile(params: dict[str, Any]):
-    from tasks.profiles import load_profile
+    from operators.dag_steps import profile_of
 
-    return load_profile(params.get("profile") or None)
+    return profile_of(params)
 
 
 def _hook(profile):
-    from operators.slurm.hook import SlurmHook
+    from operators.dag_steps import slurm_hook
 
-    return SlurmHook(profile.ssh_conn_id, accounting=profile.accounting)
+    return slurm_hook(profile)
 
 
 def make_plan(params: dict[str, Any], dag_run) -> dict[str, Any]:
     """Check the form beyond its schema, plan the fixed jobs, open the MLflow run and log the form."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    from operators.openmath_eval import _code_version
+    from operators.dag_steps import open_tracked_run
     from operators.tracking import mlflow_runs
 
     profile = _profile(params)
@@ -39,14 +39,8 @@ def make_plan(params: dict[str, Any], dag_run) -> dict[str, Any]:
         plan = build_plan(req, profile, output_dir(profile, dag_run.dag_id, dag_run.run_id))
     except PlanError as exc:
         raise AirflowFailException(f"Invalid params: {exc}") from None
-    mlc = mlflow_runs.client(profile.mlflow_conn_id)
-    run_id = mlflow_runs.run_for_dag_run(
-        mlc, params["experiment"], dag_run.dag_id, dag_run.run_id,
-        tags={"skillflow.profile": profile.name, "skillflow.model": req.model, "skillflow.engine": req.engine,
-              "skillflow.code_version": _code_version(),
-              "mlflow.runName": f"datagen {Path(req.model).name} {dag_run.run_id}"})
-    mlflow_runs.log_params_once(mlc, run_id, {k: json.dumps(v) if isinstance(v, (list, dict)) else v
-                                              for k, v in params.items()})
+    mlc, run_id = open_tracked_run(profile, params, dag_run, run_name=f"datagen {Path(req.model).name} {dag_run.run_id}",
+                                   tags={"skillflow.model": req.model, "skillflow.engine": req.engine})
     mlflow_runs.log_params_once(mlc, run_id, {f"runs.{k}": v for k, v in plan["runs"].items()})
     plan["mlflow_run_id"] = run_id
     return {"plan": plan, "prepare_job": plan["prepare"], "mask_job": plan["mask"],

@@ -16,16 +16,16 @@ DAG_ID = "openmath_eval"
 
 
 def _profile(params: dict[str, Any]):
-    from tasks.profiles import load_profile
+    from operators.dag_steps import profile_of
 
-    return load_profile(params.get("profile") or None)
+    return profile_of(params)
 
 
 def make_plan(params: dict[str, Any], dag_run) -> dict[str, Any]:
     """Check the form beyond its schema, plan every job, open the MLflow run and log the form."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    from operators.tracking import mlflow_runs
+    from operators.dag_steps import open_tracked_run
 
     profile = _profile(params)
     req = EvalRequest.from_params(params)
@@ -33,14 +33,10 @@ def make_plan(params: dict[str, Any], dag_run) -> dict[str, Any]:
         plan = build_plan(req, profile, output_dir(profile, dag_run.dag_id, dag_run.run_id))
     except PlanError as exc:
         raise AirflowFailException(f"Invalid params: {exc}") from None
-    mlc = mlflow_runs.client(profile.mlflow_conn_id)
-    run_id = mlflow_runs.run_for_dag_run(
-        mlc, params["experiment"], dag_run.dag_id, dag_run.run_id,
-        tags={"skillflow.profile": profile.name, "skillflow.model": req.model, "skillflow.engine": req.engine,
-              "skillflow.code_version": _code_version(), "mlflow.runName": f"{Path(req.model).name} {dag_run.run_id}",
+    mlc, run_id = open_tracked_run(
+        profile, params, dag_run, run_name=f"{Path(req.model).name} {dag_run.run_id}",
+        tags={"skillflow.model": req.model, "skillflow.engine": req.engine,
               **{str(k): str(v) for k, v in (params.get("mlflow_tags") or {}).items()}})
-    mlflow_runs.log_params_once(mlc, run_id, {k: json.dumps(v) if isinstance(v, (list, dict)) else v
-                                              for k, v in params.items() if k != "mlflow_tags"})
     plan["mlflow_run_id"] = run_id
     plan["profile"] = profile.name if profile.source.startswith("profile ") else profile.source
     return {
@@ -54,15 +50,6 @@ def make_plan(params: dict[str, Any], dag_run) -> dict[str, Any]:
         "chunks": plan["chunks"],
         "mlflow_run_id": run_id,
     }
-
-
-def _code_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("skillflow")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 def check_model(plan: dict[str, Any], params: dict[str, Any]) -> str:
@@ -90,8 +77,6 @@ def stage_from_s3(hook, profile, source: str, target: str) -> None:
     The worker holds the S3 credentials, so they never reach the cluster or a job script. A
     ``.staged`` marker with the objects' ETags makes a second run (or a retry) skip the copy.
     """
-    import json as _json
-
     from airflow.sdk.exceptions import AirflowFailException
 
     from operators.tracking.s3 import s3_client
@@ -111,7 +96,7 @@ def stage_from_s3(hook, profile, source: str, target: str) -> None:
     manifest = {o["Key"]: o["ETag"] for o in objects}
     marker = f"{folder}/.staged"
     current = hook.read_text(marker)
-    if current and _json.loads(current) == manifest:
+    if current and json.loads(current) == manifest:
         print(f"{source} is already staged at {target}")
         return
     with tempfile.TemporaryDirectory() as tmp:
@@ -122,7 +107,7 @@ def stage_from_s3(hook, profile, source: str, target: str) -> None:
             hook.upload(str(local), f"{folder}/{rel}")
             print(f"staged s3://{bucket}/{obj['Key']} -> {folder}/{rel} ({obj['Size']} bytes)")
             local.unlink()
-    hook.write_text(marker, _json.dumps(manifest), mode="644")
+    hook.write_text(marker, json.dumps(manifest), mode="644")
 
 
 def _q(text: str) -> str:

@@ -6,7 +6,6 @@ reverse, so adding a service means adding one entry.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import time
