@@ -21,6 +21,7 @@ BENCHES = [
     ("sandbox", ["bench/bench_sandbox.py"]),
     ("apps_eval", ["bench/bench_apps_eval.py"]),
     ("sft_data", ["bench/bench_sft_data.py"]),
+    ("dag_parse", ["bench/bench_dag_parse.py"]),
 ]
 
 
