@@ -13,22 +13,11 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from operators.dag_steps import profile_of as _profile, slurm_hook as _hook
 from tasks.apps_plan import (SIDES, AppsSftRequest, PlanError, build_plan, comparison_table, metric_names,
                              output_dir)
 
 TAG_SIDE = "skillflow.apps_side"
-
-
-def _profile(params: dict[str, Any]):
-    from operators.dag_steps import profile_of
-
-    return profile_of(params)
-
-
-def _hook(profile):
-    from operators.dag_steps import slurm_hook
-
-    return slurm_hook(profile)
 
 
 def side_run(mlc, experiment: str, dag_id: str, dag_run_id: str, side: str, tags: dict[str, str],

@@ -10,20 +10,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from operators.dag_steps import profile_of as _profile, slurm_hook as _hook
 from tasks.openmath_datagen import (DatagenRequest, PlanError, build_plan, completion_command, coverage_metrics,
                                     output_dir, parse_completion, pending_jobs)
-
-
-def _profile(params: dict[str, Any]):
-    from operators.dag_steps import profile_of
-
-    return profile_of(params)
-
-
-def _hook(profile):
-    from operators.dag_steps import slurm_hook
-
-    return slurm_hook(profile)
 
 
 def make_plan(params: dict[str, Any], dag_run) -> dict[str, Any]:

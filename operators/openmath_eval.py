@@ -10,15 +10,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from operators.dag_steps import profile_of as _profile, slurm_hook as _hook
 from tasks.openmath_eval import EvalRequest, PlanError, build_plan, done_markers, output_dir
 
 DAG_ID = "openmath_eval"
-
-
-def _profile(params: dict[str, Any]):
-    from operators.dag_steps import profile_of
-
-    return profile_of(params)
 
 
 def make_plan(params: dict[str, Any], dag_run) -> dict[str, Any]:
@@ -57,10 +52,8 @@ def check_model(plan: dict[str, Any], params: dict[str, Any]) -> str:
     the model is not there."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    from operators.slurm.hook import SlurmHook
-
     profile = _profile(params)
-    hook = SlurmHook(profile.ssh_conn_id, accounting=profile.accounting)
+    hook = _hook(profile)
     source = plan.get("model_source") or plan["checked_model"]
     if source.startswith("s3://"):
         stage_from_s3(hook, profile, source, plan["checked_model"])
@@ -118,12 +111,10 @@ def _q(text: str) -> str:
 
 def pending_chunks(chunks: list[dict[str, Any]], params: dict[str, Any]) -> list[dict[str, Any]]:
     """Sampling chunks whose outputs are not all marked done, checked in one SSH round trip."""
-    from operators.slurm.hook import SlurmHook
-
     if not chunks:
         return []
     profile = _profile(params)
-    hook = SlurmHook(profile.ssh_conn_id, accounting=profile.accounting)
+    hook = _hook(profile)
     markers = [m for c in chunks for m in done_markers(c)]
     done = hook.files_complete(markers)
     todo = [c["job"] for c in chunks if not all(done.get(m, False) for m in done_markers(c))]
@@ -148,12 +139,11 @@ def metric_names(results: dict[str, dict[str, dict[str, float]]]) -> dict[str, f
 
 def report(plan: dict[str, Any], params: dict[str, Any], job_results: list[dict[str, Any]]) -> dict[str, Any]:
     """Metrics, the summary table and the predictions zip (S3, checksum logged) into the MLflow run."""
-    from operators.slurm.hook import SlurmHook
     from operators.tracking import mlflow_runs
     from operators.tracking.s3 import s3_client, upload_verified
 
     profile = _profile(params)
-    hook = SlurmHook(profile.ssh_conn_id, accounting=profile.accounting)
+    hook = _hook(profile)
     out = plan["output_dir"]
     text = hook.read_text(f"{out}/results.json")
     if text is None:
