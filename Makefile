@@ -8,13 +8,14 @@ PIP := $(PY) -m pip
 APT_PACKAGES := openssh-server openssh-client slurm-wlm munge nodejs npm util-linux procps
 PYTEST_ARGS ?=
 
-.PHONY: help images deps venv node model install up down status demo test test-unit test-integration bench lock clean-var
+.PHONY: help images deps venv node model train-env install up down status demo test test-unit test-integration faults bench lock clean-var
 
 help:
 	@echo "make demo   - install what is missing, start the local stack, run the demo DAG end to end"
 	@echo "make test   - unit tests and integration tests against the real local stack"
 	@echo "make up | down | status - the local stack (also: .venv/bin/skillflow stack ...)"
 	@echo "make bench  - every benchmark; writes docs/performance.md"
+	@echo "make faults - fault-injection, bad-input and security suite; writes docs/reliability.md"
 
 # System packages: Slurm, munge, sshd and Node (for the S3 server). Only what is missing.
 deps:
@@ -48,6 +49,20 @@ $(MODEL_GGUF): | $(VENV)/.stamp
 
 model: $(MODEL_GGUF)
 
+# The CPU training environment of the local profile (torch CPU build, transformers, TensorBoard):
+# what stands in for the NeMo/OpenRLHF images when SFT runs on this machine. Kept apart from the
+# Airflow venv, as a cluster image would be; skillflow itself is installed without dependencies.
+# torch==2.13.0 is pinned to the CPU build this machine keeps on disk (see requirements-train.txt).
+TRAIN_VENV := .venv-train
+$(TRAIN_VENV)/.stamp: requirements-train.txt pyproject.toml
+	@test -x $(TRAIN_VENV)/bin/python || $(PYTHON) -m venv $(TRAIN_VENV)
+	set -o pipefail; $(TRAIN_VENV)/bin/python -m pip install -q --upgrade pip 2>&1 | (grep -v "is ignored" || true)
+	set -o pipefail; $(TRAIN_VENV)/bin/python -m pip install -q -r requirements-train.txt 2>&1 | (grep -v "is ignored" || true)
+	set -o pipefail; $(TRAIN_VENV)/bin/python -m pip install -q --no-deps -e . 2>&1 | (grep -v "is ignored" || true)
+	@touch $@
+
+train-env: $(TRAIN_VENV)/.stamp
+
 venv: $(VENV)/.stamp
 
 stack/node_modules/.stamp: stack/package-lock.json
@@ -56,7 +71,7 @@ stack/node_modules/.stamp: stack/package-lock.json
 
 node: stack/node_modules/.stamp
 
-install: deps venv node model
+install: deps venv node model train-env
 
 up: install
 	$(VENV)/bin/skillflow stack up
@@ -78,6 +93,12 @@ test-unit: install
 
 test-integration: install
 	$(PY) -m pytest -m integration $(PYTEST_ARGS)
+
+# The reliability suite (tests/faults) plus the tests elsewhere that its table cites, in one
+# session, so every row of docs/reliability.md comes from this run.
+faults: install
+	SKILLFLOW_RELIABILITY_DOC=docs/reliability.md SKILLFLOW_RELIABILITY_COMMAND="make faults" \
+	  $(PY) -m pytest tests/faults $$($(PY) -m tests.faults.cases) $(PYTEST_ARGS)
 
 bench: install
 	$(PY) bench/run_all.py

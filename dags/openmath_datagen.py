@@ -29,14 +29,11 @@ Resubmission: before each array stage, the outputs are checked in one SSH round 
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import Asset, Param, dag, task
+from airflow.sdk import Param, dag, task
 
+from operators.assets import SFT_DATA
 from operators.slurm.operator import SlurmJobOperator
 
-# Named skillflow://openmath/sft-data (consumers: Asset.ref(name=...) or this object). The URI has
-# the "x-" prefix Airflow reserves for custom schemes: any other unknown scheme makes Airflow load
-# every provider's asset URI handler while parsing this file (the Amazon one imports boto3).
-SFT_DATA = Asset(name="skillflow://openmath/sft-data", uri="x-skillflow://openmath/sft-data")
 CONFIGURATIONS = (["gsm8k", "gsm8k-masked", "math", "math-masked"]
                   + [f"math-{s}" for s in ("algebra", "probability", "prealgebra", "number_theory", "geometry",
                                            "precalculus", "intermediate_algebra")]

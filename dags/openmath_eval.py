@@ -11,6 +11,8 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Param, dag, task
 
+from operators.assets import SFT_CHECKPOINT
+
 from operators.slurm.operator import SlurmJobOperator
 
 DEFAULT_BENCHMARKS = ["gsm8k:50", "asdiv:0", "gsm-hard:0", "mawps:0", "svamp:0", "tabmwp:0", "algebra222:0", "math:50"]
@@ -58,7 +60,8 @@ PARAMS = {
 
 @dag(
     dag_id="openmath_eval",
-    schedule=None,
+    # A new checkpoint from openmath_sft starts an evaluation of it (model and params from the event).
+    schedule=[SFT_CHECKPOINT],
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=4,
@@ -69,10 +72,10 @@ PARAMS = {
 )
 def openmath_eval():
     @task(multiple_outputs=True)
-    def plan(params=None, dag_run=None) -> dict:
-        from operators.openmath_eval import make_plan
+    def plan(params=None, dag_run=None, dag=None, triggering_asset_events=None) -> dict:
+        from operators.openmath_eval import make_plan, params_for_checkpoint
 
-        return make_plan(dict(params), dag_run)
+        return make_plan(params_for_checkpoint(dict(params), triggering_asset_events, dag), dag_run)
 
     @task
     def check_model(plan: dict, params=None) -> str:

@@ -47,6 +47,42 @@ def make_plan(params: dict[str, Any], dag_run) -> dict[str, Any]:
     }
 
 
+def params_for_checkpoint(params: dict[str, Any], triggering_asset_events, dag) -> dict[str, Any]:
+    """The form of a run started by a new SFT checkpoint: the DAG's defaults, the checkpoint as
+    ``model``, and the ``eval`` params openmath_sft was given for it, each checked against this
+    DAG's own schema so a bad value fails here, naming the param, not deep inside a job."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    events = []
+    for key, evs in (triggering_asset_events or {}).items():
+        if getattr(key, "name", None) == "skillflow://openmath/sft-checkpoint":
+            events = list(evs)
+    if not events:
+        return params
+    extra = dict(events[-1].extra or {})
+    overrides = dict(extra.get("eval") or {})
+    unknown = sorted(set(overrides) - set(params))
+    if unknown:
+        raise AirflowFailException(f"the checkpoint event's eval params name unknown param(s) {unknown}")
+    overrides["model"] = extra["model_path"]
+    if extra.get("profile"):
+        overrides.setdefault("profile", extra["profile"])
+    tags = {**(params.get("mlflow_tags") or {}), **(overrides.get("mlflow_tags") or {}),
+            "skillflow.registered_model": f"{extra.get('registered_model')}/{extra.get('version')}",
+            "skillflow.sft_run_id": str(extra.get("mlflow_run_id"))}
+    overrides["mlflow_tags"] = tags
+    import jsonschema
+
+    for key, value in overrides.items():
+        schema = dag.params.get_param(key).schema if dag is not None else {}
+        try:
+            jsonschema.validate(value, schema)
+        except jsonschema.ValidationError as exc:
+            raise AirflowFailException(f"param '{key}' from the checkpoint event: {exc.message}") from None
+    print(f"Evaluating checkpoint {extra.get('registered_model')} v{extra.get('version')} at {extra['model_path']}")
+    return {**params, **overrides}
+
+
 def check_model(plan: dict[str, Any], params: dict[str, Any]) -> str:
     """Stage a model given as an S3 URI onto the cluster, then fail early, naming the path, when
     the model is not there."""
@@ -64,7 +100,7 @@ def check_model(plan: dict[str, Any], params: dict[str, Any]) -> str:
     return out.strip()
 
 
-def stage_from_s3(hook, profile, source: str, target: str) -> None:
+def stage_from_s3(hook, profile, source: str, target: str, param: str = "model") -> None:
     """Copy the object (or every object under the prefix) to the cluster through the worker.
 
     The worker holds the S3 credentials, so they never reach the cluster or a job script. A
@@ -85,7 +121,7 @@ def stage_from_s3(hook, profile, source: str, target: str) -> None:
     if single:
         objects = [o for o in objects if o["Key"] == key]
     if not objects:
-        raise AirflowFailException(f"param 'model': no object at {source}")
+        raise AirflowFailException(f"param '{param}': no object at {source}")
     manifest = {o["Key"]: o["ETag"] for o in objects}
     marker = f"{folder}/.staged"
     current = hook.read_text(marker)

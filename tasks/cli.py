@@ -14,12 +14,14 @@ COMMAND_MODULES = [
     "tasks.stack.cli",
     "tasks.demo",
     "tasks.sft_data.cli",
+    "tasks.sft.cli",
     "tasks.datasets.cli",
     "tasks.grading.cli",
     "tasks.summarize",
     "tasks.sandbox.cli",
     "tasks.generation.cli",
     "tasks.apps.cli",
+    "tasks.checkpoint_store",
 ]
 
 

@@ -24,9 +24,9 @@ SECTIONS: dict[str, set[str]] = {
     "slurm": {"partition", "account", "max_time", "default_time", "gpus_per_node", "cpus_per_node",
               "poll_interval_s", "accounting", "extra_sbatch_args"},
     "container": {"runtime", "images", "mounts"},
-    "paths": {"workdir", "python", "skillflow"},
+    "paths": {"workdir", "python", "skillflow", "train_python"},
     "env": None,  # free-form: variables exported into every job
-    "storage": {"aws_conn_id", "bucket", "mlflow_conn_id"},
+    "storage": {"aws_conn_id", "bucket", "mlflow_conn_id", "cluster_env"},
     "models": None,  # free-form: short names for model paths on the cluster
 }
 RUNTIMES = ("none", "pyxis", "apptainer")
@@ -62,6 +62,11 @@ class ClusterProfile:
     bucket: str = "skillflow"
     mlflow_conn_id: str = "mlflow_default"
     models: dict[str, str] = field(default_factory=dict)
+    # Python of the CPU training environment (torch + transformers) of profiles without GPU images.
+    train_python: str | None = None
+    # Variables that point jobs which write to S3 at the cluster's own credentials (names and
+    # paths only, never keys); exported only into those jobs.
+    storage_env: dict[str, str] = field(default_factory=dict)
 
     def model_path(self, ref: str) -> str:
         """A model alias of this profile (``smollm2``) or the path/URI as given."""
@@ -172,4 +177,6 @@ def parse_profile(raw: dict[str, Any], source: str) -> ClusterProfile:
         bucket=storage.get("bucket", "skillflow"),
         mlflow_conn_id=storage.get("mlflow_conn_id", "mlflow_default"),
         models={str(k): str(v) for k, v in models_raw.items()},
+        train_python=paths.get("train_python"),
+        storage_env={str(k): str(v) for k, v in (storage.get("cluster_env") or {}).items()},
     )

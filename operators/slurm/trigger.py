@@ -5,10 +5,10 @@ import asyncio
 from dataclasses import asdict
 from typing import Any, AsyncIterator
 
-from airflow.triggers.base import BaseTrigger, TriggerEvent
+from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
 from tasks.slurm import commands
-from tasks.slurm.states import JobState
+from tasks.slurm.states import JobState, Outcome
 
 
 class SlurmJobTrigger(BaseTrigger):
@@ -16,20 +16,30 @@ class SlurmJobTrigger(BaseTrigger):
 
     Its state is its constructor arguments (``serialize`` returns exactly them), so a restarted
     triggerer resumes it, including the log offset already streamed.
+
+    With ``end_from_trigger``, a job that succeeded ends its task in the triggerer
+    (``TaskSuccessEvent``) instead of resuming it on a worker; any other end still resumes the
+    task, so the operator judges failures. A task started in the triggerer (``start_from_trigger``)
+    may pass ``job_id`` as a template; it is rendered before :meth:`run`, which checks it.
     """
 
     def __init__(self, *, ssh_conn_id: str, job_id: str, poll_interval: float = 10.0,
                  accounting: str = "slurmdbd", log_path: str | None = None, log_offset: int = 0,
-                 stream_logs: bool = True, max_disconnected_s: float = 1800.0):
+                 stream_logs: bool = True, max_disconnected_s: float = 1800.0, end_from_trigger: bool = False,
+                 wake_after_s: float | None = None):
         super().__init__()
         self.ssh_conn_id = ssh_conn_id
-        self.job_id = commands.check_job_id(job_id)
+        self.job_id = job_id if "{{" in str(job_id) else commands.check_job_id(job_id)
         self.poll_interval = float(poll_interval)
         self.accounting = accounting
         self.log_path = log_path
         self.log_offset = int(log_offset)
         self.stream_logs = bool(stream_logs)
         self.max_disconnected_s = float(max_disconnected_s)
+        # Fire a "wake" event while the job still runs, so the task can do periodic work on a
+        # worker (log training curves) and defer again; None = fire only at the end.
+        self.wake_after_s = float(wake_after_s) if wake_after_s else None
+        self.end_from_trigger = bool(end_from_trigger)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -43,6 +53,8 @@ class SlurmJobTrigger(BaseTrigger):
                 "log_offset": self.log_offset,
                 "stream_logs": self.stream_logs,
                 "max_disconnected_s": self.max_disconnected_s,
+                "end_from_trigger": self.end_from_trigger,
+                "wake_after_s": self.wake_after_s,
             },
         )
 
@@ -54,6 +66,7 @@ class SlurmJobTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from operators.slurm.poller import Watch
 
+        self.job_id = commands.check_job_id(self.job_id)
         poller = self._poller()
         # An array's elements each have their own log (…_%a.log); only a single log is streamed.
         streamed = self.log_path if self.stream_logs and self.log_path and "%" not in self.log_path else None
@@ -61,9 +74,18 @@ class SlurmJobTrigger(BaseTrigger):
         watch_id = poller.add(watch)
         last_state = None
         pending_text = b""
+        loop = asyncio.get_running_loop()
+        wake_at = loop.time() + self.wake_after_s if self.wake_after_s else None
+        latest: list[JobState] = []
         try:
             while True:
-                update = await watch.updates.get()
+                try:
+                    timeout = None if wake_at is None else max(wake_at - loop.time(), 0)
+                    update = await asyncio.wait_for(watch.updates.get(), timeout)
+                except asyncio.TimeoutError:
+                    # Resume the log at the start of the unfinished line, so no text is lost.
+                    yield TriggerEvent(self._event("wake", latest, watch.log_offset - len(pending_text)))
+                    return
                 if update.error:
                     yield TriggerEvent(self._event("error", [], watch.log_offset, update.error))
                     return
@@ -73,6 +95,7 @@ class SlurmJobTrigger(BaseTrigger):
                     for line in complete:
                         self.log.info("[slurm %s] %s", self.job_id, line.decode("utf-8", "replace"))
                 self.log_offset = update.log_offset
+                latest = update.states or latest
                 summary = ",".join(sorted({s.state for s in update.states}))
                 if summary and summary != last_state:
                     self.log.info("Slurm job %s: %s", self.job_id, summary)
@@ -80,6 +103,9 @@ class SlurmJobTrigger(BaseTrigger):
                 if update.states and all(s.terminal for s in update.states):
                     if pending_text:
                         self.log.info("[slurm %s] %s", self.job_id, pending_text.decode("utf-8", "replace"))
+                    if self.end_from_trigger and all(s.outcome is Outcome.SUCCESS for s in update.states):
+                        yield TaskSuccessEvent(xcoms={"slurm_job_id": self.job_id})
+                        return
                     yield TriggerEvent(self._event("done", update.states, update.log_offset))
                     return
                 if update.lost:

@@ -543,6 +543,8 @@ class NemoSftParams:
     # SIGTERM comes only KillWait seconds before SIGKILL, too short to write a 70B checkpoint.
     signal_lead_s: int = 600
     extra_overrides: tuple[str, ...] = ()
+    # A row of the form (overrides, or a model outside the table); None = the table's row of ``model``.
+    row: SftRow | None = None
 
 
 def _nemo_duration(seconds: int) -> str:
@@ -555,9 +557,9 @@ def _nemo_duration(seconds: int) -> str:
 def nemo_sft_job(params: NemoSftParams, profile: ClusterProfile, opts: JobOptions = JobOptions()) -> RecipeJob:
     """``start_sft.py`` on every GPU (tasks per node = GPUs per node), with the sandbox sidecar
     the validation metric needs. Resubmitting the same job resumes from the last checkpoint."""
-    if params.model not in SFT_TABLE:
+    if params.row is None and params.model not in SFT_TABLE:
         raise RecipeError(f"model={params.model!r} is not in SFT_TABLE (known: {', '.join(SFT_TABLE)})")
-    row = SFT_TABLE[params.model]
+    row = params.row or SFT_TABLE[params.model]
     gpn = positive("gpus_per_node", params.gpus_per_node)
     if params.num_nodes is None and row.gpus % gpn:
         raise RecipeError(f"gpus_per_node={gpn} does not divide the {row.gpus} GPUs of {params.model}; "

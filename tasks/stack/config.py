@@ -160,6 +160,9 @@ PreemptMode=REQUEUE
 NodeName=localhost CPUs={cpus} Boards=1 SocketsPerBoard=1 CoresPerSocket={cpus} ThreadsPerCore=1 RealMemory={slurm_memory_mb()} Gres=gpu:{FAKE_GPUS} State=UNKNOWN
 PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP PriorityTier=1
 PartitionName=urgent Nodes=localhost Default=NO MaxTime=INFINITE State=UP PriorityTier=10
+# Hundreds of near-empty jobs at once (bench/bench_triggerer.py): up to 16 jobs share a core, so
+# they end within a minute instead of two at a time. Nothing else submits here.
+PartitionName=bench Nodes=localhost Default=NO MaxTime=INFINITE State=UP OverSubscribe=FORCE:16
 """
 
 
@@ -237,3 +240,17 @@ def write_configs(layout: Layout) -> None:
     pw = layout.airflow_home / "simple_auth_manager_passwords.json"
     pw.write_text(json.dumps({"admin": sec["admin_password"]}))
     os.chmod(pw, 0o600)
+    write_cluster_aws_files(layout)
+
+
+def write_cluster_aws_files(layout: Layout) -> None:
+    """The cluster side's own S3 credentials (jobs that upload checkpoints read them by profile
+    name), as a site would keep them in the cluster user's home: never in a job script."""
+    aws = layout.cluster / "aws"
+    aws.mkdir(parents=True, exist_ok=True)
+    creds = aws / "credentials"
+    fd = os.open(creds, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(f"[skillflow]\naws_access_key_id = {S3_ACCESS_KEY}\naws_secret_access_key = {S3_SECRET_KEY}\n")
+    (aws / "config").write_text(f"[profile skillflow]\nregion = us-east-1\n"
+                                f"endpoint_url = http://127.0.0.1:{layout.ports.s3}\n")
