@@ -18,6 +18,7 @@ import pendulum
 from airflow.sdk import Param, dag, task
 
 from operators.slurm.operator import SlurmJobOperator
+from operators.slurm.training import SlurmTrainingOperator
 
 PARAMS = {
     "model": Param(None, type=["null", "string"], minLength=1, section="Model",
@@ -79,18 +80,21 @@ def apps_sft():
         return make_plan(dict(params), dag_run)
 
     @task(trigger_rule="none_failed")
-    def report(plan: dict, train: dict | None, sample_base: dict | None, eval_base: dict | None,
-               sample_sft: dict | None, eval_sft: dict | None, params=None) -> dict:
+    def report(plan: dict, train: dict | None, upload_sft: dict | None, sample_base: dict | None,
+               eval_base: dict | None, sample_sft: dict | None, eval_sft: dict | None, params=None) -> dict:
         from operators.apps_sft import report as do_report
 
-        return do_report(plan, dict(params), {"train": train, "sample_base": sample_base, "eval_base": eval_base,
-                                              "sample_sft": sample_sft, "eval_sft": eval_sft})
+        return do_report(plan, dict(params), {"train": train, "upload_sft": upload_sft, "sample_base": sample_base,
+                                              "eval_base": eval_base, "sample_sft": sample_sft, "eval_sft": eval_sft})
 
     p = plan()
     common = dict(profile="{{ params.profile }}", poll_interval=None)
     prepare = SlurmJobOperator(task_id="prepare", job=p["prepare_job"], expected_outputs=p["prepare_outputs"],
                                **common)
-    train = SlurmJobOperator(task_id="train", job=p["train_job"], expected_outputs=p["train_outputs"], **common)
+    # Training curves reach the SFT model's MLflow run while OpenRLHF runs (TensorBoard files).
+    train = SlurmTrainingOperator(task_id="train", job=p["train_job"], progress=p["train_progress"], max_jobs=1,
+                                  curves=p["train_curves"], **common)
+    upload_sft = SlurmJobOperator(task_id="upload_sft", job=p["upload_job"], **common)
     sample_base = SlurmJobOperator(task_id="sample_base", job=p["sample_base_job"],
                                    expected_outputs=p["sample_base_outputs"], **common)
     eval_base = SlurmJobOperator(task_id="eval_base", job=p["eval_base_job"],
@@ -101,8 +105,10 @@ def apps_sft():
                                 expected_outputs=p["eval_sft_outputs"], **common)
     prepare >> [train, sample_base]
     sample_base >> eval_base
-    train >> sample_sft >> eval_sft
-    report(p["plan"], train.output, sample_base.output, eval_base.output, sample_sft.output, eval_sft.output)
+    train >> [sample_sft, upload_sft]
+    sample_sft >> eval_sft
+    report(p["plan"], train.output, upload_sft.output, sample_base.output, eval_base.output, sample_sft.output,
+           eval_sft.output)
 
 
 dag = apps_sft()

@@ -47,7 +47,8 @@ def make_plan(params: dict[str, Any], dag_run) -> dict[str, Any]:
     profile = _profile(params)
     req = AppsSftRequest.from_params(params)
     try:
-        plan = build_plan(req, profile, output_dir(profile, dag_run.dag_id, dag_run.run_id))
+        plan = build_plan(req, profile, output_dir(profile, dag_run.dag_id, dag_run.run_id),
+                          s3_prefix=f"s3://{profile.bucket}/{dag_run.dag_id}/{_safe_key(dag_run.run_id)}")
     except PlanError as exc:
         raise AirflowFailException(f"Invalid params: {exc}") from None
     _hook(profile).run("mkdir -p " + " ".join(shlex.quote(d) for d in plan["dirs"]))
@@ -71,11 +72,55 @@ def make_plan(params: dict[str, Any], dag_run) -> dict[str, Any]:
         "prepare_outputs": plan["prepare_outputs"],
         "train_job": plan["train"] or {},
         "train_outputs": plan["train_outputs"],
+        # OpenRLHF writes the HF model only at the end: that file is what "done" means.
+        "train_progress": {"kind": "files", "files": plan["train_outputs"]},
+        "train_curves": ({"tensorboard": plan["train_tensorboard"], "mlflow_run_id": runs["sft"],
+                          "mlflow_conn_id": profile.mlflow_conn_id} if "sft" in runs else {}),
+        "upload_job": plan["upload"] or {},
         **{f"sample_{s}_job": sides[s]["sample_job"] if s in sides else {} for s in SIDES},
         **{f"sample_{s}_outputs": sides[s]["sample_outputs"] if s in sides else [] for s in SIDES},
         **{f"eval_{s}_job": sides[s]["eval_job"] if s in sides else {} for s in SIDES},
         **{f"eval_{s}_outputs": sides[s]["eval_outputs"] if s in sides else [] for s in SIDES},
     }
+
+
+def _safe_key(text: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
+
+
+def register_sft_model(mlc, plan: dict[str, Any], params: dict[str, Any], run_id: str, hook,
+                       jobs: dict[str, dict[str, Any] | None]) -> dict[str, str]:
+    """The uploaded SFT model into the registry with its lineage; a retry reuses its version."""
+    from operators.tracking.s3 import s3_client
+    from tasks.checkpoint_store import verify
+
+    text = hook.read_text(plan["upload_result"])
+    if not text:
+        raise FileNotFoundError(f"{plan['upload_result']} is missing: the upload_sft job did not finish")
+    upload = json.loads(text)
+    checked = verify(upload["uri"], client=s3_client(_profile(params).aws_conn_id), deep=False)
+    train, up = jobs.get("train") or {}, jobs.get("upload_sft") or {}
+    name = f"apps-sft-{_safe_key(Path(plan['model_ref']).name)}"[:100]
+    tags = {"cluster_path": plan["sides"]["sft"]["model"], "s3_uri": upload["uri"],
+            "manifest_sha256": upload["manifest_sha256"], "base_model": plan["model"],
+            "data": str(params.get("data")), "mlflow_run_id": run_id,
+            "slurm.job_ids": json.dumps({"train": ",".join(train.get("job_ids") or [str(train.get("job_id"))]),
+                                         "upload": str(up.get("job_id"))}),
+            "slurm.gpu_hours": str(round(float(train.get("gpu_hours") or 0) + float(up.get("gpu_hours") or 0), 4)),
+            "hp.num_nodes": str(params.get("num_nodes")), "hp.gpus_per_node": str(params.get("gpus_per_node")),
+            "hp.recipe": "OpenRLHF train_sft, the seed's flags (apps spec 1.1)"}
+    try:
+        mlc.get_registered_model(name)
+    except Exception:
+        mlc.create_registered_model(name, description="APPS code SFT models trained by skillflow's apps_sft")
+    version = next((v for v in mlc.search_model_versions(f"name = '{name}'") if v.run_id == run_id), None)
+    version = version or mlc.create_model_version(name, source=upload["uri"], run_id=run_id, tags=tags)
+    mlc.set_tag(run_id, "skillflow.registered_model", f"{name}/{version.version}")
+    mlc.set_tag(run_id, "checkpoint.s3_uri", upload["uri"])
+    return {"registered_model": name, "version": str(version.version), "s3_uri": upload["uri"],
+            "checkpoint_bytes": str(checked["total_bytes"])}
 
 
 def _job_metrics(results: dict[str, Any]) -> dict[str, float]:
@@ -140,9 +185,11 @@ def report(plan: dict[str, Any], params: dict[str, Any], jobs: dict[str, dict[st
         mlc.set_tag(run_id, "samples.s3_uri", stored["uri"])
         mlc.set_tag(run_id, "samples.sha256", stored["sha256"])
         mlc.set_tag(run_id, "slurm.job_ids", ",".join(str(j["job_id"]) for j in step_jobs.values() if j))
+        registered = register_sft_model(mlc, plan, params, run_id, hook, jobs) \
+            if side == "sft" and plan.get("upload_result") else None
         mlc.set_terminated(run_id, "FINISHED")
         out["runs"][side] = {"mlflow_run_id": run_id, "mlflow_url": mlflow_runs.run_url(mlc, run_id),
                              "metrics": metrics, "samples_uri": stored["uri"], "samples_sha256": stored["sha256"],
-                             "unusual_n": summary.get("problems_with_unusual_n", [])}
+                             "unusual_n": summary.get("problems_with_unusual_n", []), "registered": registered}
     print(table)
     return out

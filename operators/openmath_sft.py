@@ -47,11 +47,16 @@ def resolve_data(data: str, event: dict[str, Any] | None, data_dir: str) -> dict
         extra = event["extra"]
         if not extra.get("uri") and not extra.get("cluster_path"):
             raise _fail(f"param 'data': the newest sft-data event ({event['timestamp']}) has neither uri nor cluster_path")
-        return {"kind": "asset", "source": extra.get("uri") or extra["cluster_path"],
-                "cluster_path": f"{data_dir}/sft-data.jsonl", "stage_from": extra.get("uri"),
+        uri = extra.get("uri")
+        return {"kind": "asset", "source": uri or extra["cluster_path"],
+                "cluster_path": f"{data_dir}/{uri.rsplit('/', 1)[-1]}" if uri else extra["cluster_path"],
+                "stage_from": uri,
                 "sha256": extra.get("sha256"), "lines": extra.get("lines"), "event": event}
     if data.startswith("s3://"):
-        return {"kind": "s3", "source": data, "cluster_path": f"{data_dir}/sft-data.jsonl", "stage_from": data}
+        name = data.rstrip("/").rsplit("/", 1)[-1]
+        if not name.endswith(".jsonl"):
+            raise _fail(f"param 'data': {data!r} must name one .jsonl object (the prepared SFT data)")
+        return {"kind": "s3", "source": data, "cluster_path": f"{data_dir}/{name}", "stage_from": data}
     if data.startswith("/"):
         return {"kind": "path", "source": data, "cluster_path": data}
     raise _fail(f"param 'data': {data!r} must be 'asset', 'download', an s3:// URI or an absolute cluster path")

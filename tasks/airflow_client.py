@@ -58,19 +58,34 @@ class AirflowClient:
                 return None
             raise
 
-    def wait_for_dag(self, dag_id: str, timeout: float = 180.0) -> dict:
+    def wait_for_dag(self, dag_id: str, timeout: float = 180.0, unpause: bool = True) -> dict:
         """The dag-processor parses new files on its own schedule; wait until the DAG is known."""
         deadline = time.monotonic() + timeout
         while True:
             dag = self.get_dag(dag_id)
             if dag is not None:
-                if dag.get("is_paused"):
-                    self._request("PATCH", f"/api/v2/dags/{urllib.parse.quote(dag_id)}", {"is_paused": False})
+                if unpause and dag.get("is_paused"):
+                    self.set_paused(dag_id, False)
                 return dag
             if time.monotonic() > deadline:
                 errors = self.import_errors()
                 raise AirflowAPIError(f"DAG {dag_id} did not appear within {timeout:.0f}s; import errors: {errors}")
             time.sleep(2)
+
+    def set_paused(self, dag_id: str, paused: bool) -> None:
+        self._request("PATCH", f"/api/v2/dags/{urllib.parse.quote(dag_id)}", {"is_paused": paused})
+
+    def clear_queued_asset_events(self, dag_id: str) -> None:
+        """Forget asset events waiting to start runs of ``dag_id`` (e.g. before unpausing it)."""
+        try:
+            self._request("DELETE", f"/api/v2/dags/{urllib.parse.quote(dag_id)}/assets/queuedEvents")
+        except AirflowAPIError as exc:
+            if "HTTP 404" not in str(exc):  # nothing queued
+                raise
+
+    def dag_runs(self, dag_id: str, limit: int = 100) -> list[dict]:
+        path = f"/api/v2/dags/{urllib.parse.quote(dag_id)}/dagRuns?limit={int(limit)}&order_by=-start_date"
+        return self._request("GET", path).get("dag_runs", [])
 
     def import_errors(self) -> list[dict]:
         return self._request("GET", "/api/v2/importErrors").get("import_errors", [])

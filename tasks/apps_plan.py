@@ -17,6 +17,7 @@ from tasks.recipes.apps import (AppsEvalParams, NativeSamplingParams, OpenrlhfSf
                                 native_apps_sampling_job, openrlhf_sft_job)
 from tasks.recipes.common import JobOptions, RecipeError
 from tasks.recipes.engines import NativeServer
+from tasks.recipes.sft import checkpoint_upload_job
 
 SEED_MODEL = "deepseek-ai/deepseek-coder-6.7b-instruct"
 LOCAL_MODEL = "smollm2"
@@ -79,8 +80,11 @@ def resolve_model(req: AppsSftRequest, profile: ClusterProfile) -> tuple[str, st
     return ref, profile.model_path(ref)
 
 
-def build_plan(req: AppsSftRequest, profile: ClusterProfile, out_dir: str) -> dict[str, Any]:
-    """Every job of the run as plain data (JSON-serialisable for XCom); raises :class:`PlanError`."""
+def build_plan(req: AppsSftRequest, profile: ClusterProfile, out_dir: str, s3_prefix: str | None = None) -> dict[str, Any]:
+    """Every job of the run as plain data (JSON-serialisable for XCom); raises :class:`PlanError`.
+
+    ``s3_prefix`` (``s3://bucket/...``): where the trained model is uploaded; None plans no upload.
+    """
     local = not can_train(profile)
     if req.train and local:
         raise PlanError(f"param 'train': profile '{profile.name}' has no GPUs with OpenRLHF (no container "
@@ -132,7 +136,7 @@ def build_plan(req: AppsSftRequest, profile: ClusterProfile, out_dir: str) -> di
                           ctx_size=8192 if local else 16384)
     eval_cpus = req.eval_cpus if req.eval_cpus is not None else (None if local else 32)
     try:
-        train_job = None
+        train_job = upload_job = None
         dirs = [data_dir]
         models = {"base": model}
         if req.train:
@@ -142,6 +146,10 @@ def build_plan(req: AppsSftRequest, profile: ClusterProfile, out_dir: str) -> di
                 profile, JobOptions(time=req.time_limit or profile.max_time))
             models["sft"] = f"{out_dir}/train/model"
             dirs += train_job.dirs
+            if s3_prefix:
+                # The final HF model to S3 from the cluster, manifest last, re-read to verify.
+                upload_job = checkpoint_upload_job(f"{out_dir}/train/model", f"{s3_prefix.rstrip('/')}/sft-model",
+                                                   f"{out_dir}/train/upload.json", profile)
         sides: dict[str, Any] = {}
         for side, side_model in models.items():
             side_dir = f"{out_dir}/{side}"
@@ -170,6 +178,9 @@ def build_plan(req: AppsSftRequest, profile: ClusterProfile, out_dir: str) -> di
         "prepare_outputs": prep_outputs,
         "train": spec_dict(train_job.spec) if train_job else None,
         "train_outputs": list(train_job.outputs) if train_job else [],
+        "train_tensorboard": f"{out_dir}/train/runs" if train_job else None,
+        "upload": spec_dict(upload_job.spec) if upload_job else None,
+        "upload_result": f"{out_dir}/train/upload.json" if upload_job else None,
         "sides": sides,
         "n_samples": req.n_samples,
         # Created before any submission: container runtimes refuse to mount a missing folder.

@@ -31,7 +31,8 @@ CONTINUE_AFTER = {Outcome.SUCCESS, Outcome.TIMEOUT, Outcome.PREEMPTED, Outcome.N
 class SlurmTrainingOperator(SlurmJobOperator):
     """:param progress: how to read progress on the cluster, as planned by :mod:`tasks.openmath_sft`
         (``kind`` ``local``: the trainer's ``status.json``; ``nemo``: checkpoint names against the
-        steps the data gives).
+        steps the data gives; ``files``: done when these files exist, for trainers that write
+        their model only at the end).
     :param max_jobs: at most this many jobs in the chain (the first included).
     :param curves: ``{"tensorboard": folder, "mlflow_run_id": id, "mlflow_conn_id": conn}`` or empty.
     """
@@ -180,6 +181,10 @@ class SlurmTrainingOperator(SlurmJobOperator):
         from tasks.openmath_sft import nemo_progress, steps_per_epoch
 
         p = self.progress
+        if p.get("kind") == "files":  # done when the trainer's final outputs exist (OpenRLHF)
+            complete = hook.files_complete(list(p["files"]))
+            done = bool(complete) and all(complete.values())
+            return int(done), 1, "final outputs " + ("present" if done else "missing")
         if p.get("kind") == "local":
             text = hook.read_text(p["status"])
             if not text:

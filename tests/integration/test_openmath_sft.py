@@ -93,3 +93,106 @@ def test_job_cut_at_its_time_limit_is_continued_from_its_checkpoint(stack, base_
     assert f"checkpoint-{resumed.group(2)}" in log1 or "Stopping at step" in log1
     # ... and the second job trained on from it.
     assert "'loss'" in log2[resumed.end():], log2[-3000:]
+
+
+DAG = "openmath_sft"
+EVAL = {"benchmarks": ["gsm8k:0"], "data": "samples", "limit": 2, "batch_size": 2,
+        "experiment": "selftest-openmath-sft-eval"}
+
+
+def test_dag_trains_publishes_and_starts_the_evaluation(stack):
+    """The whole chain on the local profile, through the real scheduler and triggerer."""
+    import boto3
+    from mlflow.tracking import MlflowClient
+
+    from tasks.checkpoint_store import verify
+    from tests.integration.airflow_api import client_for
+
+    env = stack.env
+    s3 = boto3.client("s3", endpoint_url=env["MLFLOW_S3_ENDPOINT_URL"], aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+                      aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1")
+    key = f"selftest/sft-data/{uuid.uuid4().hex[:8]}.jsonl"
+    s3.upload_file(str(FIXTURE), "skillflow", key)
+
+    api = client_for(stack)
+    api.wait_for_dag(DAG, unpause=False)
+    # Created paused; SFT-data events of earlier tests must not start a run with the defaults.
+    api.clear_queued_asset_events(DAG)
+    api.set_paused(DAG, False)
+    api.wait_for_dag("openmath_eval")
+    evals_before = {r["dag_run_id"] for r in api.dag_runs("openmath_eval")}
+    conf = {"base_model": "smollm2", "data": f"s3://skillflow/{key}", "max_steps": 4, "val_check_interval": 2,
+            "save_top_k": 2, "curves_interval_s": 10, "experiment": "selftest-openmath-sft", "eval": EVAL}
+    run_id = api.trigger(DAG, conf)["dag_run_id"]
+    final = api.wait_for_run(DAG, run_id, timeout=1500)
+    assert final["state"] == "success", api.task_instances(DAG, run_id)
+
+    out = api.xcom(DAG, run_id, "publish")
+    mlc = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    version = mlc.get_model_version(out["registered_model"], out["version"])
+    tags = version.tags
+    assert version.source == out["s3_uri"] and tags["cluster_path"].endswith("model-f16.gguf")
+    assert tags["base_model"] == "smollm2" and tags["data.kind"] == "s3" and tags["hp.max_steps"] == "4"
+    assert tags["training.steps"] == "4" and json.loads(tags["slurm.job_ids"])["train"]
+    # The checkpoint in S3 matches its manifest, byte for byte.
+    checked = verify(out["s3_uri"], client=s3)
+    assert checked["files"] >= 3 and checked["deep"]
+    # Curves came from the job's TensorBoard files, with steps.
+    history = mlc.get_metric_history(out["mlflow_run_id"], "train/loss")
+    assert sorted(m.step for m in history)[-1] == 4, history
+    assert mlc.get_metric_history(out["mlflow_run_id"], "eval/loss")
+    # The checkpoint Asset started an evaluation of exactly this model.
+    deadline = time.monotonic() + 120
+    new = []
+    while not new and time.monotonic() < deadline:
+        new = [r for r in api.dag_runs("openmath_eval") if r["dag_run_id"] not in evals_before
+               and r.get("run_type") == "asset_triggered"]
+        time.sleep(3)
+    assert new, "no openmath_eval run was started by the checkpoint"
+    eval_run = api.wait_for_run("openmath_eval", new[0]["dag_run_id"], timeout=900)
+    assert eval_run["state"] == "success", api.task_instances("openmath_eval", new[0]["dag_run_id"])
+    plan = api.xcom("openmath_eval", new[0]["dag_run_id"], "plan", key="plan")
+    assert plan["checked_model"] == tags["cluster_path"]
+
+
+def test_trainer_that_writes_its_model_at_the_end_with_curves_while_it_runs(stack):
+    """The apps_sft shape (OpenRLHF): done means the final files exist; TensorBoard scalars the
+    job writes reach MLflow during the job (wake-ups) and once more at the end, never twice."""
+    from mlflow.tracking import MlflowClient
+
+    from operators.tracking import curves, mlflow_runs
+
+    profile = load_profile("local")
+    exp = f"{profile.workdir}/test-sft/{uuid.uuid4().hex[:8]}"
+    Path(exp).mkdir(parents=True)
+    writer = (f"{profile.train_python} -c 'import sys, time\n"
+              "from torch.utils.tensorboard import SummaryWriter\n"
+              "w = SummaryWriter(sys.argv[1])\n"
+              "for step in range(1, 7):\n"
+              "    w.add_scalar(\"train/loss\", 1.0 / step, step); w.flush(); time.sleep(2)\n"
+              "w.close()' " + f"{exp}/runs && echo done > {exp}/model/config.json")
+    mlc = MlflowClient(stack.env["MLFLOW_TRACKING_URI"])
+    run_id = mlc.create_run(mlflow_runs.experiment_id(mlc, "selftest-training-operator")).info.run_id
+    op = SlurmTrainingOperator(
+        task_id="train", job={"name": "t-tb", "command": f"mkdir -p {exp}/model && {writer}"}, profile="local",
+        poll_interval=1.0, max_jobs=1, progress={"kind": "files", "files": [f"{exp}/model/config.json"]},
+        curves={"tensorboard": f"{exp}/runs", "mlflow_run_id": run_id, "mlflow_conn_id": profile.mlflow_conn_id},
+        curves_every_s=4)
+    ti = TaskInstanceStandIn(task_id="train")
+    wakes = []
+    deferred = submit(op, ti)
+    while True:
+        event = run_trigger(deferred.trigger, timeout=300)
+        wakes.append(event.payload["status"])
+        try:
+            result = op.execute_complete(context_for(ti), event.payload, **(deferred.kwargs or {}))
+            break
+        except TaskDeferred as again:
+            deferred = again
+    assert result["steps"] == 1 and result["jobs"] == 1
+    assert "wake" in wakes and wakes[-1] == "done"
+    history = mlc.get_metric_history(run_id, "train/loss")
+    assert sorted(m.step for m in history) == [1, 2, 3, 4, 5, 6]
+    assert abs(next(m.value for m in history if m.step == 4) - 0.25) < 1e-6
+    again = curves.sync(SlurmHook("slurm_local", accounting="jobcomp"), f"{exp}/runs", mlc, run_id)
+    assert again["logged"] == 0

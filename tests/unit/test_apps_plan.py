@@ -88,6 +88,18 @@ def test_gpu_profile_trains_with_the_seed_flags_then_samples_both_models_with_vl
     assert f"{out}/train" in plan["dirs"] and f"{out}/sft/eval" in plan["dirs"]
 
 
+def test_trained_model_is_uploaded_from_the_cluster_with_the_clusters_own_credentials():
+    profile = load_profile("example-pyxis")
+    plan = build_plan(AppsSftRequest.from_params({"model": "/lustre/m", "data": "/lustre/apps", "train": True}),
+                      profile, output_dir(profile, "apps_sft", "manual__1"), s3_prefix="s3://bucket/apps_sft/manual__1")
+    out = "/lustre/fsw/my_account/skillflow/apps_sft/manual__1"
+    upload = JobSpec.from_dict(plan["upload"]).validate()
+    assert f"checkpoint upload {out}/train/model s3://bucket/apps_sft/manual__1/sft-model" in upload.command
+    assert upload.env == profile.storage_env and "AWS_SECRET" not in str(plan)
+    assert plan["upload_result"] == f"{out}/train/upload.json" and plan["train_tensorboard"] == f"{out}/train/runs"
+    assert plan_for("example-pyxis")["upload"] is None  # nothing trained, nothing to upload
+
+
 def test_gpu_profile_defaults_to_the_seed_model_and_refuses_training_it_by_hub_name():
     plan = plan_for("example-pyxis")
     assert plan["model"] == "deepseek-ai/deepseek-coder-6.7b-instruct"
