@@ -21,6 +21,7 @@ BENCHES = [
     ("sandbox", ["bench/bench_sandbox.py"]),
     ("apps_eval", ["bench/bench_apps_eval.py"]),
     ("sft_data", ["bench/bench_sft_data.py"]),
+    ("triggerer", ["bench/bench_triggerer.py"]),
     ("dag_parse", ["bench/bench_dag_parse.py"]),
 ]
 
@@ -54,6 +55,17 @@ def run(name: str, argv: list[str]) -> dict:
             "stderr_tail": proc.stderr[-1500:] if proc.returncode else ""}
 
 
+def rows(summary: dict, prefix: str = "") -> list[tuple[str, object]]:
+    """Nested figures as one row each (``ours.ssh_connections``), so every number is readable."""
+    out: list[tuple[str, object]] = []
+    for key, value in summary.items():
+        if isinstance(value, dict) and value:
+            out += rows(value, f"{prefix}{key}.")
+        else:
+            out.append((f"{prefix}{key}", value))
+    return out
+
+
 def render(results: list[dict]) -> str:
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = ["# Performance", "", f"Measured by `make bench` on {now}; machine: {machine()}.", "",
@@ -71,7 +83,7 @@ def render(results: list[dict]) -> str:
         else:
             lines.append("| figure | value |")
             lines.append("|---|---|")
-            for key, value in r["summary"].items():
+            for key, value in rows(r["summary"]):
                 lines.append(f"| {key} | {value} |")
             lines.append(f"| wall time of the benchmark (s) | {r['wall_s']} |")
         lines.append("")

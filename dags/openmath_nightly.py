@@ -5,8 +5,10 @@ nightly run or its published numbers.
 from __future__ import annotations
 
 import pendulum
-from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, dag, task
+
+# Not the standard provider's operator: its module imports Airflow's ORM, 0.25 s of parse time.
+from operators.trigger_dagrun import TriggerDagRunOperator
 
 
 @dag(

@@ -39,3 +39,19 @@ class SlurmJobLogLink(BaseOperatorLink):
         profile = getattr(operator, "profile", None) or "local"
         query = urllib.parse.urlencode({"profile": profile, "path": path})
         return f"{_base()}{PREFIX}/slurm-log?{query}"
+
+
+class TriggeredDagRunLink(BaseOperatorLink):
+    """The run a :class:`operators.trigger_dagrun.TriggerDagRunOperator` created (the task runner
+    stores its id as the ``trigger_run_id`` XCom when it triggers it)."""
+
+    name = "Triggered DAG"
+
+    def get_link(self, operator, *, ti_key) -> str:
+        from airflow.sdk.execution_time.xcom import XCom
+
+        run_id = XCom.get_value(ti_key=ti_key, key="trigger_run_id")
+        if not run_id:
+            return ""
+        q = urllib.parse.quote
+        return f"{_base()}/dags/{q(operator.trigger_dag_id, safe='')}/runs/{q(run_id, safe='')}"

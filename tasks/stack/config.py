@@ -73,6 +73,10 @@ def stack_env(layout: Layout) -> dict[str, str]:
         "AIRFLOW__API_AUTH__JWT_SECRET": sec["jwt_secret"],
         "AIRFLOW__API__SECRET_KEY": sec["api_secret_key"],
         "AIRFLOW__CORE__FERNET_KEY": sec["fernet_key"],
+        # Airflow's log servers (8793, 8794 by default) move with the API port, so that stacks
+        # started side by side with other ports do not serve each other's task logs.
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(p.airflow + 713),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(p.airflow + 714),
         "AIRFLOW_CONN_SLURM_LOCAL": json.dumps(ssh_conn),
         "AIRFLOW_CONN_S3_LOCAL": json.dumps(aws_conn),
         "AIRFLOW_CONN_MLFLOW_LOCAL": json.dumps(mlflow_conn),
