@@ -79,6 +79,9 @@ def _handle(args: argparse.Namespace) -> int:
                                      stop_on_code_error=args.stop_on_code_error,
                                      code_execution_timeout=args.code_execution_timeout))
         rows = load_rows(args.input, args.limit)
+        if not rows:
+            # An empty file would otherwise be "generated" and marked .done with zero lines.
+            raise ValueError(f"--input {args.input}: empty dataset (no question lines)")
         prompts = render_all(rows, settings, args.input)
     except FileNotFoundError as exc:
         raise UserError(f"--input {exc.filename}: no such file") from None
