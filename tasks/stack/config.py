@@ -204,7 +204,10 @@ StrictModes no
 MaxStartups 200:30:400
 MaxSessions 200
 ClientAliveInterval 30
-SetEnv SLURM_CONF={layout.slurm / 'slurm.conf'} SKILLFLOW_ROOT={layout.root} SKILLFLOW_VAR={layout.var}
+# HOME of its own: remote commands run through bash, which reads ~/.bashrc when started by sshd;
+# the machine's own (pyenv here) would run in every command, and a rehash lock left behind by a
+# killed session stalls each of them for a minute.
+SetEnv SLURM_CONF={layout.slurm / 'slurm.conf'} SKILLFLOW_ROOT={layout.root} SKILLFLOW_VAR={layout.var} HOME={s / 'home'}
 Subsystem sftp internal-sftp
 """
 
@@ -239,6 +242,7 @@ def write_configs(layout: Layout) -> None:
     (layout.slurm / "gres.conf").write_text(render_gres_conf(layout))
     ensure_munge_key(layout)
     ensure_ssh_keys(layout)
+    (layout.ssh / "home").mkdir(parents=True, exist_ok=True)
     (layout.ssh / "sshd_config").write_text(render_sshd_config(layout))
     sec = load_secrets(layout)
     pw = layout.airflow_home / "simple_auth_manager_passwords.json"
