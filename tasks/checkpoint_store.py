@@ -101,14 +101,14 @@ def _with_retries(what: str, action: Callable[[], Any], retries: int, log: Calla
 
 
 def upload_folder(folder: str | Path, dest: str, *, client=None, retries: int = 5, concurrency: int = 4,
-                  log: Callable[[str], None] = print) -> dict[str, Any]:
+                  part_bytes: int = PART_BYTES, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Upload ``folder`` under ``dest`` (``s3://bucket/prefix``) and write the manifest last."""
     from boto3.s3.transfer import TransferConfig
 
     folder = Path(folder)
     bucket, prefix = split_s3(dest)
     client = client or s3_client()
-    config = TransferConfig(multipart_threshold=PART_BYTES, multipart_chunksize=PART_BYTES,
+    config = TransferConfig(multipart_threshold=part_bytes, multipart_chunksize=part_bytes,
                             max_concurrency=concurrency)
     entries, sent, skipped = [], 0, 0
     for path in folder_files(folder):

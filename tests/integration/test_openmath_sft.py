@@ -103,9 +103,7 @@ EVAL = {"benchmarks": ["gsm8k:0"], "data": "samples", "limit": 2, "batch_size": 
 def test_dag_trains_publishes_and_starts_the_evaluation(stack):
     """The whole chain on the local profile, through the real scheduler and triggerer."""
     import boto3
-    from mlflow.tracking import MlflowClient
 
-    from tasks.checkpoint_store import verify
     from tests.integration.airflow_api import client_for
 
     env = stack.env
@@ -119,6 +117,17 @@ def test_dag_trains_publishes_and_starts_the_evaluation(stack):
     # Created paused; SFT-data events of earlier tests must not start a run with the defaults.
     api.clear_queued_asset_events(DAG)
     api.set_paused(DAG, False)
+    try:
+        _run_and_check(api, env, s3, key)
+    finally:
+        api.set_paused(DAG, True)  # as created: later SFT-data events must not start training
+
+
+def _run_and_check(api, env, s3, key):
+    from mlflow.tracking import MlflowClient
+
+    from tasks.checkpoint_store import verify
+
     api.wait_for_dag("openmath_eval")
     evals_before = {r["dag_run_id"] for r in api.dag_runs("openmath_eval")}
     conf = {"base_model": "smollm2", "data": f"s3://skillflow/{key}", "max_steps": 4, "val_check_interval": 2,
