@@ -9,6 +9,7 @@ import platform
 import socket
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 
 
 @dataclass
@@ -36,8 +37,12 @@ class CaseResult:
         return "skipped"
 
 
+_ROOT = str(Path(__file__).resolve().parents[2])
+
+
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", "<br>")
+    """A table cell; this checkout's path becomes ``<repo>`` so no machine's path is committed."""
+    return text.replace(_ROOT, "<repo>").replace("|", "\\|").replace("\n", "<br>")
 
 
 def machine() -> str:
