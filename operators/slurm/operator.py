@@ -105,35 +105,13 @@ class SlurmJobOperator(BaseOperator):
 
     # Execution ----------------------------------------------------------------------------
     def execute(self, context) -> dict[str, Any]:
-        from tasks.slurm.render import default_log_path, render_sbatch
-        from tasks.slurm.spec import JobSpec
-
         if not self.job:
             from airflow.sdk.exceptions import AirflowSkipException
 
             raise AirflowSkipException("no Slurm job to run for this task in this DAG run")
         profile = self._profile()
         hook = self._hook(profile)
-        spec = JobSpec.from_dict(self.job).validate()
-        workdir = spec.workdir or profile.workdir
-        log_path = spec.output or default_log_path(spec, workdir)
-        script = render_sbatch(spec, profile)
-        paths = self._paths(profile, context, script)
-
-        job_id = self._reusable_job(hook, paths["record"])
-        if job_id is None:
-            try_number = context["ti"].try_number
-            script_path = f"{paths['script_dir']}/try{try_number}.sbatch"
-            if self.create_dirs:
-                import shlex
-
-                hook.run("mkdir -p " + " ".join(shlex.quote(d) for d in self.create_dirs))
-            job_id = hook.submit_script(script, script_path, log_path.rsplit("/", 1)[0], paths["record"])
-            self.log.info("Submitted Slurm job %s (%s); script %s", job_id, spec.name, script_path)
-        self._job_id = job_id
-        resolved_log = log_path.replace("%j", job_id).replace("%A", job_id)
-        context["ti"].xcom_push(key="slurm_job_id", value=job_id)
-        context["ti"].xcom_push(key="slurm_log", value=resolved_log)
+        job_id, resolved_log = self._submit_or_reuse(context, profile, hook, f"try{context['ti'].try_number}")
 
         if not self.deferrable:
             return self._wait_inline(hook, profile, job_id, resolved_log)
@@ -147,6 +125,32 @@ class SlurmJobOperator(BaseOperator):
             method_name="execute_complete",
             timeout=self.wait_timeout,
         )
+
+    def _submit_or_reuse(self, context, profile, hook: SlurmHook, script_name: str) -> tuple[str, str]:
+        """Render, then reconnect to this task's job from its record or submit; (job id, log path).
+
+        The id and the log are pushed as XComs for the UI's links."""
+        from tasks.slurm.render import default_log_path, render_sbatch
+        from tasks.slurm.spec import JobSpec
+
+        spec = JobSpec.from_dict(self.job).validate()
+        log_path = spec.output or default_log_path(spec, spec.workdir or profile.workdir)
+        script = render_sbatch(spec, profile)
+        paths = self._paths(profile, context, script)
+        job_id = self._reusable_job(hook, paths["record"])
+        if job_id is None:
+            script_path = f"{paths['script_dir']}/{script_name}.sbatch"
+            if self.create_dirs:
+                import shlex
+
+                hook.run("mkdir -p " + " ".join(shlex.quote(d) for d in self.create_dirs))
+            job_id = hook.submit_script(script, script_path, log_path.rsplit("/", 1)[0], paths["record"])
+            self.log.info("Submitted Slurm job %s (%s); script %s", job_id, spec.name, script_path)
+        self._job_id = job_id
+        resolved_log = log_path.replace("%j", job_id).replace("%A", job_id)
+        context["ti"].xcom_push(key="slurm_job_id", value=job_id)
+        context["ti"].xcom_push(key="slurm_log", value=resolved_log)
+        return job_id, resolved_log
 
     def _reusable_job(self, hook: SlurmHook, record_path: str) -> str | None:
         """The job of an earlier try that is still worth waiting for, if any."""

@@ -92,23 +92,9 @@ class SlurmTrainingOperator(SlurmJobOperator):
         return self._submit_and_defer(context, earlier)
 
     def _submit_and_defer(self, context, earlier: list[str]) -> dict[str, Any]:
-        from tasks.slurm.render import default_log_path, render_sbatch
-        from tasks.slurm.spec import JobSpec
-
         profile = self._profile()
-        hook = self._hook(profile)
-        spec = JobSpec.from_dict(self.job).validate()
-        workdir = spec.workdir or profile.workdir
-        log_path = spec.output or default_log_path(spec, workdir)
-        script = render_sbatch(spec, profile)
-        paths = self._paths(profile, context, script)
-        job_id = self._reusable_job(hook, paths["record"])
-        if job_id is None:
-            if self.create_dirs:
-                hook.run("mkdir -p " + " ".join(shlex.quote(d) for d in self.create_dirs))
-            script_path = f"{paths['script_dir']}/try{context['ti'].try_number}.c{self._link}.sbatch"
-            job_id = hook.submit_script(script, script_path, log_path.rsplit("/", 1)[0], paths["record"])
-            self.log.info("Submitted training job %s (link %d); script %s", job_id, self._link, script_path)
+        job_id, _ = self._submit_or_reuse(context, profile, self._hook(profile),
+                                          f"try{context['ti'].try_number}.c{self._link}")
         return self._defer_on(context, profile, job_id, earlier, log_offset=0)
 
     def _defer_on(self, context, profile, job_id: str, earlier: list[str], log_offset: int) -> dict[str, Any]:
