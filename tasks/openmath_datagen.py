@@ -324,15 +324,18 @@ def collect_job(req: DatagenRequest, confs: list[Configuration], out_dir: str, o
     return _job("openmath-datagen-collect", f'"$SKILLFLOW_CLI" sft-data collect {sources} --output {q(output)}', req)
 
 
-def sft_job(req: DatagenRequest, collected: str, output: str):
+def sft_prepare_command(solutions: str, output: str, num_output_samples: int) -> str:
     """``sft-data prepare`` as the seed command: fair downsampling, any_code, trimmed solutions."""
     q = shlex.quote
-    if req.num_output_samples < 1:
+    if num_output_samples < 1:
         raise PlanError("param 'num_output_samples' must be at least 1")
-    cmd = (f'"$SKILLFLOW_CLI" sft-data prepare --input {q(collected)} --output {q(output)} '
-           f"--downsampling-method fair --num-output-samples {int(req.num_output_samples)} "
-           "--text-filter-type any_code --trim-solutions")
-    return _job("openmath-datagen-sft", cmd, req)
+    return (f'"$SKILLFLOW_CLI" sft-data prepare --input {q(solutions)} --output {q(output)} '
+            f"--downsampling-method fair --num-output-samples {int(num_output_samples)} "
+            "--text-filter-type any_code --trim-solutions")
+
+
+def sft_job(req: DatagenRequest, collected: str, output: str):
+    return _job("openmath-datagen-sft", sft_prepare_command(collected, output, req.num_output_samples), req)
 
 
 # ------------------------------------------------------------------------------ resubmission

@@ -17,7 +17,7 @@ from typing import Any
 
 from tasks.openmath_eval import PlanError, spec_dict
 from tasks.profiles import ClusterProfile
-from tasks.recipes.common import JobOptions, RecipeError, slurm_time_seconds
+from tasks.recipes.common import JobOptions, RecipeError, RecipeJob, make_spec, slurm_time_seconds
 from tasks.recipes.openmath import (SFT_TABLE, AverageCheckpointsParams, HfToNemoParams, NemoSftParams,
                                     NemoToHfParams, SftRow, average_checkpoints_job, hf_to_nemo_job,
                                     nemo_sft_job, nemo_to_hf_job)
@@ -222,20 +222,11 @@ def _job(job) -> dict[str, Any]:
     return {"job": spec_dict(job.spec), "outputs": list(job.outputs), "dirs": list(job.dirs)}
 
 
-def _prepare_job(req: SftRequest, profile: ClusterProfile, solutions: str, output: str):
+def _prepare_job(req: SftRequest, profile: ClusterProfile, solutions: str, output: str) -> RecipeJob:
     """The seed's ``prepare_sft_data`` over the downloaded correct solutions (fair downsampling)."""
-    import shlex
+    from tasks.openmath_datagen import sft_prepare_command
 
-    from tasks.recipes.common import make_spec
-
-    q = shlex.quote
-    if req.num_output_samples < 1:
-        raise PlanError("param 'num_output_samples' must be at least 1")
-    cmd = (f'"$SKILLFLOW_CLI" sft-data prepare --input {q(solutions)} --output {q(output)} '
-           f"--downsampling-method fair --num-output-samples {int(req.num_output_samples)} "
-           "--text-filter-type any_code --trim-solutions\n")
-    from tasks.recipes.common import RecipeJob
-
+    cmd = sft_prepare_command(solutions, output, req.num_output_samples) + "\n"
     return RecipeJob(spec=make_spec(JobOptions(), name="openmath-sft-data", command=cmd,
                                     image=profile.image("nemo_skills")), outputs=(output,))
 

@@ -10,13 +10,7 @@ import hashlib
 import time
 from pathlib import Path
 
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+from tasks.checkpoint_store import sha256_file
 
 
 def s3_client(aws_conn_id: str | None):
