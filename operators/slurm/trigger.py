@@ -98,7 +98,13 @@ class SlurmJobTrigger(BaseTrigger):
                 latest = update.states or latest
                 summary = ",".join(sorted({s.state for s in update.states}))
                 if summary and summary != last_state:
-                    self.log.info("Slurm job %s: %s", self.job_id, summary)
+                    # A job still waiting in the queue when tracking starts is not news (the
+                    # operator logged its submission); skipping that line matters at scale: the
+                    # triggerer's runner writes log lines synchronously to its supervisor, and
+                    # hundreds of triggers starting together used to flood that channel while
+                    # the supervisor was busy sending them their workloads.
+                    quiet = last_state is None and summary == "PENDING"
+                    (self.log.debug if quiet else self.log.info)("Slurm job %s: %s", self.job_id, summary)
                     last_state = summary
                 if update.states and all(s.terminal for s in update.states):
                     if pending_text:
