@@ -10,8 +10,8 @@ from tests.integration.airflow_api import client_for
 
 pytestmark = pytest.mark.integration
 
-TINY = {"engine": "native", "data": "samples", "limit": 2, "benchmarks": ["gsm8k:0", "algebra222:0"],
-        "batch_size": 2}
+# One problem of one benchmark: the test is about the alias, the two nights and the comparison.
+TINY = {"engine": "native", "data": "samples", "limit": 1, "benchmarks": ["gsm8k:0"], "batch_size": 1}
 
 
 def test_nightly_reevaluates_aliased_model_and_compares(stack):

@@ -96,7 +96,7 @@ def test_job_cut_at_its_time_limit_is_continued_from_its_checkpoint(stack, base_
 
 
 DAG = "openmath_sft"
-EVAL = {"benchmarks": ["gsm8k:0"], "data": "samples", "limit": 2, "batch_size": 2,
+EVAL = {"benchmarks": ["gsm8k:0"], "data": "samples", "limit": 1, "batch_size": 1,
         "experiment": "selftest-openmath-sft-eval"}
 
 
