@@ -8,9 +8,15 @@ profile), evaluate each with ``skillflow apps eval``. The report puts one MLflow
 side by side (pass@1/5/10 by difficulty as ``total.pass_at_1``...), the per-sample results as an
 artifact, the seed-format comparison table in every run, and the samples zipped in S3.
 
-**The local profile cannot train**: it has no GPUs with OpenRLHF, so ``train`` must stay false
-there (the run fails at ``plan`` naming the param); it samples and evaluates the base model
-(SmolLM2) only. Training needs a GPU cluster profile and ``data`` = a folder with the APPS files.
+**On the local profile** ``train`` = true runs a CPU SFT of SmolLM2-135M with Hugging Face's
+Trainer instead of OpenRLHF + DeepSpeed: ``convert_base`` (GGUF -> HF), ``train``
+(``tasks/sft/local_train.py`` with OpenRLHF's chat format over ``question``/``response``, 512
+tokens, 5 steps of 2 examples, LR 2e-5: about a minute on 2 cores), ``export_sft`` (the final
+weights as the HF folder that ``upload_sft`` uploads, and as a GGUF for llama.cpp). With ``data``
+= ``mapcoder-sample`` it trains on the sample's 33 training problems (one solved MapCoder program
+each; the 12 whose prompts fit in 512 tokens give 10 training and 2 validation examples), none
+of them a test problem. It is a plumbing check of the whole SFT path, not a result. A profile with
+neither GPUs nor ``paths.train_python`` refuses ``train`` at ``plan``, naming the param.
 """
 from __future__ import annotations
 
@@ -27,14 +33,17 @@ PARAMS = {
                                "and training, GGUF file for llama.cpp), a profile alias, or (sampling only) a hub "
                                "name."),
     "data": Param("mapcoder-sample", type="string", minLength=1, section="Data",
-                  description="`mapcoder-sample` (10 APPS problems shipped with skillflow, no reference solutions, "
-                              "so no training), or an absolute cluster folder holding codeparrot/apps "
-                              "train.jsonl and test.jsonl."),
+                  description="`mapcoder-sample` (10 APPS test problems shipped with skillflow, plus 33 other "
+                              "problems with a solved MapCoder program each that the local profile's CPU SFT trains "
+                              "on), or an absolute cluster folder holding codeparrot/apps train.jsonl and "
+                              "test.jsonl."),
     "limit": Param(None, type=["null", "integer"], minimum=1, section="Data",
                    description="Only the first N test problems (smoke runs); empty = all."),
     "train": Param(False, type="boolean", section="Training",
-                   description="Run the seed's OpenRLHF SFT and compare the SFT model with the base model. Not "
-                               "possible on the local profile (no GPUs/OpenRLHF)."),
+                   description="Run the seed's OpenRLHF SFT and compare the SFT model with the base model. On "
+                               "the local profile: a CPU SFT of SmolLM2 with Hugging Face's Trainer (5 steps, 512 "
+                               "tokens, about a minute) instead of OpenRLHF + DeepSpeed, a plumbing check, not a "
+                               "result."),
     "num_nodes": Param(2, type="integer", minimum=1, maximum=64, section="Training",
                        description="Training nodes (the seed: 2)."),
     "gpus_per_node": Param(4, type="integer", minimum=1, maximum=16, section="Training",
@@ -80,35 +89,40 @@ def apps_sft():
         return make_plan(dict(params), dag_run)
 
     @task(trigger_rule="none_failed")
-    def report(plan: dict, train: dict | None, upload_sft: dict | None, sample_base: dict | None,
-               eval_base: dict | None, sample_sft: dict | None, eval_sft: dict | None, params=None) -> dict:
+    def report(plan: dict, convert: dict | None, train: dict | None, export: dict | None, upload_sft: dict | None,
+               sample_base: dict | None, eval_base: dict | None, sample_sft: dict | None, eval_sft: dict | None,
+               params=None) -> dict:
         from operators.apps_sft import report as do_report
 
-        return do_report(plan, dict(params), {"train": train, "upload_sft": upload_sft, "sample_base": sample_base,
+        return do_report(plan, dict(params), {"convert": convert, "train": train, "export": export,
+                                              "upload_sft": upload_sft, "sample_base": sample_base,
                                               "eval_base": eval_base, "sample_sft": sample_sft, "eval_sft": eval_sft})
 
     p = plan()
     common = dict(profile="{{ params.profile }}", poll_interval=None)
     prepare = SlurmJobOperator(task_id="prepare", job=p["prepare_job"], expected_outputs=p["prepare_outputs"],
                                **common)
-    # Training curves reach the SFT model's MLflow run while OpenRLHF runs (TensorBoard files).
+    # The CPU stand-in's steps around training; skipped (no job) on GPU profiles, hence none_failed after them.
+    convert = SlurmJobOperator(task_id="convert_base", job=p["convert_job"], **common)
+    # Training curves reach the SFT model's MLflow run while training runs (TensorBoard files).
     train = SlurmTrainingOperator(task_id="train", job=p["train_job"], progress=p["train_progress"], max_jobs=1,
-                                  curves=p["train_curves"], **common)
-    upload_sft = SlurmJobOperator(task_id="upload_sft", job=p["upload_job"], **common)
+                                  curves=p["train_curves"], trigger_rule="none_failed", **common)
+    export = SlurmJobOperator(task_id="export_sft", job=p["export_job"], **common)
+    upload_sft = SlurmJobOperator(task_id="upload_sft", job=p["upload_job"], trigger_rule="none_failed", **common)
     sample_base = SlurmJobOperator(task_id="sample_base", job=p["sample_base_job"],
                                    expected_outputs=p["sample_base_outputs"], **common)
     eval_base = SlurmJobOperator(task_id="eval_base", job=p["eval_base_job"],
                                  expected_outputs=p["eval_base_outputs"], **common)
     sample_sft = SlurmJobOperator(task_id="sample_sft", job=p["sample_sft_job"],
-                                  expected_outputs=p["sample_sft_outputs"], **common)
+                                  expected_outputs=p["sample_sft_outputs"], trigger_rule="none_failed", **common)
     eval_sft = SlurmJobOperator(task_id="eval_sft", job=p["eval_sft_job"],
                                 expected_outputs=p["eval_sft_outputs"], **common)
-    prepare >> [train, sample_base]
+    prepare >> [convert, sample_base]
     sample_base >> eval_base
-    train >> [sample_sft, upload_sft]
+    convert >> train >> export >> [sample_sft, upload_sft]
     sample_sft >> eval_sft
-    report(p["plan"], train.output, upload_sft.output, sample_base.output, eval_base.output, sample_sft.output,
-           eval_sft.output)
+    report(p["plan"], convert.output, train.output, export.output, upload_sft.output, sample_base.output,
+           eval_base.output, sample_sft.output, eval_sft.output)
 
 
 dag = apps_sft()

@@ -61,7 +61,8 @@ def make_plan(params: dict[str, Any], dag_run) -> dict[str, Any]:
                           {"skillflow.profile": profile.name, "skillflow.model": info["model"],
                            "skillflow.code_version": _code_version(), "skillflow.server": plan["server"]},
                           run_name=f"{side} {name} {dag_run.run_id}")
-        mlflow_runs.log_params_once(mlc, run_id, {**form, "side": side, "model_path": info["model"]})
+        extra = {f"hp.{k}": v for k, v in (plan["train_hyperparameters"] or {}).items()} if side == "sft" else {}
+        mlflow_runs.log_params_once(mlc, run_id, {**form, "side": side, "model_path": info["model"], **extra})
         runs[side] = run_id
     plan["mlflow_run_ids"] = runs
     plan["profile"] = profile.name if profile.source.startswith("profile ") else profile.source
@@ -70,12 +71,13 @@ def make_plan(params: dict[str, Any], dag_run) -> dict[str, Any]:
         "plan": plan,
         "prepare_job": plan["prepare"],
         "prepare_outputs": plan["prepare_outputs"],
+        "convert_job": plan["convert"] or {},
         "train_job": plan["train"] or {},
         "train_outputs": plan["train_outputs"],
-        # OpenRLHF writes the HF model only at the end: that file is what "done" means.
-        "train_progress": {"kind": "files", "files": plan["train_outputs"]},
+        "train_progress": plan["train_progress"] or {"kind": "files", "files": []},
         "train_curves": ({"tensorboard": plan["train_tensorboard"], "mlflow_run_id": runs["sft"],
                           "mlflow_conn_id": profile.mlflow_conn_id} if "sft" in runs else {}),
+        "export_job": plan["export"] or {},
         "upload_job": plan["upload"] or {},
         **{f"sample_{s}_job": sides[s]["sample_job"] if s in sides else {} for s in SIDES},
         **{f"sample_{s}_outputs": sides[s]["sample_outputs"] if s in sides else [] for s in SIDES},
@@ -102,15 +104,23 @@ def register_sft_model(mlc, plan: dict[str, Any], params: dict[str, Any], run_id
     upload = json.loads(text)
     checked = verify(upload["uri"], client=s3_client(_profile(params).aws_conn_id), deep=False)
     train, up = jobs.get("train") or {}, jobs.get("upload_sft") or {}
+    steps = {"convert": jobs.get("convert") or {}, "export": jobs.get("export") or {}}
     name = f"apps-sft-{_safe_key(Path(plan['model_ref']).name)}"[:100]
+    job_ids = {"train": ",".join(train.get("job_ids") or [str(train.get("job_id"))]), "upload": str(up.get("job_id")),
+               **{step: str(r["job_id"]) for step, r in steps.items() if r}}
+    gpu_hours = sum(float(r.get("gpu_hours") or 0) for r in (train, up, *steps.values()))
     tags = {"cluster_path": plan["sides"]["sft"]["model"], "s3_uri": upload["uri"],
             "manifest_sha256": upload["manifest_sha256"], "base_model": plan["model"],
             "data": str(params.get("data")), "mlflow_run_id": run_id,
-            "slurm.job_ids": json.dumps({"train": ",".join(train.get("job_ids") or [str(train.get("job_id"))]),
-                                         "upload": str(up.get("job_id"))}),
-            "slurm.gpu_hours": str(round(float(train.get("gpu_hours") or 0) + float(up.get("gpu_hours") or 0), 4)),
-            "hp.num_nodes": str(params.get("num_nodes")), "hp.gpus_per_node": str(params.get("gpus_per_node")),
-            "hp.recipe": "OpenRLHF train_sft, the seed's flags (apps spec 1.1)"}
+            "slurm.job_ids": json.dumps(job_ids), "slurm.gpu_hours": str(round(gpu_hours, 4))}
+    if plan.get("train_hyperparameters"):
+        tags.update({"hp.recipe": "local CPU stand-in for OpenRLHF train_sft: HF Trainer over the chat format "
+                                  "(tasks/sft/local_train.py); a plumbing check, not a result",
+                     "training.steps": str(train.get("steps")),
+                     **{f"hp.{k}": str(v) for k, v in plan["train_hyperparameters"].items()}})
+    else:
+        tags.update({"hp.num_nodes": str(params.get("num_nodes")), "hp.gpus_per_node": str(params.get("gpus_per_node")),
+                     "hp.recipe": "OpenRLHF train_sft, the seed's flags (apps spec 1.1)"})
     try:
         mlc.get_registered_model(name)
     except Exception:
@@ -160,7 +170,7 @@ def report(plan: dict[str, Any], params: dict[str, Any], jobs: dict[str, dict[st
         metrics = metric_names(summary["pass_at_k"])
         step_jobs = {"sample": jobs.get(f"sample_{side}"), "eval": jobs.get(f"eval_{side}")}
         if side == "sft":
-            step_jobs["train"] = jobs.get("train")
+            step_jobs.update({"convert": jobs.get("convert"), "train": jobs.get("train"), "export": jobs.get("export")})
         metrics.update(_job_metrics(step_jobs))
         mlflow_runs.log_metrics(mlc, run_id, metrics)
         with tempfile.TemporaryDirectory() as tmp:

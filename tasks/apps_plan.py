@@ -4,6 +4,11 @@ pure parts (metric names, the comparison table).
 A run is: data preparation (CPU), optionally the seed's OpenRLHF SFT (2 nodes x 4 GPUs), sampling
 of the base model and, when trained, of the SFT checkpoint, then ``apps eval`` of each (CPU). Plain
 Python, no Airflow: the DAG only wires these jobs, and everything here is unit-tested.
+
+On a profile that trains on CPUs (the `local` one: ``paths.train_python``, no containers) the SFT
+step is the nearest real CPU equivalent: GGUF -> HF of the base model, a few optimizer steps of
+:mod:`tasks.sft.local_train` over OpenRLHF's chat format (:data:`LOCAL_SFT`), the final weights
+as an HF folder (uploaded like OpenRLHF's ``--save_path``) and as a GGUF for llama.cpp.
 """
 from __future__ import annotations
 
@@ -15,9 +20,10 @@ from typing import Any, Mapping
 from tasks.profiles import ClusterProfile
 from tasks.recipes.apps import (AppsEvalParams, NativeSamplingParams, OpenrlhfSftParams, apps_eval_job,
                                 native_apps_sampling_job, openrlhf_sft_job)
-from tasks.recipes.common import JobOptions, RecipeError
+from tasks.recipes.common import JobOptions, RecipeError, RecipeJob, make_spec
 from tasks.recipes.engines import NativeServer
-from tasks.recipes.sft import checkpoint_upload_job
+from tasks.recipes.sft import (LocalSftParams, checkpoint_upload_job, gguf_to_hf_job, hf_to_gguf_job,
+                               local_average_job, local_sft_job, save_margin, trains_on_cpu)
 
 SEED_MODEL = "deepseek-ai/deepseek-coder-6.7b-instruct"
 LOCAL_MODEL = "smollm2"
@@ -28,6 +34,12 @@ SIDES = ("base", "sft")
 SIDE_TITLES = {"base": "Base model", "sft": "SFT model"}
 # The seed's tables list the groups in this order; other groups (if any) follow.
 GROUP_ORDER = ("total", "introductory", "interview", "competition")
+# The local CPU stand-in for OpenRLHF SFT (SmolLM2-135M, 2 cores): a plumbing check of about a
+# minute, not a result. The seed's LR and chat format; 512 tokens instead of 2048 (OpenRLHF's rule
+# drops rows whose prompt does not fit, which at 512 leaves 12 of the 33 fixture problems); one
+# epoch of 2-example steps over the 10 rows left after holding out 2 for the validation loss.
+LOCAL_SFT = {"lr": "2e-5", "epochs": 1, "max_steps": 5, "global_batch_size": 2, "micro_batch_size": 1,
+             "max_seq_length": 512, "holdout": 2}
 
 
 class PlanError(ValueError):
@@ -68,16 +80,51 @@ def spec_dict(spec) -> dict[str, Any]:
     return {k: v for k, v in data.items() if v not in (None, (), [], {}) or k in ("command", "name")}
 
 
-def can_train(profile: ClusterProfile) -> bool:
+def runs_openrlhf(profile: ClusterProfile) -> bool:
     """OpenRLHF runs from its container image on GPU nodes; a profile without a container runtime
-    (the local one: CPU only, no OpenRLHF installed) cannot train."""
+    (the local one: CPU only, no OpenRLHF installed) trains with the CPU stand-in, if it can."""
     return profile.runtime != "none"
 
 
 def resolve_model(req: AppsSftRequest, profile: ClusterProfile) -> tuple[str, str]:
     """(what the form said, or the default for the profile; the path or hub name it stands for)."""
-    ref = req.model or (SEED_MODEL if can_train(profile) else LOCAL_MODEL)
+    ref = req.model or (SEED_MODEL if runs_openrlhf(profile) else LOCAL_MODEL)
     return ref, profile.model_path(ref)
+
+
+def _in_sequence(name: str, *jobs: RecipeJob) -> RecipeJob:
+    """Container-less steps as one Slurm job, each after the previous one succeeded."""
+    command = " && \\\n".join(job.spec.command.rstrip("\n") for job in jobs) + "\n"
+    return RecipeJob(spec=make_spec(JobOptions(), name=name, command=command),
+                     outputs=tuple(o for job in jobs for o in job.outputs),
+                     dirs=tuple(dict.fromkeys(d for job in jobs for d in job.dirs)))
+
+
+def local_sft_jobs(model_gguf: str, train_data: str, out_dir: str, profile: ClusterProfile,
+                   time_limit: str | None) -> dict[str, Any]:
+    """The CPU stand-in for OpenRLHF SFT: ``convert`` (GGUF -> HF), ``train`` (OpenRLHF's chat
+    format, :data:`LOCAL_SFT`), ``export`` (the final weights as the HF folder ``train/model``,
+    which is uploaded, and as a GGUF for llama.cpp), with the paths the DAG needs."""
+    hf_base = f"{out_dir}/base-hf"
+    train_dir = f"{out_dir}/train"
+    walltime = time_limit or profile.max_time or profile.default_time
+    hp = LOCAL_SFT
+    train = local_sft_job(LocalSftParams(
+        hf_model=hf_base, train_data=train_data, validation_data=None, holdout=hp["holdout"], output_dir=train_dir,
+        lr=hp["lr"], epochs=hp["epochs"], max_steps=hp["max_steps"], global_batch_size=hp["global_batch_size"],
+        micro_batch_size=hp["micro_batch_size"], max_seq_length=hp["max_seq_length"],
+        # Validated (and saved) once, at the end, like OpenRLHF's once-per-epoch evaluation: the
+        # one checkpoint kept is the final model, which the export step writes out.
+        val_check_interval=hp["max_steps"], save_top_k=1,
+        checkpoint_margin_s=save_margin(walltime, 900), signal_lead_s=save_margin(walltime, 600),
+        input_key="question", output_key="response", apply_chat_template=True), profile, JobOptions(time=walltime))
+    gguf = hf_to_gguf_job(f"{train_dir}/model", model_gguf, f"{train_dir}/model-f16.gguf", profile)
+    export = _in_sequence("apps-sft-export", local_average_job(train_dir, f"{train_dir}/model", profile), gguf)
+    return {"convert": gguf_to_hf_job(model_gguf, hf_base, profile), "train": train, "export": export,
+            "model": gguf.outputs[0], "progress": {"kind": "local", "status": train.outputs[0]},
+            "tensorboard": f"{train_dir}/tensorboard",
+            "hyperparameters": {**hp, "val_check_interval": hp["max_steps"], "save_top_k": 1,
+                                "train_time_limit": walltime}}
 
 
 def build_plan(req: AppsSftRequest, profile: ClusterProfile, out_dir: str, s3_prefix: str | None = None) -> dict[str, Any]:
@@ -85,15 +132,20 @@ def build_plan(req: AppsSftRequest, profile: ClusterProfile, out_dir: str, s3_pr
 
     ``s3_prefix`` (``s3://bucket/...``): where the trained model is uploaded; None plans no upload.
     """
-    local = not can_train(profile)
-    if req.train and local:
+    local = not runs_openrlhf(profile)
+    cpu_sft = req.train and local
+    if cpu_sft and not trains_on_cpu(profile, "openrlhf"):
         raise PlanError(f"param 'train': profile '{profile.name}' has no GPUs with OpenRLHF (no container "
-                        "runtime), so it cannot run the SFT job; set train to false to sample and evaluate the "
-                        "base model only, or choose a GPU cluster profile")
+                        "runtime) and no CPU training environment (paths.train_python), so it cannot run the SFT "
+                        "job; set train to false to sample and evaluate the base model only, or choose a GPU "
+                        "cluster profile")
     ref, model = resolve_model(req, profile)
     if local and not model.startswith("/"):
         raise PlanError(f"param 'model': {ref!r} is not a file on the cluster; the local profile serves GGUF files "
                         f"with llama.cpp: use {LOCAL_MODEL!r} or an absolute .gguf path")
+    if cpu_sft and not model.endswith(".gguf"):
+        raise PlanError(f"param 'model': CPU training on profile '{profile.name}' starts from a GGUF file "
+                        f"(converted to HF); {model!r} is not one")
     if req.train and not model.startswith("/"):
         raise PlanError(f"param 'model': training reads the model folder on the cluster (OpenRLHF --pretrain); "
                         f"{ref!r} is not an absolute path: download it to the cluster and give that folder")
@@ -108,13 +160,21 @@ def build_plan(req: AppsSftRequest, profile: ClusterProfile, out_dir: str, s3_pr
     data_dir = f"{out_dir}/data"
     time_opts = JobOptions(time=req.time_limit) if req.time_limit else JobOptions()
     if req.data == SAMPLE_DATA:
-        if req.train:
-            raise PlanError(f"param 'train': the {SAMPLE_DATA} problems have no reference solutions to train on; "
-                            "set param 'data' to a cluster folder holding codeparrot/apps train.jsonl and test.jsonl")
+        if req.train and not cpu_sft:
+            raise PlanError(f"param 'train': the {SAMPLE_DATA} training problems (tasks/apps/samples/{SAMPLE_NAME}/"
+                            "train.jsonl) are sized for the local CPU stand-in, not for OpenRLHF's global batch of "
+                            "256; set param 'data' to a cluster folder holding codeparrot/apps train.jsonl and "
+                            "test.jsonl")
         problems = f"{data_dir}/test.jsonl"
         prep_cmd = f'"$SKILLFLOW_CLI" apps samples {SAMPLE_NAME} --out {q(problems)}'
         prep_outputs = [problems]
         source = {"problems": problems}
+        if req.train:
+            # The sample's training problems in codeparrot/apps layout, prepared as any APPS train file.
+            raw = f"{data_dir}/apps/train.jsonl"
+            prep_cmd += (f' \\\n    && "$SKILLFLOW_CLI" apps samples {SAMPLE_NAME} --split train --out {q(raw)}'
+                         f' \\\n    && "$SKILLFLOW_CLI" apps prepare --source {q(raw)} --split train --out {q(data_dir)}')
+            prep_outputs.append(f"{data_dir}/train_sft.jsonl")
     elif req.data.startswith("/") and "\n" not in req.data:
         folder = req.data.rstrip("/") or "/"
         problems = f"{folder}/test.jsonl"
@@ -136,20 +196,31 @@ def build_plan(req: AppsSftRequest, profile: ClusterProfile, out_dir: str, s3_pr
                           ctx_size=8192 if local else 16384)
     eval_cpus = req.eval_cpus if req.eval_cpus is not None else (None if local else 32)
     try:
-        train_job = upload_job = None
+        train_job = upload_job = convert_job = export_job = None
         dirs = [data_dir]
         models = {"base": model}
-        if req.train:
+        progress: dict[str, Any] | None = None
+        tensorboard = hyperparameters = None
+        if cpu_sft:
+            cpu = local_sft_jobs(model, f"{data_dir}/train_sft.jsonl", out_dir, profile, req.time_limit)
+            convert_job, train_job, export_job = cpu["convert"], cpu["train"], cpu["export"]
+            progress, tensorboard, hyperparameters = cpu["progress"], cpu["tensorboard"], cpu["hyperparameters"]
+            models["sft"] = cpu["model"]
+            dirs += [*convert_job.dirs, *train_job.dirs, *export_job.dirs]
+        elif req.train:
             train_job = openrlhf_sft_job(OpenrlhfSftParams(
                 pretrain=model, dataset=f"{data_dir}/train_sft.jsonl", output_dir=f"{out_dir}/train",
                 num_nodes=req.num_nodes, gpus_per_node=req.gpus_per_node),
                 profile, JobOptions(time=req.time_limit or profile.max_time))
             models["sft"] = f"{out_dir}/train/model"
             dirs += train_job.dirs
-            if s3_prefix:
-                # The final HF model to S3 from the cluster, manifest last, re-read to verify.
-                upload_job = checkpoint_upload_job(f"{out_dir}/train/model", f"{s3_prefix.rstrip('/')}/sft-model",
-                                                   f"{out_dir}/train/upload.json", profile)
+            # OpenRLHF writes the HF model only at the end: that file is what "done" means.
+            progress = {"kind": "files", "files": list(train_job.outputs)}
+            tensorboard = f"{out_dir}/train/runs"
+        if req.train and s3_prefix:
+            # The final HF model to S3 from the cluster, manifest last, re-read to verify.
+            upload_job = checkpoint_upload_job(f"{out_dir}/train/model", f"{s3_prefix.rstrip('/')}/sft-model",
+                                               f"{out_dir}/train/upload.json", profile)
         sides: dict[str, Any] = {}
         for side, side_model in models.items():
             side_dir = f"{out_dir}/{side}"
@@ -176,9 +247,14 @@ def build_plan(req: AppsSftRequest, profile: ClusterProfile, out_dir: str, s3_pr
         "problems": problems,
         "prepare": spec_dict(prepare),
         "prepare_outputs": prep_outputs,
+        "convert": spec_dict(convert_job.spec) if convert_job else None,
         "train": spec_dict(train_job.spec) if train_job else None,
         "train_outputs": list(train_job.outputs) if train_job else [],
-        "train_tensorboard": f"{out_dir}/train/runs" if train_job else None,
+        "train_progress": progress,
+        "train_tensorboard": tensorboard,
+        # Only the CPU stand-in has these: the seed's flags are in the OpenRLHF job itself.
+        "train_hyperparameters": hyperparameters,
+        "export": spec_dict(export_job.spec) if export_job else None,
         "upload": spec_dict(upload_job.spec) if upload_job else None,
         "upload_result": f"{out_dir}/train/upload.json" if upload_job else None,
         "sides": sides,

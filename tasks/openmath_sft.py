@@ -22,7 +22,7 @@ from tasks.recipes.openmath import (SFT_TABLE, AverageCheckpointsParams, HfToNem
                                     NemoToHfParams, SftRow, average_checkpoints_job, hf_to_nemo_job,
                                     nemo_sft_job, nemo_to_hf_job)
 from tasks.recipes.sft import (LocalSftParams, checkpoint_upload_job, gguf_to_hf_job, hf_to_gguf_job,
-                               local_average_job, local_sft_job, omi1_download_job)
+                               local_average_job, local_sft_job, omi1_download_job, save_margin, trains_on_cpu)
 
 # SmolLM2-135M on a CPU: not in the paper; small batches and sequences so a step takes seconds.
 LOCAL_MODEL = "smollm2"
@@ -105,7 +105,7 @@ def build_plan(req: SftRequest, profile: ClusterProfile, exp_dir: str, data_path
     the form), or ``None`` to download OpenMathInstruct-1 and prepare it here.
     """
     row = resolve_row(req)
-    local = profile.train_python is not None and profile.runtime == "none" and profile.image("nemo") is None
+    local = trains_on_cpu(profile, "nemo")
     if local and req.base_model not in (LOCAL_MODEL, "custom"):
         raise PlanError(f"param 'base_model': {req.base_model} needs a GPU cluster with the NeMo image; profile "
                         f"{profile.name!r} trains on CPUs ({LOCAL_MODEL} or a custom GGUF)")
@@ -152,7 +152,8 @@ def build_plan(req: SftRequest, profile: ClusterProfile, exp_dir: str, data_path
                 micro_batch_size=mbs, max_seq_length=_setting(req, "max_seq_length", local),
                 val_check_interval=_setting(req, "val_check_interval", local),
                 save_top_k=_setting(req, "save_top_k", local),
-                checkpoint_margin_s=_margin(train_time, 900), signal_lead_s=_margin(train_time, 600)), profile, opts)
+                checkpoint_margin_s=save_margin(train_time, 900), signal_lead_s=save_margin(train_time, 600)), profile,
+                opts)
             averaged = f"{paths['final']}/hf"
             jobs["average"] = _job(local_average_job(paths["training"], averaged, profile))
             eval_model = f"{paths['final']}/model-f16.gguf"
@@ -203,15 +204,6 @@ def build_plan(req: SftRequest, profile: ClusterProfile, exp_dir: str, data_path
                                 "val_check_interval": _setting(req, "val_check_interval", local),
                                 "save_top_k": _setting(req, "save_top_k", local),
                                 "max_steps": req.max_steps or 0, "train_time_limit": train_time}}
-
-
-def _margin(time: str | None, upstream_s: int) -> int:
-    """NeMo-Skills' save margins (15 min, signal 10 min before), scaled down for short walltimes
-    so a one-minute local job still gets a few seconds to save."""
-    if not time:
-        return upstream_s
-    walltime = slurm_time_seconds(time)
-    return min(upstream_s, max(walltime // 4, 5))
 
 
 def _expname(exp: str) -> str:

@@ -51,6 +51,8 @@ def register(subparsers) -> None:
     shp = sub.add_parser("samples", help="copy an APPS problem sample shipped with skillflow (offline runs)")
     shp.add_argument("name", nargs="?", default="mapcoder10", help="sample name (default mapcoder10)")
     shp.add_argument("--out", required=True, type=Path, help="APPS-layout jsonl to write")
+    shp.add_argument("--split", choices=["test", "train"], default="test",
+                     help="test: the problems (default); train: the sample's training problems with solutions")
     shp.set_defaults(handler=run_samples)
 
     ev = sub.add_parser("eval", help="run samples against APPS tests; write results.jsonl and summary.json")
@@ -152,7 +154,7 @@ def run_samples(args: argparse.Namespace) -> int:
     from tasks.cli import UserError
 
     try:
-        path = copy_sample(args.name, args.out)
+        path = copy_sample(args.name, args.out, args.split)
     except ValueError as exc:
         raise UserError(str(exc)) from None
     print(path)

@@ -19,6 +19,22 @@ OMI1_REPO = "nvidia/OpenMathInstruct-1"
 OMI1_FILES = ("correct_solutions/train.jsonl", "correct_solutions/validation.jsonl")
 
 
+def trains_on_cpu(profile: ClusterProfile, gpu_image: str) -> bool:
+    """Whether training on ``profile`` runs the CPU stand-ins of this module: it has the training
+    environment (``paths.train_python``), no container runtime and no ``gpu_image`` (the GPU
+    trainer's image key: ``nemo``, ``openrlhf``)."""
+    return profile.train_python is not None and profile.runtime == "none" and profile.image(gpu_image) is None
+
+
+def save_margin(time: str | None, upstream_s: int) -> int:
+    """NeMo-Skills' save margins (15 min, signal 10 min before walltime), scaled down for short
+    walltimes so a one-minute local job still gets a few seconds to save."""
+    if not time:
+        return upstream_s
+    walltime = slurm_time_seconds(time)
+    return min(upstream_s, max(walltime // 4, 5))
+
+
 def _train_python(profile: ClusterProfile) -> str:
     if not profile.train_python:
         raise RecipeError(f"profile {profile.name!r} has no paths.train_python: CPU training needs the training "
@@ -62,6 +78,10 @@ class LocalSftParams:
     # ... and Slurm signals it this long before walltime, in case the margin was not enough.
     signal_lead_s: int = 600
     threads: int = 0
+    # OpenRLHF's chat format (apps): message lists under these keys, rendered with the chat template.
+    input_key: str = "input"
+    output_key: str = "output"
+    apply_chat_template: bool = False
 
 
 def local_sft_job(params: LocalSftParams, profile: ClusterProfile, opts: JobOptions = JobOptions()) -> RecipeJob:
@@ -87,6 +107,12 @@ def local_sft_job(params: LocalSftParams, profile: ClusterProfile, opts: JobOpti
         raise RecipeError("validation_data or holdout is required (the validation metric picks the checkpoints)")
     if params.threads:
         args += ["--threads", positive("threads", params.threads)]
+    for flag, value, default in (("--input-key", params.input_key, "input"),
+                                 ("--output-key", params.output_key, "output")):
+        if value != default:
+            args += [flag, value]
+    if params.apply_chat_template:
+        args.append("--apply-chat-template")
     time = opts.time or profile.default_time or profile.max_time
     signal = None
     if time:

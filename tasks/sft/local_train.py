@@ -17,6 +17,11 @@ the validation metric -- and the parts that make a long run survive a cluster:
 
 The validation metric is the loss on the validation file; NeMo's is code-generation accuracy with
 the sandbox, which would take minutes per validation on a CPU.
+
+``--apply-chat-template --input-key question --output-key response`` reads OpenRLHF's chat format
+instead (apps spec §1.3, the `local` stand-in of ``apps_sft``): both fields are lists of chat
+messages, rendered with the tokenizer's chat template, and rows are filtered, truncated and
+masked as OpenRLHF 0.5.3's SFT dataset does (:func:`encode_chat`).
 """
 from __future__ import annotations
 
@@ -59,7 +64,14 @@ def write_json_atomic(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def read_jsonl(path: Path) -> list[dict]:
+def _is_messages(value) -> bool:
+    return (isinstance(value, list) and bool(value)
+            and all(isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
+                    for m in value))
+
+
+def read_jsonl(path: Path, input_key: str = "input", output_key: str = "output", chat: bool = False) -> list[dict]:
+    """The training rows; ``chat``: the two fields are chat message lists (OpenRLHF), else strings (NeMo)."""
     rows = []
     with open(path, encoding="utf-8") as fh:
         for number, line in enumerate(fh, 1):
@@ -69,21 +81,26 @@ def read_jsonl(path: Path) -> list[dict]:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise ValueError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
-            if not isinstance(row.get("input"), str) or not isinstance(row.get("output"), str):
-                raise ValueError(f"{path}:{number}: needs string fields 'input' and 'output' (NeMo-Skills SFT format)")
+            if chat and not (_is_messages(row.get(input_key)) and _is_messages(row.get(output_key))):
+                raise ValueError(f"{path}:{number}: needs chat message lists '{input_key}' and '{output_key}' "
+                                 "([{\"role\": ..., \"content\": ...}], OpenRLHF --apply_chat_template format)")
+            if not chat and not (isinstance(row.get(input_key), str) and isinstance(row.get(output_key), str)):
+                raise ValueError(f"{path}:{number}: needs string fields '{input_key}' and '{output_key}' "
+                                 "(NeMo-Skills SFT format)")
             rows.append(row)
     if not rows:
         raise ValueError(f"{path}: no training examples")
     return rows
 
 
-def encode(rows: list[dict], tokenizer, max_seq_length: int) -> list[dict]:
+def encode(rows: list[dict], tokenizer, max_seq_length: int, input_key: str = "input",
+           output_key: str = "output") -> list[dict]:
     """Token ids and labels: the input is masked out of the loss and cut from its right end when
     input + output + EOS exceed ``max_seq_length`` (the output is never cut)."""
     examples = []
     for row in rows:
-        inp = tokenizer(row["input"], add_special_tokens=False)["input_ids"]
-        out = tokenizer(row["output"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        inp = tokenizer(row[input_key], add_special_tokens=False)["input_ids"]
+        out = tokenizer(row[output_key], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
         room = max_seq_length - len(out)
         if room < 0:
             out = out[:max_seq_length]
@@ -91,6 +108,37 @@ def encode(rows: list[dict], tokenizer, max_seq_length: int) -> list[dict]:
         inp = inp[:room]
         examples.append({"input_ids": inp + out, "labels": [-100] * len(inp) + out})
     return examples
+
+
+def encode_chat(rows: list[dict], tokenizer, max_seq_length: int, input_key: str,
+                output_key: str) -> tuple[list[dict], int]:
+    """OpenRLHF 0.5.3's SFT dataset with ``--apply_chat_template`` (apps spec §1.3): (examples,
+    rows dropped).
+
+    The prompt is the chat template over ``input_key`` with the generation prompt; the response is
+    the template over input + output minus that prompt text. Rows with an empty part, or whose
+    prompt has ``max_seq_length - 2`` tokens or more, are dropped. The text (trailing newlines
+    stripped, EOS appended unless it ends with it) is cut to ``max_seq_length`` tokens with EOS as
+    the last token, and the prompt's tokens are masked out of the loss.
+    """
+    eos = tokenizer.eos_token
+    examples, dropped = [], 0
+    for row in rows:
+        prompt = tokenizer.apply_chat_template(row[input_key], tokenize=False, add_generation_prompt=True)
+        full = tokenizer.apply_chat_template(row[input_key] + row[output_key], tokenize=False)
+        response = full[len(prompt):]
+        prompt_len = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        if not prompt or not response or prompt_len >= max_seq_length - 2:
+            dropped += 1
+            continue
+        text = (prompt + response).rstrip("\n")
+        if not text.endswith(eos):
+            text += " " + eos
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"][:max_seq_length]
+        ids[-1] = tokenizer.eos_token_id
+        masked = min(prompt_len, len(ids))
+        examples.append({"input_ids": ids, "labels": [-100] * masked + ids[masked:]})
+    return examples, dropped
 
 
 class _Collator:
@@ -191,16 +239,24 @@ def train(args) -> dict:
         if hasattr(model.config, name):
             setattr(model.config, name, args.dropout)
 
-    train_rows = read_jsonl(Path(args.train_data))
+    def examples(path: str) -> list[dict]:
+        rows = read_jsonl(Path(path), args.input_key, args.output_key, chat=args.apply_chat_template)
+        if not args.apply_chat_template:
+            return encode(rows, tokenizer, args.max_seq_length, args.input_key, args.output_key)
+        kept, dropped = encode_chat(rows, tokenizer, args.max_seq_length, args.input_key, args.output_key)
+        print(f"{path}: {len(kept)} of {len(rows)} examples kept; {dropped} dropped (prompt of "
+              f"{args.max_seq_length - 2} tokens or more, or an empty part)", flush=True)
+        return kept
+
+    # Encoded before the holdout is split off, so that the chat format's filter cannot empty it.
+    train_set = examples(args.train_data)
     if args.validation_data:
-        val_rows = read_jsonl(Path(args.validation_data))
+        val_set = examples(args.validation_data)
     else:
-        if len(train_rows) <= args.holdout:
-            raise ValueError(f"{args.train_data}: {len(train_rows)} examples leave none for training after holding "
+        if len(train_set) <= args.holdout:
+            raise ValueError(f"{args.train_data}: {len(train_set)} examples leave none for training after holding "
                              f"out {args.holdout} for validation")
-        train_rows, val_rows = train_rows[:-args.holdout], train_rows[-args.holdout:]
-    train_set = encode(train_rows, tokenizer, args.max_seq_length)
-    val_set = encode(val_rows, tokenizer, args.max_seq_length)
+        train_set, val_set = train_set[:-args.holdout], train_set[-args.holdout:]
     accum = args.global_batch_size // args.micro_batch_size
     # drop_last, as the config: only whole global batches make a step.
     steps_per_epoch = len(train_set) // args.global_batch_size
@@ -245,11 +301,16 @@ def train(args) -> dict:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m tasks.sft.local_train", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True, help="HF model folder (the base model, never modified)")
-    p.add_argument("--train-data", required=True, help="SFT jsonl with 'input' and 'output'")
+    p.add_argument("--train-data", required=True, help="SFT jsonl with 'input' and 'output' (see --input-key)")
     p.add_argument("--validation-data", help="SFT jsonl for the validation metric")
     p.add_argument("--holdout", type=int, default=0,
                    help="without --validation-data: validate on the last N examples of the training file")
     p.add_argument("--out", required=True, help="experiment folder: checkpoints/, tensorboard/, status.json")
+    p.add_argument("--input-key", default="input", help="field of the prompt (default: input)")
+    p.add_argument("--output-key", default="output", help="field of the target (default: output)")
+    p.add_argument("--apply-chat-template", action="store_true",
+                   help="the two fields are chat message lists, rendered with the tokenizer's chat template as "
+                        "OpenRLHF's --apply_chat_template does")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--max-steps", type=int, default=0, help="0: epochs x steps per epoch")
     p.add_argument("--lr", type=float, required=True)

@@ -1,11 +1,16 @@
 """apps_sft through the real scheduler, triggerer, Slurm, MLflow and S3 of the local stack.
 
-SmolLM2 (llama.cpp, two CPU cores) samples 3 shipped MapCoder problems twice each with a short
-token budget; the real evaluator runs the programs. The model is too small to solve them, so the
-test checks the plumbing and the numbers' consistency, not their size.
+One DAG run with ``train`` = true: the local profile's CPU stand-in for OpenRLHF trains SmolLM2 on
+the shipped training problems (a few real optimizer steps), uploads the final model with its
+manifest and registers it; llama.cpp (two CPU cores) samples 3 shipped MapCoder test problems
+twice each with a short token budget from the base and the SFT model, and the real evaluator runs
+the programs. The model is too small to solve them, so the test checks the plumbing and the
+numbers' consistency, not their size. (A profile that cannot train at all refuses ``train`` at
+planning: tests/unit/test_apps_plan.py.)
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 
@@ -15,41 +20,16 @@ from tests.integration.airflow_api import client_for
 
 pytestmark = pytest.mark.integration
 
-SMOKE = {"model": "smollm2", "data": "mapcoder-sample", "limit": 3, "n_samples": 2, "max_tokens": 256,
-         "concurrency": 2, "experiment": "selftest-apps-sft"}
+DAG = "apps_sft"
+SMOKE = {"model": "smollm2", "data": "mapcoder-sample", "limit": 3, "n_samples": 2, "max_tokens": 128,
+         "concurrency": 2, "train": True, "experiment": "selftest-apps-sft"}
+STEPS = ("prepare", "convert_base", "train", "export_sft", "upload_sft", "sample_base", "eval_base", "sample_sft",
+         "eval_sft", "report")
 
 
-def _states(api, run_id: str) -> dict[str, str]:
-    return {t["task_id"]: t.get("state") for t in api.task_instances("apps_sft", run_id)}
-
-
-def test_local_run_reports_pass_at_k_and_results_and_refuses_training(stack, tmp_path):
-    from mlflow.tracking import MlflowClient
-
-    from tasks.s3_check import sha256_of_object
-
-    api = client_for(stack)
-    api.wait_for_dag("apps_sft")
-    started = time.monotonic()
-    run_id = api.trigger("apps_sft", SMOKE)["dag_run_id"]
-    refused_id = api.trigger("apps_sft", dict(SMOKE, train=True))["dag_run_id"]
-
-    refused = api.wait_for_run("apps_sft", refused_id, timeout=300)
-    assert refused["state"] == "failed"
-    assert _states(api, refused_id)["plan"] == "failed"
-
-    final = api.wait_for_run("apps_sft", run_id, timeout=600)
-    assert final["state"] == "success", api.task_instances("apps_sft", run_id)
-    print(f"apps_sft smoke run: {time.monotonic() - started:.0f}s")
-    states = _states(api, run_id)
-    assert states["train"] == "skipped" and states["sample_sft"] == "skipped" and states["eval_sft"] == "skipped"
-    assert states["sample_base"] == "success" and states["eval_base"] == "success"
-
-    out = api.xcom("apps_sft", run_id, "report")
-    assert list(out["runs"]) == ["base"]
-    base = out["runs"]["base"]
-    mlc = MlflowClient(stack.env["MLFLOW_TRACKING_URI"])
-    run = mlc.get_run(base["mlflow_run_id"])
+def _check_side(mlc, tmp_path, side: dict, name: str) -> dict:
+    """What every model's run carries: pass@k by difficulty, per-sample results, the table."""
+    run = mlc.get_run(side["mlflow_run_id"])
     metrics = run.data.metrics
     for group in ("total", "introductory", "interview", "competition"):
         assert 0.0 <= metrics[f"{group}.pass_at_1"] <= 1.0, sorted(metrics)
@@ -57,14 +37,77 @@ def test_local_run_reports_pass_at_k_and_results_and_refuses_training(stack, tmp
         assert f"{group}.pass_at_5" not in metrics  # 2 samples per problem: pass@5 is not estimated
     assert metrics["total.problems"] == 3
     assert metrics["total.pass_at_1"] == pytest.approx(metrics["total.correct"] / 6)
-    assert run.data.params["n_samples"] == "2" and run.data.tags["skillflow.apps_side"] == "base"
+    assert run.data.params["n_samples"] == "2" and run.data.tags["skillflow.apps_side"] == name
     assert run.info.status == "FINISHED"
-
-    local = mlc.download_artifacts(base["mlflow_run_id"], "results/results.jsonl", str(tmp_path))
+    local = mlc.download_artifacts(side["mlflow_run_id"], "results/results.jsonl", str(tmp_path / name))
     rows = [json.loads(x) for x in open(local).read().splitlines()]
     assert len(rows) == 6 and {str(r["problem_id"]) for r in rows} == {"4276", "1647", "2012"}
     assert all({"passed", "status", "codes"} <= set(r) for r in rows)
     assert sum(bool(r["passed"]) for r in rows) == metrics["total.correct"]
-    table = open(mlc.download_artifacts(base["mlflow_run_id"], "comparison/comparison.md", str(tmp_path))).read()
-    assert "Note: this run did not train" in table and "| Difficulty" in table and "n/a (n<5)" in table
-    assert sha256_of_object(base["samples_uri"], stack.env) == base["samples_sha256"]
+    return run
+
+
+def test_local_run_trains_on_the_cpu_registers_the_model_and_compares_it_with_the_base(stack, tmp_path):
+    import boto3
+    from mlflow.tracking import MlflowClient
+
+    from tasks.checkpoint_store import MANIFEST, split_s3, verify
+    from tasks.s3_check import sha256_of_object
+
+    env = stack.env
+    api = client_for(stack)
+    api.wait_for_dag(DAG)
+    started = time.monotonic()
+    run_id = api.trigger(DAG, SMOKE)["dag_run_id"]
+    final = api.wait_for_run(DAG, run_id, timeout=900)
+    assert final["state"] == "success", api.task_instances(DAG, run_id)
+    print(f"apps_sft run with CPU training: {time.monotonic() - started:.0f}s")
+    states = {t["task_id"]: t.get("state") for t in api.task_instances(DAG, run_id)}
+    assert all(states[s] == "success" for s in STEPS), states
+
+    out = api.xcom(DAG, run_id, "report")
+    assert list(out["runs"]) == ["base", "sft"]
+    mlc = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    base = _check_side(mlc, tmp_path, out["runs"]["base"], "base")
+    sft = _check_side(mlc, tmp_path, out["runs"]["sft"], "sft")
+    assert sft.data.params["hp.max_seq_length"] == "512" and sft.data.params["hp.lr"] == "2e-5"
+    for side in out["runs"].values():
+        assert sha256_of_object(side["samples_uri"], env) == side["samples_sha256"]
+
+    # The comparison in the seed's format, both models and their difference, in both runs.
+    tables = [open(mlc.download_artifacts(r.info.run_id, "comparison/comparison.md", str(tmp_path / r.info.run_id))
+                   ).read() for r in (base, sft)]
+    assert tables[0] == tables[1] == out["comparison"] + "\n"
+    table = tables[0]
+    assert "Note: this run did not train" not in table
+    assert "## Base model: `" in table and "## SFT model: `" in table and table.count("| Difficulty") == 3
+    assert "model-f16.gguf`" in table and "## SFT minus base" in table and "n/a (n<5)" in table
+
+    # Training curves from the trainer's TensorBoard files reached the SFT run.
+    loss = sorted((m.step, m.value) for m in mlc.get_metric_history(sft.info.run_id, "train/loss"))
+    print(f"train/loss by step: {loss}; eval/loss: "
+          f"{[(m.step, m.value) for m in mlc.get_metric_history(sft.info.run_id, 'eval/loss')]}")
+    assert loss and loss[-1][0] == 5, loss
+    assert mlc.get_metric_history(sft.info.run_id, "eval/loss")
+
+    # The registered version points at the uploaded model, whose manifest verifies byte for byte.
+    registered = out["runs"]["sft"]["registered"]
+    assert registered["registered_model"] == "apps-sft-smollm2"
+    version = mlc.get_model_version("apps-sft-smollm2", registered["version"])
+    tags = version.tags
+    print(f"registered: apps-sft-smollm2/{version.version} source={version.source} tags={json.dumps(tags)}")
+    assert version.source == tags["s3_uri"] == registered["s3_uri"] and version.run_id == sft.info.run_id
+    assert tags["cluster_path"].endswith("/train/model-f16.gguf") and tags["data"] == "mapcoder-sample"
+    assert tags["base_model"] == base.data.params["model_path"] and tags["mlflow_run_id"] == sft.info.run_id
+    assert tags["hp.recipe"].startswith("local CPU stand-in") and tags["training.steps"] == "5"
+    job_ids = json.loads(tags["slurm.job_ids"])
+    assert set(job_ids) == {"convert", "train", "export", "upload"} and all(job_ids.values())
+    s3 = boto3.client("s3", endpoint_url=env["MLFLOW_S3_ENDPOINT_URL"], aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+                      aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1")
+    checked = verify(tags["s3_uri"], client=s3)
+    assert checked["deep"] and checked["files"] >= 3
+    bucket, prefix = split_s3(tags["s3_uri"])
+    manifest = s3.get_object(Bucket=bucket, Key=f"{prefix}/{MANIFEST}")["Body"].read()
+    assert hashlib.sha256(manifest).hexdigest() == tags["manifest_sha256"]
+    assert {"config.json", "model.safetensors"} <= {f["path"] for f in json.loads(manifest)["files"]}
+    assert sft.data.tags["skillflow.registered_model"] == f"apps-sft-smollm2/{version.version}"

@@ -2,14 +2,17 @@
 metric names and the seed-format comparison table."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 
-from tasks.apps_plan import (AppsSftRequest, PlanError, build_plan, comparison_table, metric_names, output_dir,
-                             seed_table)
+from tasks.apps_plan import (LOCAL_SFT, AppsSftRequest, PlanError, build_plan, comparison_table, metric_names,
+                             output_dir, seed_table)
 from tasks.profiles import load_profile
+from tasks.slurm.render import render_sbatch
 from tasks.slurm.spec import JobSpec
+from tests.unit.test_openmath_sft_plan import check_golden
 
 FAKE_ENV = {"SKILLFLOW_ROOT": "/opt/skillflow", "SKILLFLOW_VAR": "/var/lib/skillflow",
             "SKILLFLOW_SMOLLM2_GGUF": "/opt/skillflow/.venv/models/smollm2.gguf"}
@@ -48,8 +51,8 @@ def test_local_default_samples_smollm2_on_the_shipped_problems_without_training(
 
 
 @pytest.mark.parametrize("form, param, words", [
-    ({"train": True}, "train", "profile 'local' has no GPUs with OpenRLHF"),
     ({"model": "deepseek-ai/deepseek-coder-6.7b-instruct"}, "model", "serves GGUF files"),
+    ({"model": "/models/coder-hf", "train": True}, "model", "starts from a GGUF file"),
     ({"data": "codeparrot/apps"}, "data", "absolute folder"),
     ({"limit": 0}, "limit", "at least 1"),
     ({"n_samples": 0}, "n_samples", "positive integer"),
@@ -58,6 +61,87 @@ def test_local_refusals_name_the_param(form, param, words):
     with pytest.raises(PlanError) as info:
         plan_for("local", **form)
     assert f"param '{param}'" in str(info.value) and words in str(info.value)
+
+
+def test_a_profile_with_neither_gpus_nor_a_training_environment_refuses_training():
+    profile = dataclasses.replace(load_profile("local"), name="cpu-only", train_python=None)
+    with pytest.raises(PlanError) as info:
+        build_plan(AppsSftRequest.from_params({"train": True}), profile, output_dir(profile, "apps_sft", "m1"))
+    assert "param 'train'" in str(info.value) and "profile 'cpu-only' has no GPUs with OpenRLHF" in str(info.value)
+    assert "paths.train_python" in str(info.value)
+    assert build_plan(AppsSftRequest.from_params({}), profile, output_dir(profile, "apps_sft", "m1"))["train"] is None
+
+
+def test_local_profile_trains_smollm2_on_the_cpu_on_the_shipped_training_problems():
+    """The CPU stand-in for OpenRLHF: GGUF -> HF, the local trainer over OpenRLHF's chat format,
+    the final weights as HF folder (uploaded) and GGUF (sampled by llama.cpp)."""
+    profile = load_profile("local")
+    out = "/var/lib/skillflow/cluster/work/apps_sft/manual__1"
+    plan = build_plan(AppsSftRequest.from_params({"train": True, "limit": 3, "n_samples": 2}), profile,
+                      out, s3_prefix="s3://skillflow/apps_sft/manual__1")
+    gguf = FAKE_ENV["SKILLFLOW_SMOLLM2_GGUF"]
+    prep = plan["prepare"]["command"]
+    assert prep.startswith(f'"$SKILLFLOW_CLI" apps samples mapcoder10 --out {out}/data/test.jsonl')
+    assert f"apps samples mapcoder10 --split train --out {out}/data/apps/train.jsonl" in prep
+    assert f"apps prepare --source {out}/data/apps/train.jsonl --split train --out {out}/data" in prep
+    assert plan["prepare_outputs"] == [f"{out}/data/test.jsonl", f"{out}/data/train_sft.jsonl"]
+    train_py = "/opt/skillflow/.venv-train/bin/python"
+    assert plan["convert"]["command"] == f"{train_py} -m tasks.sft.cli gguf-to-hf {gguf} {out}/base-hf\n"
+    train = JobSpec.from_dict(plan["train"]).validate()
+    assert train.gpus_per_node == 0 and train.image is None and train.time == "02:00:00"
+    for piece in (f"-m tasks.sft.local_train --model {out}/base-hf --train-data {out}/data/train_sft.jsonl",
+                  f"--out {out}/train", "--lr 2e-5", "--max-steps 5", "--global-batch-size 2", "--micro-batch-size 1",
+                  "--max-seq-length 512", "--val-check-interval 5", "--save-top-k 1", "--holdout 2",
+                  "--input-key question --output-key response --apply-chat-template"):
+        assert piece in train.command, piece
+    assert plan["train_progress"] == {"kind": "local", "status": f"{out}/train/status.json"}
+    assert plan["train_tensorboard"] == f"{out}/train/tensorboard"
+    assert plan["train_hyperparameters"] == {**LOCAL_SFT, "val_check_interval": 5, "save_top_k": 1,
+                                             "train_time_limit": "02:00:00"}
+    export = plan["export"]["command"]
+    assert export.index(f"average_topk {out}/train/checkpoints {out}/train/model") < export.index(
+        f"hf-to-gguf {out}/train/model {gguf} {out}/train/model-f16.gguf") and " && " in export
+    assert f"checkpoint upload {out}/train/model s3://skillflow/apps_sft/manual__1/sft-model" in plan["upload"]["command"]
+    assert plan["upload_result"] == f"{out}/train/upload.json"
+    assert list(plan["sides"]) == ["base", "sft"]
+    assert plan["sides"]["base"]["model"] == gguf and plan["sides"]["sft"]["model"] == f"{out}/train/model-f16.gguf"
+    sft = JobSpec.from_dict(plan["sides"]["sft"]["sample_job"]).validate()
+    assert "llama_cpp.server" in sft.command and f"--model {out}/train/model-f16.gguf" in sft.command
+    assert f"{out}/train" in plan["dirs"] and f"{out}/sft/eval" in plan["dirs"]
+    json.dumps(plan)  # XCom-able
+    check_golden("apps-train.local.sbatch", rendered_plan(plan, "local"))
+
+
+def test_local_training_on_a_folder_prepares_its_train_split():
+    plan = plan_for("local", train=True, data="/data/apps")
+    out = "/var/lib/skillflow/cluster/work/apps_sft/manual__1"
+    assert plan["prepare"]["command"] == f'"$SKILLFLOW_CLI" apps prepare --source /data/apps --out {out}/data'
+    assert f"--train-data {out}/data/train_sft.jsonl" in plan["train"]["command"]
+    assert plan["upload"] is None  # no S3 prefix given: nothing to upload to
+
+
+def rendered_plan(plan, profile_name: str) -> str:
+    """Every job of a plan rendered as the sbatch script the DAG submits, in DAG order, then the
+    paths the DAG checks: what a golden file pins."""
+    profile = load_profile(profile_name)
+    jobs = [(name, plan.get(name)) for name in ("prepare", "convert", "train", "export", "upload")]
+    jobs += [(f"{kind}_{side}", info[f"{kind}_job"]) for side, info in plan["sides"].items()
+             for kind in ("sample", "eval")]
+    parts = [f"### {name}\n" + render_sbatch(JobSpec.from_dict(job).validate(), profile) for name, job in jobs if job]
+    paths = {k: plan.get(k) for k in ("prepare_outputs", "train_outputs", "train_tensorboard", "upload_result",
+                                      "dirs", "model", "server")}
+    paths["sides"] = {s: {k: v for k, v in info.items() if not k.endswith("_job")} for s, info in plan["sides"].items()}
+    return "\n".join(parts) + "### paths\n" + json.dumps(paths, indent=1, sort_keys=True) + "\n"
+
+
+def test_gpu_plan_is_pinned():
+    """The OpenRLHF path of GPU profiles: every job byte for byte (the local CPU branch must not move it)."""
+    profile = load_profile("example-pyxis")
+    plan = build_plan(AppsSftRequest.from_params({"model": "/lustre/models/deepseek-coder-6.7b-instruct",
+                                                  "data": "/lustre/apps", "train": True}),
+                      profile, output_dir(profile, "apps_sft", "manual__1"), s3_prefix="s3://bucket/apps_sft/manual__1")
+    check_golden("apps-train.example-pyxis.sbatch", rendered_plan(plan, "example-pyxis"))
+    check_golden("apps-base.example-pyxis.sbatch", rendered_plan(plan_for("example-pyxis"), "example-pyxis"))
 
 
 def test_gpu_profile_trains_with_the_seed_flags_then_samples_both_models_with_vllm():
@@ -106,7 +190,8 @@ def test_gpu_profile_defaults_to_the_seed_model_and_refuses_training_it_by_hub_n
     assert "--model deepseek-ai/deepseek-coder-6.7b-instruct" in plan["sides"]["base"]["sample_job"]["command"]
     with pytest.raises(PlanError, match="param 'model': training reads the model folder"):
         plan_for("example-pyxis", train=True, data="/lustre/apps")
-    with pytest.raises(PlanError, match="param 'train': the mapcoder-sample problems have no reference solutions"):
+    with pytest.raises(PlanError, match="param 'train': the mapcoder-sample training problems .* are sized for the "
+                                        "local CPU stand-in"):
         plan_for("example-pyxis", train=True, model="/lustre/m")
 
 

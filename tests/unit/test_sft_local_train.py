@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.sft.local_train import build_parser, complete_checkpoints, encode, main, read_jsonl
+from tasks.sft.local_train import build_parser, complete_checkpoints, encode, encode_chat, main, read_jsonl
 
 
 class CharTokenizer:
@@ -23,6 +23,59 @@ def test_output_is_learned_input_is_masked_and_cut_from_the_right():
     assert ex["labels"] == [-100] * 3 + [ord(c) for c in "XYZ"] + [0]
     long = encode([{"input": "ab", "output": "0123456789"}], CharTokenizer(), max_seq_length=5)[0]
     assert long["labels"] == [ord(c) for c in "01234"]  # no room for input at all
+
+
+class ChatTokenizer(CharTokenizer):
+    """SmolLM2's template shape ("<s>role\ncontent</s>\n"), with one id per character and the
+    end-of-turn marker as EOS."""
+
+    eos_token = "$"
+    eos_token_id = ord("$")
+
+    def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=False):
+        text = "".join(f"<{m['role']}\n{m['content']}$\n" for m in messages)
+        return text + ("<assistant\n" if add_generation_prompt else "")
+
+
+def test_chat_format_masks_the_templated_prompt_and_learns_the_reply_with_its_end_of_turn():
+    """OpenRLHF 0.5.3 with --apply_chat_template (apps spec 1.3): prompt = template + generation
+    prompt, response = the rest of the templated conversation, trailing newline stripped."""
+    q = [{"role": "user", "content": "ab"}]
+    rows = [{"question": q, "response": [{"role": "assistant", "content": "XY"}]}]
+    (ex,), dropped = encode_chat(rows, ChatTokenizer(), 64, "question", "response")
+    prompt = "<user\nab$\n<assistant\n"
+    assert dropped == 0
+    assert ex["input_ids"] == [ord(c) for c in prompt + "XY$"]  # ends with EOS: none appended
+    assert ex["labels"] == [-100] * len(prompt) + [ord(c) for c in "XY$"]
+
+
+def test_chat_format_drops_long_prompts_and_cuts_long_replies_to_end_in_eos():
+    q = [{"role": "user", "content": "ab"}]
+    long = {"question": q, "response": [{"role": "assistant", "content": "0123456789"}]}
+    prompt_len = len("<user\nab$\n<assistant\n")  # 20
+    (ex,), dropped = encode_chat([long], ChatTokenizer(), prompt_len + 4, "question", "response")
+    assert dropped == 0 and len(ex["input_ids"]) == prompt_len + 4
+    assert ex["labels"][-4:] == [ord("0"), ord("1"), ord("2"), ord("$")]  # the last token is forced to EOS
+    # a prompt of max_len - 2 tokens or more leaves no room: OpenRLHF drops the row
+    assert encode_chat([long], ChatTokenizer(), prompt_len + 2, "question", "response") == ([], 1)
+    assert len(encode_chat([long], ChatTokenizer(), prompt_len + 3, "question", "response")[0]) == 1
+
+
+def test_chat_data_needs_message_lists_under_the_keys(tmp_path):
+    data = tmp_path / "train_sft.jsonl"
+    data.write_text('{"question": [{"role": "user", "content": "q"}], "response": [{"role": "assistant", '
+                    '"content": "a"}], "problem_id": 1}\n')
+    assert read_jsonl(data, "question", "response", chat=True)[0]["problem_id"] == 1
+    with pytest.raises(ValueError, match=r"needs string fields 'question' and 'response'"):
+        read_jsonl(data, "question", "response")
+    data.write_text('{"question": "q", "response": [{"role": "assistant", "content": "a"}]}\n')
+    with pytest.raises(ValueError, match=r"train_sft.jsonl:1: needs chat message lists 'question' and 'response'"):
+        read_jsonl(data, "question", "response", chat=True)
+    args = build_parser().parse_args(["--model", "/m", "--train-data", "/d", "--out", "/o", "--lr", "1e-5",
+                                      "--apply-chat-template", "--input-key", "question", "--output-key", "response"])
+    assert args.apply_chat_template and (args.input_key, args.output_key) == ("question", "response")
+    assert not build_parser().parse_args(["--model", "/m", "--train-data", "/d", "--out", "/o", "--lr", "1e-5"]
+                                         ).apply_chat_template
 
 
 def test_partial_checkpoints_are_not_resumed_from(tmp_path):
