@@ -38,8 +38,10 @@ GROUP_ORDER = ("total", "introductory", "interview", "competition")
 # minute, not a result. The seed's LR and chat format; 512 tokens instead of 2048 (OpenRLHF's rule
 # drops rows whose prompt does not fit, which at 512 leaves 12 of the 33 fixture problems); one
 # epoch of 2-example steps over the 10 rows left after holding out 2 for the validation loss.
+# Validated (and saved) once, at the end, like OpenRLHF's once-per-epoch evaluation: the one
+# checkpoint kept is the final model, which the export step writes out.
 LOCAL_SFT = {"lr": "2e-5", "epochs": 1, "max_steps": 5, "global_batch_size": 2, "micro_batch_size": 1,
-             "max_seq_length": 512, "holdout": 2}
+             "max_seq_length": 512, "holdout": 2, "val_check_interval": 5, "save_top_k": 1}
 
 
 class PlanError(ValueError):
@@ -113,9 +115,7 @@ def local_sft_jobs(model_gguf: str, train_data: str, out_dir: str, profile: Clus
         hf_model=hf_base, train_data=train_data, validation_data=None, holdout=hp["holdout"], output_dir=train_dir,
         lr=hp["lr"], epochs=hp["epochs"], max_steps=hp["max_steps"], global_batch_size=hp["global_batch_size"],
         micro_batch_size=hp["micro_batch_size"], max_seq_length=hp["max_seq_length"],
-        # Validated (and saved) once, at the end, like OpenRLHF's once-per-epoch evaluation: the
-        # one checkpoint kept is the final model, which the export step writes out.
-        val_check_interval=hp["max_steps"], save_top_k=1,
+        val_check_interval=hp["val_check_interval"], save_top_k=hp["save_top_k"],
         checkpoint_margin_s=save_margin(walltime, 900), signal_lead_s=save_margin(walltime, 600),
         input_key="question", output_key="response", apply_chat_template=True), profile, JobOptions(time=walltime))
     gguf = hf_to_gguf_job(f"{train_dir}/model", model_gguf, f"{train_dir}/model-f16.gguf", profile)
@@ -123,8 +123,7 @@ def local_sft_jobs(model_gguf: str, train_data: str, out_dir: str, profile: Clus
     return {"convert": gguf_to_hf_job(model_gguf, hf_base, profile), "train": train, "export": export,
             "model": gguf.outputs[0], "progress": {"kind": "local", "status": train.outputs[0]},
             "tensorboard": f"{train_dir}/tensorboard",
-            "hyperparameters": {**hp, "val_check_interval": hp["max_steps"], "save_top_k": 1,
-                                "train_time_limit": walltime}}
+            "hyperparameters": {**hp, "train_time_limit": walltime}}
 
 
 def build_plan(req: AppsSftRequest, profile: ClusterProfile, out_dir: str, s3_prefix: str | None = None) -> dict[str, Any]:
