@@ -12,6 +12,9 @@ Why this shape:
   address-space limit so a runaway expression cannot exhaust the host's memory.
 * Verdicts are cached per (prediction, expected) pair for the checker's lifetime: majority@50
   files repeat the same answers many times.
+* Inside a worker, most pairs never reach sympy: :mod:`tasks.grading.arithmetic` answers the
+  arithmetic ones exactly as sympy would, in microseconds. sympy is imported once, in this process
+  when the pool starts, and forked workers inherit it.
 
 The parent talks to each worker over a pipe, sending chunks of pairs and receiving one reply
 per pair, so it always knows which pair a worker is on and when that pair started.
@@ -105,6 +108,12 @@ class _Pool:
     def __init__(self, size: int, include_percentage: bool, tolerance: float, timeout: float):
         methods = mp.get_all_start_methods()
         self._ctx = mp.get_context("fork" if "fork" in methods else "spawn")
+        if self._ctx.get_start_method() == "fork":
+            # Import sympy once here: forked workers inherit it warm, so N workers do not each pay
+            # about a second of imports, and a worker replaced after a kill is ready at once.
+            from tasks.grading.symbolic import warm_up
+
+            warm_up()
         self._args = (include_percentage, tolerance, timeout)
         self._timeout = timeout
         self.restarts = 0

@@ -1,6 +1,8 @@
 """The sympy step of :func:`tasks.grading.math_equal.math_equal` (spec §6.2 step 8).
 
-Each side is parsed with ``parse_expr`` and, failing that, ``parse_latex`` (which needs
+Most pairs that reach this step are plain arithmetic whose verdict
+:func:`tasks.grading.arithmetic.certain_verdict` knows for certain without sympy (about a hundred
+times faster); sympy only sees the rest. Each side is parsed with ``parse_expr`` and, failing that, ``parse_latex`` (which needs
 ``antlr4-python3-runtime==4.11.0``); a side that parses with neither stays a string, which makes
 the comparison fail. The pair is equal when ``simplify(a - b) == 0`` or the numeric values are
 within ``tolerance`` (relative).
@@ -19,6 +21,8 @@ import builtins
 import math
 import re
 from functools import lru_cache
+
+from tasks.grading.arithmetic import certain_verdict
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ATTRIBUTE = re.compile(r"\.\s*[A-Za-z_]")
@@ -68,7 +72,7 @@ def parse_answer(text: str):
 
 def warm_up() -> None:
     """Import sympy and both parsers and run each once (about a second, paid at worker start)."""
-    SympyBackend().equal("\\frac{1}{2}", "1/2", 1e-4)
+    sympy_equal("\\frac{1}{2}", "1/2", 1e-4)
     parse_answer.cache_clear()
 
 
@@ -76,20 +80,26 @@ class SympyBackend:
     """Symbolic equality with sympy; call it only under a time limit (see module doc)."""
 
     def equal(self, prediction: str, reference: str, tolerance: float) -> bool:
-        import sympy
+        verdict = certain_verdict(prediction, reference, tolerance)
+        return sympy_equal(prediction, reference, tolerance) if verdict is None else verdict
 
-        a, b = parse_answer(prediction), parse_answer(reference)
-        if isinstance(a, str) or isinstance(b, str):
-            # Upstream goes on and lets sympy coerce the raw string (``a - b`` calls sympify, which
-            # evaluates it as Python). That can run hostile code, and a string that neither parser
-            # accepted does not sympify either, so the verdict is False without evaluating it.
-            return False
-        try:
-            if sympy.simplify(a - b) == 0:
-                return True
-        except Exception:
-            pass
-        try:
-            return math.isclose(sympy.N(a), sympy.N(b), rel_tol=tolerance)
-        except Exception:
-            return False
+
+def sympy_equal(prediction: str, reference: str, tolerance: float) -> bool:
+    """The verdict as sympy computes it (what :func:`certain_verdict` answers for, when it can)."""
+    import sympy
+
+    a, b = parse_answer(prediction), parse_answer(reference)
+    if isinstance(a, str) or isinstance(b, str):
+        # Upstream goes on and lets sympy coerce the raw string (``a - b`` calls sympify, which
+        # evaluates it as Python). That can run hostile code, and a string that neither parser
+        # accepted does not sympify either, so the verdict is False without evaluating it.
+        return False
+    try:
+        if sympy.simplify(a - b) == 0:
+            return True
+    except Exception:
+        pass
+    try:
+        return math.isclose(sympy.N(a), sympy.N(b), rel_tol=tolerance)
+    except Exception:
+        return False
