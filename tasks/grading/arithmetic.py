@@ -19,13 +19,19 @@ answers only when the verdict holds for every value within the bound, with a mar
 tolerance. Anything else (an unsupported token, a value too close to the tolerance or to zero, a
 variable-free side that is not a number) gives ``None`` and sympy decides.
 
-Which parser sympy uses, and so what the text means, is mirrored: text with a backslash is
-never valid Python, so ``parse_expr`` fails and ``parse_latex`` reads it; its grammar is
-``sympy/parsing/latex/LaTeX.g4`` (implicit products bind tighter than ``*`` and ``/``, ``\\pi`` is a
-plain symbol, an ``x`` between two constants means "times", ``d`` before a letter is a
-differential, a letter before ``(`` is a function). Text without a backslash is read here only
-when it is digits, ``.``, ``+ - * /`` and parentheses, where ``parse_expr`` is Python arithmetic on
-sympy numbers (``^`` is Python's XOR there, so it is not accepted).
+Which parser sympy uses, and so what the text means, is mirrored (sympy 1.14):
+
+* text with a backslash, or with a number written against a name (``5x``), is never valid
+  Python, so ``parse_expr`` fails and ``parse_latex`` reads it. Its grammar is
+  ``sympy/parsing/latex/LaTeX.g4``: implicit products bind tighter than ``*`` and ``/``, ``\\pi`` is
+  a plain symbol, an ``x`` between two constants means "times" (not accepted here), ``d`` before
+  a letter is a differential and a letter before ``(`` a function (neither accepted);
+* other text is read only when it is digits, ``.``, ``+ - * /`` and parentheses, which
+  ``parse_expr`` evaluates as Python arithmetic on sympy numbers (``^`` is Python's XOR there, so
+  it is not accepted), or such arithmetic separated by commas, which becomes a Python tuple: then
+  ``a - b`` and ``N`` raise and the step says False.
+
+``tests/unit/test_grading_arithmetic.py`` checks the decided verdicts against sympy's own.
 """
 from __future__ import annotations
 
@@ -54,7 +60,8 @@ _POINTS = 2  # evaluations with different variable values (to see that a side va
 _PLAIN_CHARS = frozenset("0123456789.+-*/()")
 # A number token that starts at a token boundary, no leading zero, then a name that does not start
 # with e/E (exponent) or j/J (imaginary).
-_NUMBER_THEN_NAME = re.compile(r"(?<![A-Za-z0-9_.])[1-9][0-9]*(?:\.[0-9]+)?(?P<name>[A-DF-IK-Za-df-ik-z][A-Za-z0-9_]*)")
+_NUMBER_THEN_NAME = re.compile(
+    r"(?<![A-Za-z0-9_.])[1-9][0-9]*(?:\.[0-9]+)?(?P<name>[A-DF-IK-Za-df-ik-z][A-Za-z0-9_]*)")
 TUPLE = ("tuple",)
 _LATEX_COMMANDS = {"frac": "frac", "dfrac": "frac", "tfrac": "frac", "sqrt": "sqrt",
                    "cdot": "*", "times": "*", "pi": "pi"}

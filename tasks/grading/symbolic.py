@@ -1,11 +1,12 @@
 """The sympy step of :func:`tasks.grading.math_equal.math_equal` (spec §6.2 step 8).
 
 Most pairs that reach this step are plain arithmetic whose verdict
-:func:`tasks.grading.arithmetic.certain_verdict` knows for certain without sympy (about a hundred
-times faster); sympy only sees the rest. Each side is parsed with ``parse_expr`` and, failing that, ``parse_latex`` (which needs
-``antlr4-python3-runtime==4.11.0``); a side that parses with neither stays a string, which makes
-the comparison fail. The pair is equal when ``simplify(a - b) == 0`` or the numeric values are
-within ``tolerance`` (relative).
+:func:`tasks.grading.arithmetic.certain_verdict` knows for certain without sympy (in a fraction of
+a millisecond, where sympy's parsers and ``simplify`` take milliseconds); sympy sees the rest,
+as :func:`sympy_equal`. Each side is parsed with ``parse_expr`` and, failing that,
+``parse_latex`` (which needs ``antlr4-python3-runtime==4.11.0``); a side that parses with neither
+stays a string, which makes the comparison fail. The pair is equal when ``simplify(a - b) == 0``
+or the numeric values are within ``tolerance`` (relative).
 
 Safety: ``parse_expr`` (and ``sympify``, which sympy calls when an expression meets a string)
 *evaluate Python*. Upstream ran it inside a sandbox container; we run it
