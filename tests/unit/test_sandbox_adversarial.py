@@ -3,7 +3,7 @@
 Each test submits what a reward-hacking model could write: a few lines of Python, either as an
 APPS sample to ``skillflow apps eval`` (the real CLI, in a subprocess) or run through a
 :class:`SandboxPool`. Every test fails loudly, instead of skipping, on a machine where the
-containment it checks cannot be provided (see :func:`require`).
+containment it checks cannot be provided (see :func:`tests.unit.test_sandbox.require`).
 """
 from __future__ import annotations
 
@@ -25,21 +25,12 @@ import pytest
 
 from tasks.apps.execute import PRELOAD, Problem, pool_runner, run_program
 from tasks.sandbox import Limits, SandboxPool
+from tests.unit.test_sandbox import require
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("SKILLFLOW_SHARED", ROOT.parent / "shared"))
 #: What ``skillflow apps eval`` uses as the per-stream output cap.
 APPS_OUTPUT_CAP = 64 << 20
-
-
-def require(pool: SandboxPool) -> None:
-    """Fail (never skip) on a machine where the pool cannot contain a program at all: without
-    namespaces and a uid of its own, none of these promises can hold, so none is checked."""
-    iso = pool.isolation
-    missing = [f for f in ("namespaces", "uid_drop") if not iso.get(f)]
-    if missing:
-        pytest.fail(f"this machine cannot provide {missing} (isolation in force: {json.dumps(iso)}); "
-                    f"the promise is unchecked here, run the suite as root on a Linux with unshare and cgroups")
 
 
 @pytest.fixture(scope="module")
@@ -126,8 +117,9 @@ def test_program_sees_a_minimal_root(pool):
         "for top, dirs, files in os.walk('/'):\n"
         "    if top in ('/proc', '/usr') or any(top == p or top.startswith(p + '/') for p in skip):\n"
         "        dirs[:] = []\n        continue\n"
-        "    found += [os.path.join(top, n) for n in files + [d for d in dirs if os.path.islink(os.path.join(top, d))]]\n"
-        "    if len(found) > 5000:\n        break\n"
+        "    links = [d for d in dirs if os.path.islink(os.path.join(top, d))]\n"
+        "    found += [os.path.join(top, n) for n in files + links]\n"
+        "    if len(found) > 200:\n        break\n"
         f"print(json.dumps({{'root': sorted(os.listdir('/')), 'found': found[:200],\n"
         f"                  'host': [p for p in {host_paths!r} if os.path.exists(p)]}}))\n"
     )
@@ -195,7 +187,8 @@ def test_apps_sample_cannot_replay_the_previous_samples_outputs():
         "    if not f[1].startswith('rw') or (len(f) > 5 and f[5] not in ('[heap]', '[stack]')):\n"
         "        continue\n"
         "    lo, hi = (int(x, 16) for x in f[0].split('-'))\n"
-        "    for m in re.finditer(rb'\\{\"i\": (\\d+), \"kind\": \"ok\", \"lines\": (\\[[^\\]]*\\])\\}', ctypes.string_at(lo, hi - lo)):\n"
+        "    memory = ctypes.string_at(lo, hi - lo)\n"
+        "    for m in re.finditer(rb'\\{\"i\": (\\d+), \"kind\": \"ok\", \"lines\": (\\[[^\\]]*\\])\\}', memory):\n"
         "        records.setdefault(int(m.group(1)), json.loads(m.group(2)))\n"
         "print('\\n'.join(records.get(n, ['nothing'])))\n"
     )
@@ -244,7 +237,8 @@ def test_sysv_ipc_objects_die_with_the_program(pool):
     require(pool)
     key = int.from_bytes(os.urandom(3), "big") + 1
     create = ("import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
-              f"print(libc.shmget({key}, 1 << 20, {IPC_CREAT} | 0o666) >= 0, libc.msgget({key}, {IPC_CREAT} | 0o666) >= 0)")
+              f"shm = libc.shmget({key}, 1 << 20, {IPC_CREAT} | 0o666)\n"
+              f"msq = libc.msgget({key}, {IPC_CREAT} | 0o666)\nprint(shm >= 0, msq >= 0)")
     probe = ("import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
              f"print(libc.shmget({key}, 0, 0), libc.msgget({key}, 0))")
     made = pool.run(create)
