@@ -18,7 +18,8 @@ namespace (SysV objects and POSIX queues die with the execution), reads its code
 0/1/2 at the stdin and two output files, closes every other fd (the control pipes, the cgroup
 files), sets rlimits, drops to the worker's own uid when the worker is root, clears the
 environment and ``exec``s the code as ``__main__``. The worker waits on a pidfd with the
-wall-clock deadline, checks the group's CPU time while it waits, and afterwards kills every
+wall-clock deadline, checks the group's CPU time (and moves a program of several processes into
+the one-CPU group) while it waits, and afterwards kills every
 process the execution left behind:
 
 * as PID 1 of its own PID namespace, ``kill(-1, SIGKILL)`` reaches exactly the processes in that
@@ -51,14 +52,12 @@ import types
 from typing import Any
 
 from tasks.sandbox import rootfs
-from tasks.sandbox.cgroups import WorkerGroups
+from tasks.sandbox.cgroups import WATCH_S, WorkerGroups
 from tasks.sandbox.wire import header_frame, read_header, send_body, splice_body, write_all
 
 _MAXFD = 65536
 _CLONE_NEWIPC = 0x08000000
 _CHILD_PATH = "/usr/local/bin:/usr/bin:/bin"
-#: How often the worker compares the program's CPU time (all its processes) with ``cpu_s``.
-_CPU_POLL_S = 0.05
 
 
 class Worker:
@@ -170,9 +169,11 @@ class Worker:
             poller.register(pidfd, select.POLLIN)
             while True:
                 left = deadline - time.monotonic()
-                step = left if self.groups is None else min(left, _CPU_POLL_S)
+                step = left if self.groups is None else min(left, WATCH_S)
                 if poller.poll(max(step, 0.0) * 1000):
                     break
+                if self.groups is not None:
+                    self.groups.watch()
                 over_cpu = self.groups is not None and self.groups.cpu_seconds() > cpu_s
                 if over_cpu or time.monotonic() >= deadline:
                     self._kill_leftovers(pid)

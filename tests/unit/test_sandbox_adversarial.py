@@ -86,7 +86,7 @@ def readable_dir():
     shutil.rmtree(path)
 
 
-def test_answer_key_is_out_of_reach_of_an_apps_sample(readable_dir):
+def test_answer_key_is_out_of_reach_of_an_apps_sample(readable_dir, record_property):
     """A sample that looks its own stdin up in the ``--problems`` file must not find the file."""
     tmp_path = readable_dir
     inputs = [uuid.uuid4().hex + "\n" for _ in range(3)]
@@ -103,9 +103,11 @@ def test_answer_key_is_out_of_reach_of_an_apps_sample(readable_dir):
     results, _ = apps_eval(tmp_path, [problem], [{"problem_id": 7, "code": honest}, {"problem_id": 7, "code": cheat}])
     assert results[0]["passed"] is True, results[0]
     assert results[1]["passed"] is False and results[1]["outcomes"] == ["error"] * 3, results[1]
+    record_property("measured", f"a sample reading the --problems file: {results[1]['outcomes'].count('error')}/3 "
+                                "tests error (file not found), not passed; an honest sample passes")
 
 
-def test_program_sees_a_minimal_root(pool):
+def test_program_sees_a_minimal_root(pool, record_property):
     """Nothing of the host's project, data, var, home or sockets; the interpreter still works."""
     require(pool)
     prefixes = sorted({os.path.realpath(p) for p in (sys.base_prefix, sys.prefix)})
@@ -133,6 +135,8 @@ def test_program_sees_a_minimal_root(pool):
                          r"^/dev/(null|zero|full|random|urandom|fd|stdin|stdout|stderr)$")
     assert [p for p in seen["found"] if not allowed.match(p)] == []
     assert pool.run("import numpy, json, hashlib; print(numpy.arange(3).sum())").stdout == "3\n"
+    record_property("measured", f"/ holds {', '.join(seen['root'])}; 0 of {len(host_paths)} host paths "
+                                "(checkout, shipped samples, var, shared data, ~/.ssh, /etc/passwd, /run, /var) exist")
 
 
 # 2 -------------------------------------------------------------------------------------------
@@ -162,7 +166,7 @@ print(sorted(found))
 '''
 
 
-def test_next_program_finds_nothing_of_the_previous_one_in_memory(single):
+def test_next_program_finds_nothing_of_the_previous_one_in_memory(single, record_property):
     """The previous program's code, stdin and output: not in frames, objects or raw memory."""
     require(single)
     code_token, stdin_token = f"CODE-{uuid.uuid4().hex}", f"PREV-{uuid.uuid4().hex}"
@@ -171,9 +175,11 @@ def test_next_program_finds_nothing_of_the_previous_one_in_memory(single):
     res = single.run(SCAN_MEMORY)
     assert res.status == "ok", res.stderr
     assert code_token not in res.stdout and stdin_token not in res.stdout, res.stdout
+    record_property("measured", "frames, gc objects and every rw mapping scanned by the next program on the same "
+                                "worker: 0 traces of the previous code or stdin")
 
 
-def test_apps_sample_cannot_replay_the_previous_samples_outputs():
+def test_apps_sample_cannot_replay_the_previous_samples_outputs(record_property):
     """A cheat that digs the previous sample's result records out of memory and prints them."""
     tokens = [uuid.uuid4().hex for _ in range(3)]
     problem = Problem(11, "introductory", [f"{i}\n" for i in range(3)], [t + "\n" for t in tokens])
@@ -199,11 +205,12 @@ def test_apps_sample_cannot_replay_the_previous_samples_outputs():
         assert run_program(runner, problem, knows, timeout=2, budget=6).passed
         res = run_program(runner, problem, cheat, timeout=2, budget=6)
     assert not res.passed and res.codes == [False] * 3, res
+    record_property("measured", "a sample replaying result records found in memory: codes [False, False, False]")
 
 
 # 3 -------------------------------------------------------------------------------------------
 
-def test_sparse_output_does_not_exhaust_the_evaluators_memory(tmp_path):
+def test_sparse_output_does_not_exhaust_the_evaluators_memory(tmp_path, record_property):
     """One seek and one write per stream make 64 MiB outputs; the evaluator must not pay for them."""
     problem = {"problem_id": 3, "difficulty": "introductory",
                "input_output": json.dumps({"inputs": ["1\n"], "outputs": ["1\n"]})}
@@ -221,6 +228,8 @@ def test_sparse_output_does_not_exhaust_the_evaluators_memory(tmp_path):
     extra_mib = (sparse_kib - honest_kib) / 1024
     assert extra_mib < 4 * APPS_OUTPUT_CAP / (1 << 20), (
         f"evaluator peak RSS {sparse_kib / 1024:.0f} MiB with the sparse sample vs {honest_kib / 1024:.0f} MiB")
+    record_property("measured", f"2 sparse 64 MiB streams: evaluator peak RSS {sparse_kib / 1024:.0f} MiB "
+                                f"(honest sample {honest_kib / 1024:.0f} MiB)")
 
 
 # 4 -------------------------------------------------------------------------------------------
@@ -233,7 +242,7 @@ def _host_ipc_keys(kind: str) -> set[int]:
     return {int(line.split()[0]) for line in lines if line.strip()}
 
 
-def test_sysv_ipc_objects_die_with_the_program(pool):
+def test_sysv_ipc_objects_die_with_the_program(pool, record_property):
     require(pool)
     key = int.from_bytes(os.urandom(3), "big") + 1
     create = ("import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
@@ -248,6 +257,8 @@ def test_sysv_ipc_objects_die_with_the_program(pool):
         assert on_host == {"shm": False, "msg": False}, "the program's IPC objects live in the host's namespace"
         later = [pool.run(probe).stdout for _ in range(4)]  # both workers, whatever the scheduling
         assert later == ["-1 -1\n"] * 4, later
+        record_property("measured", "shm segment and message queue created: absent from the host's /proc/sysvipc, "
+                                    "not found by 4 later programs")
     finally:  # do not pin host memory when the test fails
         libc = ctypes.CDLL(None, use_errno=True)
         shm, msq = libc.shmget(key, 0, 0), libc.msgget(key, 0)
@@ -259,7 +270,7 @@ def test_sysv_ipc_objects_die_with_the_program(pool):
 
 # 5 -------------------------------------------------------------------------------------------
 
-def test_host_unix_sockets_are_unreachable(pool):
+def test_host_unix_sockets_are_unreachable(pool, record_property):
     """A world-connectable socket in a world-readable folder, like munge's: connect() must fail."""
     require(pool)
     folder = tempfile.mkdtemp(prefix="skillflow-sock-")
@@ -294,11 +305,13 @@ def test_host_unix_sockets_are_unreachable(pool):
         os.unlink(path)
         os.rmdir(folder)
     assert res.stdout.count("refused") == 2 and accepted == 0, res.stdout + res.stderr
+    outcomes = ", ".join(res.stdout.split("\n")[:2])
+    record_property("measured", f"a mode-0777 socket file and an abstract socket: {outcomes}")
 
 
 # 6 -------------------------------------------------------------------------------------------
 
-def test_inodes_are_limited(pool):
+def test_inodes_are_limited(pool, record_property):
     """Empty files cost kernel memory but no tmpfs bytes: their number must be capped."""
     require(pool)
     want = 100_000
@@ -312,6 +325,8 @@ def test_inodes_are_limited(pool):
     made = int(res.stdout.split()[-1])
     assert made < want, f"created all {made} files"
     assert made <= pool.limits.max_files and "stopped 28" in res.stdout  # ENOSPC
+    record_property("measured", f"{made} of {want} empty files created, then ENOSPC "
+                                f"(max_files {pool.limits.max_files})")
 
 
 # 7 -------------------------------------------------------------------------------------------
@@ -321,7 +336,7 @@ SPIN = ("import os, time\nwhile True:\n"
         "    x = 0\n    for _ in range(300_000):\n        x += 1\n")
 
 
-def test_cpu_is_limited_per_program_not_per_process(pool):
+def test_cpu_is_limited_per_program_not_per_process(pool, record_property):
     """Helpers started with posix_spawn (which the in-process guard misses) share one CPU budget."""
     require(pool)
     cpu_s = 1.0
@@ -339,3 +354,30 @@ def test_cpu_is_limited_per_program_not_per_process(pool):
     assert len(last) >= 2, res.stdout[-500:]  # the helpers did run
     # Each process reports its CPU time every few milliseconds; the total is what the program got.
     assert sum(last.values()) < cpu_s + 0.5, (last, pool.isolation)
+    record_property("measured", f"{len(last)} processes (3 via posix_spawn) used {sum(last.values()):.2f} s CPU in "
+                                f"total with cpu_s={cpu_s:g}; status {res.status}")
+
+
+def test_a_program_gets_one_core_however_many_processes_it_runs(pool, record_property):
+    """The other half of class 7: helpers must not take the cores the other workers' programs need."""
+    require(pool)
+    wall_s = 2.0
+    # setsid: each helper leaves the session, so the kernel's per-session autogroups do not hold it.
+    main = SPIN.replace("while True:", f"end = time.monotonic() + {wall_s}\nwhile time.monotonic() < end:")
+    helper = main.replace("end = ", "os.setsid()\nend = ")
+    helpers = 7
+    code = ("import os, sys\n"
+            f"for _ in range({helpers}):\n"
+            f"    os.posix_spawn(sys.executable, [sys.executable, '-c', {helper!r}], {{}})\n"
+            f"exec({main!r})\nfor _ in range({helpers}):\n    os.wait()\n")
+    res = pool.run(code, limits=pool.limits.replace(timeout_s=20))
+    assert res.status == "ok", res.status + res.stderr
+    last: dict[str, float] = {}
+    for line in res.stdout.splitlines():
+        pid, _, seconds = line.partition(" ")
+        last[pid] = float(seconds)
+    assert len(last) == helpers + 1, last
+    # One core for wall_s seconds (the helpers start a little later than the main process).
+    assert sum(last.values()) < wall_s * 1.0 + 0.4, (last, pool.isolation)
+    record_property("measured", f"{len(last)} processes spinning for {wall_s:g} s of wall time got "
+                                f"{sum(last.values()):.2f} s of CPU together (one core)")
