@@ -111,8 +111,10 @@ def test_program_sees_a_minimal_root(pool, record_property):
     """Nothing of the host's project, data, var, home or sockets; the interpreter still works."""
     require(pool)
     prefixes = sorted({os.path.realpath(p) for p in (sys.base_prefix, sys.prefix)})
-    host_paths = [str(ROOT), str(ROOT / "tasks" / "apps" / "samples"), str(ROOT / "var"), str(SHARED),
+    host_paths = [str(ROOT / "tasks" / "apps" / "samples"), str(ROOT / "README.md"), str(ROOT / "var"), str(SHARED),
                   str(Path.home() / ".ssh"), "/etc/passwd", "/etc/shadow", "/run", "/var", "/srv", "/opt", "/mnt"]
+    # A virtual environment inside the checkout is part of the interpreter; nothing else of it is.
+    venvs_in_checkout = sorted({Path(p).relative_to(ROOT).parts[0] for p in prefixes if Path(p).is_relative_to(ROOT)})
     code = (
         "import json, os, sys\nfound = []\n"
         f"skip = {prefixes!r}\n"
@@ -123,20 +125,23 @@ def test_program_sees_a_minimal_root(pool, record_property):
         "    found += [os.path.join(top, n) for n in files + links]\n"
         "    if len(found) > 200:\n        break\n"
         f"print(json.dumps({{'root': sorted(os.listdir('/')), 'found': found[:200],\n"
-        f"                  'host': [p for p in {host_paths!r} if os.path.exists(p)]}}))\n"
+        f"                  'host': [p for p in {host_paths!r} if os.path.exists(p)],\n"
+        f"                  'checkout': sorted(os.listdir({str(ROOT)!r})) if os.path.isdir({str(ROOT)!r}) else []}}))\n"
     )
     res = pool.run(code, timeout=30)
     assert res.status == "ok", res.stderr
     seen = json.loads(res.stdout)
     assert seen["host"] == [], seen["host"]
+    assert seen["checkout"] in ([], venvs_in_checkout), seen["checkout"]
     assert set(seen["root"]) <= {"usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc", "dev", "proc",
                                  "tmp", "home", *[p.strip("/").split("/")[0] for p in prefixes]}, seen["root"]
     allowed = re.compile(r"^/(bin|sbin|lib|lib32|lib64|libx32)$|^/etc/(ld\.so\.cache|localtime)$|"
                          r"^/dev/(null|zero|full|random|urandom|fd|stdin|stdout|stderr)$")
     assert [p for p in seen["found"] if not allowed.match(p)] == []
     assert pool.run("import numpy, json, hashlib; print(numpy.arange(3).sum())").stdout == "3\n"
-    record_property("measured", f"/ holds {', '.join(seen['root'])}; 0 of {len(host_paths)} host paths "
-                                "(checkout, shipped samples, var, shared data, ~/.ssh, /etc/passwd, /run, /var) exist")
+    record_property("measured", f"/ holds {', '.join(seen['root'])}; 0 of {len(host_paths)} host paths (shipped "
+                                "samples, var, shared data, ~/.ssh, /etc/passwd, /run, /var...) exist; of the "
+                                f"checkout only {seen['checkout'] or 'nothing'}")
 
 
 # 2 -------------------------------------------------------------------------------------------
