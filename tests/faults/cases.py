@@ -72,10 +72,11 @@ CATALOGUE: tuple[Case, ...] = (
          (U + "test_sandbox_adversarial.py::test_answer_key_is_out_of_reach_of_an_apps_sample",
           U + "test_sandbox_adversarial.py::test_program_sees_a_minimal_root")),
     Case("Security", "sandbox: the previous execution in memory",
-         "a program finds nothing of an earlier execution (code, stdin, output) in its memory, and cannot "
-         "replay another APPS sample's outputs",
+         "a program finds nothing of an earlier execution (code, stdin, output) in its memory, cannot "
+         "replay another APPS sample's outputs, and a service caller finds nothing of another's",
          (U + "test_sandbox_adversarial.py::test_next_program_finds_nothing_of_the_previous_one_in_memory",
-          U + "test_sandbox_adversarial.py::test_apps_sample_cannot_replay_the_previous_samples_outputs")),
+          U + "test_sandbox_adversarial.py::test_apps_sample_cannot_replay_the_previous_samples_outputs",
+          U + "test_sandbox_service.py::test_one_caller_finds_nothing_of_another_callers_program")),
     Case("Security", "sandbox: sparse output",
          "output is capped counting holes like bytes and moved without copies: two 64 MiB sparse streams cost "
          "the evaluator less than four times the cap",
