@@ -79,6 +79,10 @@ class Worker:
         if self.namespaces:
             self.info.update(rootfs.build(self.base, config["project_root"]))
             self.info["interfaces"] = [name for _, name in socket.if_nameindex()]
+            # The import system caches folder listings (e.g. of the checkout, for the preloads);
+            # drop those of folders the minimal root does not have, so no child inherits them.
+            for key in [k for k in sys.path_importer_cache if not (isinstance(k, str) and os.path.isdir(k))]:
+                del sys.path_importer_cache[key]
         else:
             _PR_SET_CHILD_SUBREAPER = 36
             self.libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)

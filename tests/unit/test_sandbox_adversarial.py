@@ -126,13 +126,16 @@ def test_program_sees_a_minimal_root(pool, record_property):
         "    if len(found) > 200:\n        break\n"
         f"print(json.dumps({{'root': sorted(os.listdir('/')), 'found': found[:200],\n"
         f"                  'host': [p for p in {host_paths!r} if os.path.exists(p)],\n"
-        f"                  'checkout': sorted(os.listdir({str(ROOT)!r})) if os.path.isdir({str(ROOT)!r}) else []}}))\n"
+        f"                  'checkout': sorted(os.listdir({str(ROOT)!r})) if os.path.isdir({str(ROOT)!r}) else [],\n"
+        "                  'listings': [k for k, f in sys.path_importer_cache.items()\n"
+        "                               if getattr(f, '_path_cache', None) and not os.path.isdir(k)]}))\n"
     )
     res = pool.run(code, timeout=30)
     assert res.status == "ok", res.stderr
     seen = json.loads(res.stdout)
     assert seen["host"] == [], seen["host"]
     assert seen["checkout"] in ([], venvs_in_checkout), seen["checkout"]
+    assert seen["listings"] == [], seen["listings"]  # cached folder listings of the host's paths
     assert set(seen["root"]) <= {"usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc", "dev", "proc",
                                  "tmp", "home", *[p.strip("/").split("/")[0] for p in prefixes]}, seen["root"]
     allowed = re.compile(r"^/(bin|sbin|lib|lib32|lib64|libx32)$|^/etc/(ld\.so\.cache|localtime)$|"
