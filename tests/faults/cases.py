@@ -90,7 +90,8 @@ CATALOGUE: tuple[Case, ...] = (
          (U + "test_sandbox_adversarial.py::test_inodes_are_limited",)),
     Case("Security", "sandbox: CPU through helper processes",
          "cpu_s and one CPU hold for all processes of a program together (cgroup), not per process",
-         (U + "test_sandbox_adversarial.py::test_cpu_is_limited_per_program_not_per_process",)),
+         (U + "test_sandbox_adversarial.py::test_cpu_is_limited_per_program_not_per_process",
+          U + "test_sandbox_adversarial.py::test_a_program_gets_one_core_however_many_processes_it_runs")),
 )
 
 
