@@ -173,6 +173,7 @@ def main() -> int:
     pool = SandboxPool(workers=callers, limits=Limits(timeout_s=args.budget + 2, memory_mb=4096,
                                                       max_output_bytes=64 << 20), preload=PRELOAD)
     startup = time.perf_counter() - t0
+    contained = {k: pool.isolation.get(k) for k in ("namespaces", "uid_drop", "minimal_root", "cgroups")}
     with pool:
         ours_timed, ours_s = run_all(pool_runner(pool), problems, timed, callers, args.timeout, args.budget)
         ours_rest, _ = run_all(pool_runner(pool), problems, rest, callers, args.timeout, args.budget)
@@ -202,7 +203,8 @@ def main() -> int:
         "timeout_s": args.timeout, "budget_s": args.budget,
         "agreement_with_mapcoder": round(agree / len(samples), 4),
         "confusion": {f"{a}/{b}": n for (a, b), n in sorted(confusion.items())},
-        "ours": {**ours_rates, "pool_startup_s": round(startup, 2), "status": dict(Counter(r.status for r in ours))},
+        "ours": {**ours_rates, "pool_startup_s": round(startup, 2), "status": dict(Counter(r.status for r in ours)),
+                 "isolation": contained},
     }
     if "fresh_process" in baselines:
         ref, ref_s = run_all(fresh_process_runner, problems, timed, callers, args.timeout, args.budget)

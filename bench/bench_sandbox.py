@@ -67,11 +67,12 @@ def main() -> int:
     print(f"{'warm pool (ours)':28}{ours['per_second']:>10}{ours['median_ms']:>12}{ours['p95_ms']:>10}")
     print(f"{'python -c per execution':28}{baseline['per_second']:>10}{baseline['median_ms']:>12}"
           f"{baseline['p95_ms']:>10}")
-    print(f"pool start-up {startup:.2f}s for {args.concurrency} workers; namespaces={isolation['namespaces']}, "
-          f"uid_drop={isolation['uid_drop']}")
+    contained = {k: isolation.get(k) for k in ("namespaces", "uid_drop", "minimal_root", "cgroups")}
+    print(f"pool start-up {startup:.2f}s for {args.concurrency} workers; "
+          + ", ".join(f"{k}={v}" for k, v in contained.items()))
     summary = {"benchmark": "sandbox_trivial_snippets", "concurrency": args.concurrency, "cpus": os.cpu_count(),
                "pool": ours, "subprocess": baseline, "speedup": round(ours["per_second"] / baseline["per_second"], 1),
-               "pool_startup_s": round(startup, 3), "namespaces": isolation["namespaces"]}
+               "pool_startup_s": round(startup, 3), **contained}
     print(json.dumps(summary))
     return 0
 

@@ -97,16 +97,31 @@ def build_payload(problem: Problem, code: str, *, nonce: str, timeout: float, bu
 
 
 def parse_records(stdout: str, nonce: str) -> tuple[list[dict], str | None]:
-    """Records carrying our nonce, in order; the second value names a protocol violation."""
+    """Records carrying our nonce, in order; the second value names a protocol violation.
+
+    A record is a line that starts with the marker. The lines are found with ``find`` rather than
+    by splitting, so output the program padded to the cap (up to 64 MiB) is never copied.
+    """
     marker = f"@@apps-{nonce}@@ "
     records = []
-    for line in stdout.split("\n"):
-        if line.startswith(marker):
-            try:
-                records.append(json.loads(line[len(marker):]))
-            except json.JSONDecodeError:
-                return records, "unparsable result record"
+    start = 0 if stdout.startswith(marker) else stdout.find("\n" + marker)
+    while start != -1:
+        if stdout[start] == "\n":
+            start += 1
+        end = stdout.find("\n", start)
+        try:
+            records.append(json.loads(stdout[start + len(marker):len(stdout) if end == -1 else end]))
+        except json.JSONDecodeError:
+            return records, "unparsable result record"
+        start = -1 if end == -1 else stdout.find("\n" + marker, end)
     return records, None
+
+
+def last_line(text: str, limit: int = 300, window: int = 1 << 16) -> str:
+    """The last non-blank line of ``text`` cut at ``limit``, looked for in its last ``window``
+    characters (a traceback ends there) so that a stderr padded to the cap is not copied."""
+    tail = text[-window:].strip()
+    return tail.splitlines()[-1][:limit] if tail else ""
 
 
 def _all_minus_one(n: int, outcomes: list[str], status: str, detail: str) -> ProgramResult:
@@ -161,8 +176,7 @@ def judge(problem: Problem, exec_status: str, stdout: str, nonce: str, stderr: s
         # The process died or ran out of time before finishing: the reference gets no results.
         why = {"timeout": "budget", "output_limit": "output_limit", "signal": "crash", "error": "crash",
                "sandbox_error": "sandbox_error"}.get(exec_status, "crash")
-        detail = (stderr.strip().splitlines()[-1][:300] if stderr.strip()
-                  else f"sandbox status {exec_status!r} before all tests reported")
+        detail = last_line(stderr) or f"sandbox status {exec_status!r} before all tests reported"
         return _all_minus_one(n, outcomes, why, detail)
     if terminal.get("budget"):
         return _all_minus_one(n, outcomes, "budget", "tests ran past the per-program budget")

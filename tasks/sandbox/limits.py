@@ -18,11 +18,15 @@ STATUSES = ("ok", "error", "timeout", "output_limit", "signal", "sandbox_error")
 class Limits:
     """Limits applied to one execution.
 
-    ``timeout_s`` is wall-clock time; ``cpu_s`` (RLIMIT_CPU) defaults to the timeout rounded up
-    plus one second, as a backstop for the wall clock. ``memory_mb`` is address space
+    ``timeout_s`` is wall-clock time; ``cpu_s`` is CPU time, per process (RLIMIT_CPU) and, where
+    the machine has cgroups, for all processes of the program together; it defaults to the
+    timeout rounded up plus one second, as a backstop for the wall clock. ``memory_mb`` is address space
     (RLIMIT_AS), so it also counts shared libraries and thread stacks. ``max_processes`` is only
-    enforced where the sandbox can give each worker its own uid (running as root).
-    ``max_output_bytes`` caps stdout and stderr each, and every file the program writes.
+    enforced for the whole program (a cgroup) where the machine has cgroups, else per uid where
+    the sandbox can give each worker its own uid (running as root), else not at all.
+    ``max_output_bytes`` caps stdout and stderr each, and every file the program writes; a
+    stream's size counts holes, so a sparse file is as big as its last byte.
+    ``max_files`` caps the inodes (files, folders, links) of the scratch folder; with namespaces.
     """
 
     timeout_s: float = 10.0
@@ -31,9 +35,10 @@ class Limits:
     max_processes: int = 32
     max_output_bytes: int = 1 << 20
     max_open_files: int = 256
+    max_files: int = 4096
 
     def __post_init__(self) -> None:
-        for name in ("timeout_s", "memory_mb", "max_processes", "max_output_bytes", "max_open_files"):
+        for name in ("timeout_s", "memory_mb", "max_processes", "max_output_bytes", "max_open_files", "max_files"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"sandbox limit {name} must be a positive number, got {value!r}")

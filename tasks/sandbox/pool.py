@@ -12,18 +12,22 @@ does per execution and :class:`tasks.sandbox.limits.Limits` for the limits.
 
 Isolation modes (``isolation=``):
 
-* ``"namespaces"``: every worker is PID 1 of its own PID, network and mount namespaces, made by
-  ``unshare`` (util-linux). Code sees only a loopback interface that is down (no network at all),
-  its own /proc, and read-only /tmp, /var/tmp, /dev/shm; leftovers are killed with ``kill(-1)``.
-  Needs root (or unprivileged user namespaces, which we do not use).
+* ``"namespaces"``: every worker is PID 1 of its own PID, network, IPC and mount namespaces, made
+  by ``unshare`` (util-linux), and replaces ``/`` with a minimal root (:mod:`tasks.sandbox.rootfs`):
+  the interpreter and its libraries, a fresh scratch tmpfs per execution, nothing of the host's
+  project, data, var or sockets. Code sees only a loopback interface that is down (no network at
+  all), its own processes, and its own IPC namespace per execution; leftovers are killed with
+  ``kill(-1)``. Needs root (or unprivileged user namespaces, which we do not use).
 * ``"none"``: plain processes. Leftovers are killed by process group and uid sweep; the network
-  is reachable and world-writable directories stay writable. Only for machines without
-  ``unshare``; :attr:`SandboxPool.isolation` says which mode is in force.
+  and the host's files are reachable. Only for machines without ``unshare``;
+  :attr:`SandboxPool.isolation` says which mode is in force.
 * ``"auto"`` (default): namespaces when ``unshare`` works here, else none.
 
 When the pool runs as root each worker's children drop to a uid of their own
 (``uid_base + index``), which makes RLIMIT_NPROC (``max_processes``) effective against fork
-bombs and leaves the code unable to write anywhere but its working directory.
+bombs and leaves the code unable to write anywhere but its working directory. Where the machine
+has cgroup v1 controllers (:mod:`tasks.sandbox.cgroups`) each worker also gets its own groups:
+one CPU, ``cpu_s`` and ``max_processes`` for the whole program, not per process.
 """
 from __future__ import annotations
 
@@ -31,20 +35,22 @@ import functools
 import json
 import os
 import queue
-import select
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 import weakref
 from pathlib import Path
 from typing import Any, Sequence
 
+from tasks.sandbox import cgroups
 from tasks.sandbox.limits import ExecResult, Limits
+from tasks.sandbox.wire import FrameReader, WireError, header_frame, write_all
 
 _PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
-_UNSHARE_ARGS = ("--fork", "--pid", "--mount-proc", "--net", "--mount", "--kill-child")
+_UNSHARE_ARGS = ("--fork", "--pid", "--mount-proc", "--net", "--ipc", "--mount", "--kill-child")
 #: Slack the pool gives a worker beyond the execution timeout before declaring it hung.
 _WORKER_GRACE_S = 30.0
 
@@ -74,14 +80,16 @@ def _default_uid_base() -> int:
 
 
 class _WorkerProcess:
-    """One worker subprocess and its control pipes."""
+    """One worker subprocess, its control pipes and its cgroups."""
 
-    def __init__(self, index: int, namespaces: bool, uid: int | None, preload: Sequence[str], tmpfs_mb: int):
+    def __init__(self, index: int, namespaces: bool, uid: int | None, preload: Sequence[str], tmpfs_mb: int,
+                 use_cgroups: bool):
         self.index = index
         self.base = tempfile.mkdtemp(prefix="skillflow-sandbox-")
         os.chmod(self.base, 0o711)
+        self.groups = cgroups.create(index) if use_cgroups else {}
         config = {"base": self.base, "uid": uid, "namespaces": namespaces, "preload": list(preload),
-                  "tmpfs_mb": tmpfs_mb}
+                  "tmpfs_mb": tmpfs_mb, "project_root": _PROJECT_ROOT, "cgroups": self.groups or None}
         cmd = [sys.executable, "-m", "tasks.sandbox.worker", json.dumps(config)]
         if namespaces:
             cmd = [shutil.which("unshare") or "unshare", *_UNSHARE_ARGS, *cmd]
@@ -91,34 +99,42 @@ class _WorkerProcess:
                "MKL_NUM_THREADS": "1"}
         self.stderr = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr,
-                                     env=env, cwd="/", start_new_session=True)
+                                     env=env, cwd="/", start_new_session=True, bufsize=0)
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.reader = FrameReader(self.proc.stdout.fileno())
         self.info: dict[str, Any] = {}
 
     def wait_ready(self, timeout: float) -> dict[str, Any]:
-        line = self._readline(timeout)
-        hello = json.loads(line) if line else {"ready": False, "error": self.stderr_tail()}
+        try:
+            hello = self.reader.header(time.monotonic() + timeout)
+        except (WireError, ValueError, OSError):
+            hello = {"ready": False, "error": self.stderr_tail()}
         if not hello.get("ready"):
             self.kill()
             raise SandboxUnavailable(f"sandbox worker {self.index} failed to start: {hello.get('error')}")
         self.info = hello
         return hello
 
-    def _readline(self, timeout: float) -> str:
-        assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        if not ready:
-            return ""
-        return self.proc.stdout.readline().decode("utf-8")
-
-    def request(self, payload: dict[str, Any], timeout: float) -> dict[str, Any] | None:
+    def request(self, limits: dict[str, Any], code: bytes, stdin: bytes, timeout: float) -> ExecResult | None:
+        """Send one execution and read its result; ``None`` when the worker died or hung."""
         assert self.proc.stdin is not None
         try:
-            self.proc.stdin.write((json.dumps(payload) + "\n").encode("utf-8"))
-            self.proc.stdin.flush()
+            fd = self.proc.stdin.fileno()
+            write_all(fd, header_frame({"limits": limits, "bodies": [len(code), len(stdin)]}))
+            write_all(fd, code)
+            write_all(fd, stdin)
         except (BrokenPipeError, OSError):
             return None
-        line = self._readline(timeout)
-        return json.loads(line) if line else None
+        deadline = time.monotonic() + timeout
+        try:
+            reply = self.reader.header(deadline)
+            out_len, err_len = reply.pop("bodies")
+            stdout = self.reader.text(out_len, deadline)
+            stderr = self.reader.text(err_len, deadline)
+        except (WireError, ValueError, OSError):
+            return None
+        return ExecResult(reply["status"], reply["exit_code"], reply["signal"], stdout, stderr,
+                          reply["duration_s"], bool(reply.get("truncated")))
 
     def stderr_tail(self, limit: int = 4000) -> str:
         self.stderr.seek(0, os.SEEK_END)
@@ -157,6 +173,8 @@ class _WorkerProcess:
                 pass
         self.stderr.close()
         shutil.rmtree(self.base, ignore_errors=True)
+        if self.groups:
+            cgroups.remove(self.groups)
 
 
 class SandboxPool:
@@ -177,6 +195,8 @@ class SandboxPool:
         self._namespaces = ok
         self._why_not_namespaces = None if ok else why
         self._root = os.geteuid() == 0
+        self._cgroups, why_not = cgroups.available() if isolation != "none" else (False, "isolation='none' requested")
+        self._why_not_cgroups = None if self._cgroups else why_not
         self._uid_base = uid_base if uid_base is not None else _default_uid_base()
         self._preload = tuple(preload)
         self._tmpfs_mb = tmpfs_mb
@@ -199,7 +219,7 @@ class SandboxPool:
     def _spawn(self, index: int) -> _WorkerProcess:
         # Dropping privileges needs the namespace set-up that keeps the interpreter readable.
         uid = self._uid_base + index if self._root and self._namespaces else None
-        w = _WorkerProcess(index, self._namespaces, uid, self._preload, self._tmpfs_mb)
+        w = _WorkerProcess(index, self._namespaces, uid, self._preload, self._tmpfs_mb, self._cgroups)
         with self._lock:
             self._all.append(w)
         return w
@@ -217,14 +237,27 @@ class SandboxPool:
     def isolation(self) -> dict[str, Any]:
         """What containment is in force, for logs and the service's ``/health``."""
         sample = self._all[0].info if self._all else {}
+        whole_program = self._cgroups and bool(sample.get("cgroups"))
         return {
             "namespaces": self._namespaces,
             "network": "none (empty network namespace)" if self._namespaces else "host network reachable",
             "why_no_namespaces": self._why_not_namespaces,
             "uid_drop": self._root and self._namespaces,
-            "process_limit": ("RLIMIT_NPROC per worker uid" if self._root and self._namespaces
-                              else "not enforced (needs root and namespaces)"),
-            "readonly_dirs": sample.get("readonly_dirs", []),
+            "minimal_root": bool(sample.get("minimal_root")),
+            "ipc": ("a new IPC namespace per execution" if sample.get("ipc_per_execution")
+                    else "host IPC namespace"),
+            "cgroups": whole_program,
+            "why_no_cgroups": self._why_not_cgroups,
+            "cpu_limit": ("one CPU and cpu_s for all processes of a program (cgroup)" if whole_program
+                          else "cpu_s per process (RLIMIT_CPU)"),
+            "process_limit": ("max_processes per program (pids cgroup) and per worker uid (RLIMIT_NPROC)"
+                              if whole_program and self._root and self._namespaces
+                              else "max_processes per program (pids cgroup)" if whole_program
+                              else "RLIMIT_NPROC per worker uid" if self._root and self._namespaces
+                              else "not enforced (needs root and namespaces, or cgroups)"),
+            "inode_limit": ("max_files per execution (scratch tmpfs)" if sample.get("minimal_root")
+                            else "not enforced (needs namespaces)"),
+            "exposed": sample.get("exposed", []),
             "preloaded": sample.get("preloaded", {}),
         }
 
@@ -239,20 +272,23 @@ class SandboxPool:
         if self._closed:
             raise RuntimeError("SandboxPool.run called after close()")
         lim = (limits or self.limits).replace(timeout_s=timeout)
-        payload = {"code": code, "stdin": stdin, "limits": {**lim.to_dict(), "cpu_s": lim.effective_cpu_s}}
+        wire_limits = {**lim.to_dict(), "cpu_s": lim.effective_cpu_s}
+        # surrogatepass: any str survives the trip, as it did as JSON text.
+        code_bytes = code.encode("utf-8", "surrogatepass")
+        stdin_bytes = (stdin or "").encode("utf-8", "surrogatepass")
         worker = self._idle.get()
-        reply = None
+        result = None
         try:
-            reply = worker.request(payload, lim.timeout_s + _WORKER_GRACE_S)
+            result = worker.request(wire_limits, code_bytes, stdin_bytes, lim.timeout_s + _WORKER_GRACE_S)
         finally:
-            if reply is None or not worker.alive():
+            if result is None or not worker.alive():
                 worker = self._replace(worker)
             if worker is not None:
                 self._idle.put(worker)
-        if reply is None:
+        if result is None:
             return ExecResult("sandbox_error", None, None, "", "sandbox worker died or hung; it was restarted",
                               0.0, False)
-        return ExecResult.from_dict(reply)
+        return result
 
     def _replace(self, worker: _WorkerProcess) -> _WorkerProcess | None:
         tail = worker.stderr_tail() if not worker.stderr.closed else ""

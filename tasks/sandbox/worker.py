@@ -2,15 +2,24 @@
 
 Why fork from a warm interpreter: starting Python costs tens of milliseconds (and importing
 sympy hundreds); a fork of an interpreter that is already up costs about one. The pool
-(:mod:`tasks.sandbox.pool`) starts the worker, normally as PID 1 of fresh PID, network and mount
-namespaces (``unshare``), talks to it over stdin/stdout with one JSON object per line, and sends
-it one execution at a time.
+(:mod:`tasks.sandbox.pool`) starts the worker, normally as PID 1 of fresh PID, network, IPC and
+mount namespaces (``unshare``), and sends it one execution at a time over its stdin/stdout in
+the framing of :mod:`tasks.sandbox.wire`.
 
-Per execution the worker makes a private working directory, forks, and the child (before running
-any untrusted code) starts a new session, points fds 0/1/2 at a stdin file and two output files,
-closes every other fd (so the code cannot reach the worker's control pipe), sets rlimits, drops to
-the worker's own uid when the worker is root, clears the environment and ``exec``s the code as
-``__main__``. The worker waits on a pidfd with the wall-clock deadline and afterwards kills every
+Start-up: join the worker's cgroups (:mod:`tasks.sandbox.cgroups`), import the preloaded modules
+(while the host's paths, the project's included, are still there), then replace ``/`` with the
+minimal root (:mod:`tasks.sandbox.rootfs`).
+
+Per execution the worker never holds the program's code, stdin or output in its own memory,
+because the next execution is forked from that memory: the bodies go from the control pipe into
+anonymous files (memfd) and back out with splice/sendfile. It mounts a fresh scratch tmpfs,
+forks, and the child (before running any untrusted code) starts a new session and a new IPC
+namespace (SysV objects and POSIX queues die with the execution), reads its code, points fds
+0/1/2 at the stdin and two output files, closes every other fd (the control pipes, the cgroup
+files), sets rlimits, drops to the worker's own uid when the worker is root, clears the
+environment and ``exec``s the code as ``__main__``. The worker waits on a pidfd with the
+wall-clock deadline, checks the group's CPU time (and moves a program of several processes into
+the one-CPU group) while it waits, and afterwards kills every
 process the execution left behind:
 
 * as PID 1 of its own PID namespace, ``kill(-1, SIGKILL)`` reaches exactly the processes in that
@@ -20,8 +29,8 @@ process the execution left behind:
 * without namespaces it kills the child's process group and (when it dropped privileges) sweeps
   the dedicated uid with a helper that runs ``kill(-1)`` as that uid.
 
-This module is run as ``python -m tasks.sandbox.worker CONFIG_JSON`` and imports only the
-standard library, so that the fork carries as little state as possible.
+Then it unmounts the scratch tmpfs and sends the capped outputs back. This module is run as
+``python -m tasks.sandbox.worker CONFIG_JSON``.
 """
 from __future__ import annotations
 
@@ -42,97 +51,41 @@ import traceback
 import types
 from typing import Any
 
+from tasks.sandbox import rootfs
+from tasks.sandbox.cgroups import WATCH_S, WorkerGroups
+from tasks.sandbox.wire import header_frame, read_header, send_body, splice_body, write_all
+
 _MAXFD = 65536
-_MS_NOSUID, _MS_NODEV, _MS_RDONLY, _MS_REMOUNT, _MS_BIND, _MS_REC = 2, 4, 1, 32, 4096, 16384
-#: World-writable places a dropped uid could still write to; made read-only inside the namespace.
-_WORLD_WRITABLE = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/var/lock", "/dev/mqueue")
+_CLONE_NEWIPC = 0x08000000
 _CHILD_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
-def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    enc = lambda s: None if s is None else s.encode()  # noqa: E731
-    if libc.mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"mount {fstype or 'bind'} on {target}: {os.strerror(err)}")
-
-
-def _blocked_ancestor(path: str) -> str | None:
-    """The first directory on the way to ``path`` that others may not traverse (e.g. ``/root``)."""
-    current = "/"
-    for part in [p for p in path.split("/") if p]:
-        current = os.path.join(current, part)
-        try:
-            st = os.stat(current)
-        except OSError:
-            return None
-        if not st.st_mode & 0o001:
-            return current
-    return None
-
-
-def _expose_interpreter() -> list[str]:
-    """Make the Python installation readable by the dropped uid without opening its parents.
-
-    Interpreters often live in a private home (pyenv under ``/root``, mode 0700). For each such
-    private directory we mount an empty tmpfs over it, which also hides everything else in it
-    (credentials, shell history), and bind the needed installation directories back, read-only.
-    """
-    wanted = {os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, sys.exec_prefix, *sys.path) if p}
-    wanted = sorted(p for p in wanted if os.path.isdir(p))
-    chosen: list[str] = []
-    for path in wanted:
-        if not any(path == c or path.startswith(c + "/") for c in chosen) and _blocked_ancestor(path):
-            chosen.append(path)
-    by_blocker: dict[str, list[str]] = {}
-    for path in chosen:
-        by_blocker.setdefault(_blocked_ancestor(path) or "", []).append(path)
-    exposed = []
-    for blocker, paths in by_blocker.items():
-        fds = {path: os.open(path, os.O_PATH) for path in paths}
-        _mount("tmpfs", blocker, "tmpfs", _MS_NOSUID | _MS_NODEV, "size=1m,mode=0755")
-        for path, fd in fds.items():
-            os.makedirs(path, mode=0o755, exist_ok=True)
-            _mount(f"/proc/self/fd/{fd}", path, None, _MS_BIND | _MS_REC, None)
-            _mount(None, path, None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY, None)
-            os.close(fd)
-            exposed.append(path)
-    return exposed
-
-
-def _setup_namespace(base: str, tmpfs_mb: int, expose: bool) -> dict[str, Any]:
-    """Inside fresh namespaces: a private tmpfs for work dirs, shared writable dirs made read-only."""
-    exposed = _expose_interpreter() if expose else []
-    _mount("tmpfs", base, "tmpfs", _MS_NOSUID | _MS_NODEV, f"size={tmpfs_mb}m,mode=0711")
-    readonly = []
-    for path in _WORLD_WRITABLE:
-        if not os.path.isdir(path) or os.path.islink(path):
-            continue
-        # A recursive bind keeps the tmpfs just mounted on ``base`` (inside /tmp) writable,
-        # because read-only is a per-mount flag and only the top of the copy is remounted.
-        _mount(path, path, None, _MS_BIND | _MS_REC, None)
-        _mount(None, path, None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY, None)
-        readonly.append(path)
-    return {"readonly_dirs": readonly, "exposed": exposed, "interfaces": [name for _, name in socket.if_nameindex()]}
-
-
 class Worker:
-    """State of one worker process; see the module docstring."""
+    """State of one worker process; see the module docstring. Holds nothing of any execution."""
 
     def __init__(self, config: dict[str, Any]):
         self.base: str = config["base"]
         self.uid: int | None = config.get("uid")
         self.namespaces: bool = bool(config.get("namespaces"))
-        self.counter = 0
-        self.info: dict[str, Any] = {"pid": os.getpid(), "namespaces": self.namespaces, "uid": self.uid}
+        self.tmpfs_mb = int(config.get("tmpfs_mb", 256))
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.info: dict[str, Any] = {"pid": os.getpid(), "namespaces": self.namespaces, "uid": self.uid,
+                                     "minimal_root": False, "ipc_per_execution": self.namespaces}
+        if self.namespaces and os.getpid() != 1:
+            raise RuntimeError(f"namespaced worker must be PID 1, is {os.getpid()}")
+        self.groups = WorkerGroups(config["cgroups"]) if config.get("cgroups") else None
+        self.info["cgroups"] = self.groups is not None
+        self.info["preloaded"] = self._preload(config.get("preload") or [])
         if self.namespaces:
-            if os.getpid() != 1:
-                raise RuntimeError(f"namespaced worker must be PID 1, is {os.getpid()}")
-            self.info.update(_setup_namespace(self.base, int(config.get("tmpfs_mb", 256)), self.uid is not None))
+            self.info.update(rootfs.build(self.base, config["project_root"]))
+            self.info["interfaces"] = [name for _, name in socket.if_nameindex()]
+            # The import system caches folder listings (e.g. of the checkout, for the preloads);
+            # drop those of folders the minimal root does not have, so no child inherits them.
+            for key in [k for k in sys.path_importer_cache if not (isinstance(k, str) and os.path.isdir(k))]:
+                del sys.path_importer_cache[key]
         else:
             _PR_SET_CHILD_SUBREAPER = 36
-            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-        self.info["preloaded"] = self._preload(config.get("preload") or [])
+            self.libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
     @staticmethod
     def _preload(modules: list[str]) -> dict[str, str]:
@@ -145,57 +98,94 @@ class Worker:
                 status[name] = f"{type(exc).__name__}: {exc}"
         return status
 
-    def execute(self, request: dict[str, Any]) -> dict[str, Any]:
-        limits = request["limits"]
-        self.counter += 1
-        run_dir = os.path.join(self.base, f"run{self.counter}")
-        io_dir = os.path.join(self.base, f"io{self.counter}")
-        os.mkdir(io_dir, 0o700)
-        os.mkdir(run_dir, 0o700)
+    def _scratch(self, limits: dict[str, Any]) -> str:
+        if self.namespaces:
+            owner = self.uid if self.uid is not None else os.getuid()
+            return rootfs.mount_scratch(owner, self.tmpfs_mb, int(limits["max_files"]))
+        path = tempfile.mkdtemp(prefix="run-", dir=self.base)
         if self.uid is not None:
-            os.chown(run_dir, self.uid, self.uid)
-        stdin_path = os.path.join(io_dir, "stdin")
-        with open(stdin_path, "w", encoding="utf-8") as fh:
-            fh.write(request.get("stdin") or "")
-        out_fd = os.open(os.path.join(io_dir, "stdout"), os.O_RDWR | os.O_CREAT, 0o600)
-        err_fd = os.open(os.path.join(io_dir, "stderr"), os.O_RDWR | os.O_CREAT, 0o600)
-        started = time.monotonic()
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - runs in the child, reports through its exit status
-            _child(request["code"], stdin_path, out_fd, err_fd, run_dir, limits, self.uid)
+            os.chown(path, self.uid, self.uid)
+        return path
+
+    def _drop_scratch(self, path: str) -> None:
+        if path == rootfs.SCRATCH:
+            rootfs.unmount(path)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+
+    def execute(self, request: dict[str, Any], ctrl_in: int, ctrl_out: int) -> None:
+        """Run one execution; its bodies are read from ``ctrl_in`` and its reply written to ``ctrl_out``."""
+        limits = request["limits"]
+        code_len, stdin_len = request["bodies"]
+        files = {name: os.memfd_create(name, os.MFD_CLOEXEC) for name in ("code", "stdin", "stdout", "stderr")}
         try:
-            status, exit_code, sig = self._wait(pid, float(limits["timeout_s"]))
+            splice_body(ctrl_in, files["code"], code_len)
+            splice_body(ctrl_in, files["stdin"], stdin_len)
+            os.lseek(files["stdin"], 0, os.SEEK_SET)
+            try:
+                reply = self._run(files, limits)
+            except Exception:
+                message = traceback.format_exc().encode("utf-8", "replace")
+                write_all(ctrl_out, header_frame({"status": "sandbox_error", "exit_code": None, "signal": None,
+                                                  "duration_s": 0.0, "truncated": False,
+                                                  "bodies": [0, len(message)]}))
+                write_all(ctrl_out, message)
+                return
+            cap = int(limits["max_output_bytes"])
+            # A stream's size is its last byte's offset: holes count like written bytes.
+            sizes = [os.fstat(files[name]).st_size for name in ("stdout", "stderr")]
+            bodies = [min(size, cap) for size in sizes]
+            if reply["status"] != "timeout" and any(size > cap for size in sizes):
+                reply["status"] = "output_limit"
+            reply["truncated"] = any(size > cap for size in sizes)
+            write_all(ctrl_out, header_frame({**reply, "bodies": bodies}))
+            send_body(ctrl_out, files["stdout"], bodies[0])
+            send_body(ctrl_out, files["stderr"], bodies[1])
+        finally:
+            for fd in files.values():
+                os.close(fd)
+
+    def _run(self, files: dict[str, int], limits: dict[str, Any]) -> dict[str, Any]:
+        scratch = self._scratch(limits)
+        try:
+            if self.groups is not None:
+                self.groups.start(int(limits["max_processes"]))
+            started = time.monotonic()
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - runs in the child, reports through its exit status
+                _child(files, scratch, limits, self.uid, self.namespaces, self.libc)
+            status, exit_code, sig = self._wait(pid, float(limits["timeout_s"]), float(limits["cpu_s"]))
             duration = time.monotonic() - started
             self._kill_leftovers(pid)
-            max_bytes = int(limits["max_output_bytes"])
-            stdout, cut_out = _read_capped(out_fd, max_bytes)
-            stderr, cut_err = _read_capped(err_fd, max_bytes)
-            if status != "timeout" and (sig == signal.SIGXFSZ or cut_out or cut_err):
-                status = "output_limit"
-            if sig == signal.SIGXCPU:
-                status = "timeout"
-            return {
-                "status": status, "exit_code": exit_code, "signal": sig, "stdout": stdout,
-                "stderr": stderr, "duration_s": round(duration, 6), "truncated": cut_out or cut_err,
-            }
         finally:
-            os.close(out_fd)
-            os.close(err_fd)
-            shutil.rmtree(run_dir, ignore_errors=True)
-            shutil.rmtree(io_dir, ignore_errors=True)
+            self._drop_scratch(scratch)
+        if sig == signal.SIGXFSZ and status != "timeout":
+            status = "output_limit"
+        if sig == signal.SIGXCPU:
+            status = "timeout"
+        return {"status": status, "exit_code": exit_code, "signal": sig, "duration_s": round(duration, 6)}
 
-    def _wait(self, pid: int, timeout: float) -> tuple[str, int | None, int | None]:
+    def _wait(self, pid: int, timeout: float, cpu_s: float) -> tuple[str, int | None, int | None]:
         pidfd = os.pidfd_open(pid)
+        deadline = time.monotonic() + max(timeout, 0.0)
         try:
             poller = select.poll()
             poller.register(pidfd, select.POLLIN)
-            if not poller.poll(max(timeout, 0.0) * 1000):
-                self._kill_leftovers(pid)
-                try:
-                    os.waitpid(pid, 0)
-                except ChildProcessError:  # already reaped by the namespace sweep
-                    pass
-                return "timeout", None, signal.SIGKILL
+            while True:
+                left = deadline - time.monotonic()
+                step = left if self.groups is None else min(left, WATCH_S)
+                if poller.poll(max(step, 0.0) * 1000):
+                    break
+                if self.groups is not None:
+                    self.groups.watch()
+                over_cpu = self.groups is not None and self.groups.cpu_seconds() > cpu_s
+                if over_cpu or time.monotonic() >= deadline:
+                    self._kill_leftovers(pid)
+                    try:
+                        os.waitpid(pid, 0)
+                    except ChildProcessError:  # already reaped by the namespace sweep
+                        pass
+                    return "timeout", None, signal.SIGXCPU if over_cpu else signal.SIGKILL
         finally:
             os.close(pidfd)
         _, wstatus = os.waitpid(pid, 0)
@@ -228,18 +218,13 @@ class Worker:
             _sweep_uid(self.uid)
         _kill_adopted_orphans()
 
-    def serve(self, ctrl_in: Any, ctrl_out: Any) -> int:
-        ctrl_out.write(json.dumps({"ready": True, **self.info}) + "\n")
-        ctrl_out.flush()
-        for line in ctrl_in:
-            try:
-                reply = self.execute(json.loads(line))
-            except Exception:
-                reply = {"status": "sandbox_error", "exit_code": None, "signal": None, "stdout": "",
-                         "stderr": traceback.format_exc(), "duration_s": 0.0, "truncated": False}
-            ctrl_out.write(json.dumps(reply) + "\n")
-            ctrl_out.flush()
-        return 0
+    def serve(self, ctrl_in: int, ctrl_out: int) -> int:
+        write_all(ctrl_out, header_frame({"ready": True, **self.info}))
+        while True:
+            request = read_header(ctrl_in)
+            if request is None:
+                return 0
+            self.execute(request, ctrl_in, ctrl_out)
 
 
 def _kill_adopted_orphans(rounds: int = 100) -> None:
@@ -290,21 +275,22 @@ def _sweep_uid(uid: int) -> None:
     os.waitpid(helper, 0)
 
 
-def _read_capped(fd: int, max_bytes: int) -> tuple[str, bool]:
+def _read_fd(fd: int) -> bytes:
     size = os.fstat(fd).st_size
-    data = os.pread(fd, max_bytes, 0)
-    return data.decode("utf-8", errors="replace"), size > max_bytes
+    return os.pread(fd, size, 0) if size else b""
 
 
-def _child(code: str, stdin_path: str, out_fd: int, err_fd: int, workdir: str,
-           limits: dict[str, Any], uid: int | None) -> None:  # pragma: no cover - child
+def _child(files: dict[str, int], workdir: str, limits: dict[str, Any], uid: int | None, namespaces: bool,
+           libc: Any) -> None:  # pragma: no cover - child
     exit_code = 1
     try:
         os.setsid()
-        in_fd = os.open(stdin_path, os.O_RDONLY)
-        os.dup2(in_fd, 0)
-        os.dup2(out_fd, 1)
-        os.dup2(err_fd, 2)
+        if namespaces and libc.unshare(_CLONE_NEWIPC) != 0:
+            raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWIPC) failed")
+        code = _read_fd(files["code"]).decode("utf-8", "surrogatepass")
+        os.dup2(files["stdin"], 0)
+        os.dup2(files["stdout"], 1)
+        os.dup2(files["stderr"], 2)
         os.closerange(3, _MAXFD)
         signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -366,8 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     config = json.loads(args[0])
     # Keep the control channel off fds 0/1 so that nothing printed by a preloaded module can
     # corrupt it; children replace 0/1/2 and close everything else.
-    ctrl_in = os.fdopen(os.dup(0), "r", encoding="utf-8")
-    ctrl_out = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    ctrl_in, ctrl_out = os.dup(0), os.dup(1)
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)
     os.dup2(2, 1)
@@ -375,8 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         worker = Worker(config)
     except Exception:
-        ctrl_out.write(json.dumps({"ready": False, "error": traceback.format_exc()}) + "\n")
-        ctrl_out.flush()
+        write_all(ctrl_out, header_frame({"ready": False, "error": traceback.format_exc()}))
         return 1
     return worker.serve(ctrl_in, ctrl_out)
 

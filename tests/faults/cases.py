@@ -66,6 +66,32 @@ CATALOGUE: tuple[Case, ...] = (
          (U + "test_sandbox.py::test_network_is_unreachable",)),
     Case("Security", "sandbox: reading the host's environment", "no host secret in the environment or /proc",
          (U + "test_sandbox.py::test_environment_and_proc_show_no_host_secret",)),
+    Case("Security", "sandbox: reading the answer key",
+         "a program sees a minimal root (the interpreter and its libraries, its scratch folder): not the "
+         "--problems file, the checkout, the shipped samples, shared data, var, home or /etc",
+         (U + "test_sandbox_adversarial.py::test_answer_key_is_out_of_reach_of_an_apps_sample",
+          U + "test_sandbox_adversarial.py::test_program_sees_a_minimal_root")),
+    Case("Security", "sandbox: the previous execution in memory",
+         "a program finds nothing of an earlier execution (code, stdin, output) in its memory, cannot "
+         "replay another APPS sample's outputs, and a service caller finds nothing of another's",
+         (U + "test_sandbox_adversarial.py::test_next_program_finds_nothing_of_the_previous_one_in_memory",
+          U + "test_sandbox_adversarial.py::test_apps_sample_cannot_replay_the_previous_samples_outputs",
+          U + "test_sandbox_service.py::test_one_caller_finds_nothing_of_another_callers_program")),
+    Case("Security", "sandbox: sparse output",
+         "output is capped counting holes like bytes and moved without copies: two 64 MiB sparse streams cost "
+         "the evaluator less than four times the cap",
+         (U + "test_sandbox_adversarial.py::test_sparse_output_does_not_exhaust_the_evaluators_memory",)),
+    Case("Security", "sandbox: SysV IPC",
+         "shared memory and message queues live in an IPC namespace of the execution and die with it",
+         (U + "test_sandbox_adversarial.py::test_sysv_ipc_objects_die_with_the_program",)),
+    Case("Security", "sandbox: host Unix sockets", "connect() to a host socket fails: its path does not exist",
+         (U + "test_sandbox_adversarial.py::test_host_unix_sockets_are_unreachable",)),
+    Case("Security", "sandbox: inode exhaustion", "at most max_files files, folders and links per execution",
+         (U + "test_sandbox_adversarial.py::test_inodes_are_limited",)),
+    Case("Security", "sandbox: CPU through helper processes",
+         "cpu_s and one CPU hold for all processes of a program together (cgroup), not per process",
+         (U + "test_sandbox_adversarial.py::test_cpu_is_limited_per_program_not_per_process",
+          U + "test_sandbox_adversarial.py::test_a_program_gets_one_core_however_many_processes_it_runs")),
 )
 
 

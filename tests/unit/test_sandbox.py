@@ -11,12 +11,21 @@ from pathlib import Path
 import pytest
 
 from tasks.sandbox import Limits, SandboxPool
-from tasks.sandbox.pool import namespaces_available
 
 SECRET = "sk-test-" + uuid.uuid4().hex
-NAMESPACES, WHY = namespaces_available()
-needs_ns = pytest.mark.skipif(not NAMESPACES, reason=f"no namespaces here: {WHY}")
-needs_root_ns = pytest.mark.skipif(not (NAMESPACES and os.geteuid() == 0), reason="needs root and namespaces")
+#: A generous bound that only catches a hang; speed is measured in bench/bench_sandbox.py.
+HANG_GUARD_S = 60
+
+
+def require(pool: SandboxPool) -> None:
+    """Fail (never skip) where the pool cannot contain a program at all: without namespaces and a
+    uid of its own none of the containment promises holds, so none may pass unchecked."""
+    iso = pool.isolation
+    missing = [f for f in ("namespaces", "uid_drop") if not iso.get(f)]
+    if missing:
+        why = iso.get("why_no_namespaces") or ("not root" if os.geteuid() else "")
+        pytest.fail(f"this machine cannot provide {missing} ({why}); the containment promise is unchecked "
+                    f"here: run the suite as root on a Linux with unshare (util-linux)")
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +49,7 @@ def pool():
 def sandbox_processes(pool: SandboxPool) -> list[int]:
     """Host PIDs of processes running as one of the pool's sandbox uids."""
     uids = {str(u) for u in pool.uids}
+    assert uids, "the pool runs programs as no uid of its own, so their processes cannot be told apart"
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -74,32 +84,32 @@ def test_exit_status_and_stdin(pool):
 
 
 def test_infinite_loop_times_out_and_leaves_nothing(pool):
+    require(pool)
     started = time.monotonic()
     res = pool.run("import subprocess, os\nsubprocess.Popen(['sleep', '300'], start_new_session=True)\n"
                    "while True: pass", timeout=1.0)
     assert res.status == "timeout"
-    assert time.monotonic() - started < 8
-    if pool.uids:
-        assert sandbox_processes(pool) == []
+    assert time.monotonic() - started < HANG_GUARD_S
+    assert sandbox_processes(pool) == []
     assert pool.run("print('still alive')").stdout == "still alive\n"
 
 
 def test_background_process_of_a_finished_program_is_killed(pool):
+    require(pool)
     code = ("import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(300)\n    os._exit(0)\n"
             "print('parent done')")
     res = pool.run(code)
     assert res.status == "ok" and res.stdout == "parent done\n"
-    if pool.uids:
-        assert sandbox_processes(pool) == []
+    assert sandbox_processes(pool) == []
 
 
-@needs_root_ns
 def test_fork_bomb_is_contained(pool):
+    require(pool)
     started = time.monotonic()
     res = pool.run("import os\nwhile True:\n    os.fork()", timeout=5)
     assert res.status in ("error", "timeout")
     assert "Resource temporarily unavailable" in res.stderr or res.status == "timeout"
-    assert time.monotonic() - started < 15
+    assert time.monotonic() - started < HANG_GUARD_S
     assert sandbox_processes(pool) == []
     assert pool.run("print(1)").stdout == "1\n"
 
@@ -116,8 +126,8 @@ def test_output_is_capped(pool):
     assert len(res.stdout) <= 64 * 1024
 
 
-@needs_root_ns
 def test_writes_outside_the_working_directory_fail(pool, tmp_path):
+    require(pool)
     shared = tmp_path / "open"
     shared.mkdir()
     shared.chmod(0o777)  # even a world-writable host directory must stay untouched
@@ -136,11 +146,10 @@ def test_writes_outside_the_working_directory_fail(pool, tmp_path):
     for path in targets:
         assert report[path] != "written", path
         assert not os.path.exists(path), path
-    assert not os.path.exists(report["cwd"])  # private, and removed after the run
 
 
-@needs_ns
 def test_network_is_unreachable(pool):
+    require(pool)
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(1)
@@ -167,6 +176,7 @@ def test_network_is_unreachable(pool):
 
 
 def test_environment_and_proc_show_no_host_secret(pool):
+    require(pool)
     code = (
         "import os, glob\nprint(sorted(os.environ))\nprint(dict(os.environ))\n"
         "for path in glob.glob('/proc/*/environ'):\n"

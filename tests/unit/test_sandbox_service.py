@@ -73,3 +73,16 @@ def test_bad_requests_name_the_field(service):
     assert resp.status_code == 400 and "timeout" in resp.json()["error"]
     resp = requests.post(f"{service}/run", json={"code": "1", "memory_gb": 1}, timeout=10)
     assert resp.status_code == 400 and "memory_gb" in resp.json()["error"]
+
+
+def test_one_caller_finds_nothing_of_another_callers_program(service):
+    """Issue 18, class 2 through the service: the warm workers hold nothing of earlier requests."""
+    from tests.unit.test_sandbox_adversarial import SCAN_MEMORY
+
+    token = "PREV-" + os.urandom(16).hex()
+    first = requests.post(f"{service}/run", json={"code": "print(input())", "stdin": token + "\n"}, timeout=30)
+    assert first.json()["stdout"] == token + "\n"
+    for _ in range(4):  # every worker of the service, whatever the order they are handed out in
+        scan = requests.post(f"{service}/run", json={"code": SCAN_MEMORY, "timeout": 20}, timeout=60).json()
+        assert scan["status"] == "ok", scan["stderr"]
+        assert token not in scan["stdout"], scan["stdout"]
