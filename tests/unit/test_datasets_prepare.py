@@ -10,9 +10,8 @@ import pytest
 from tasks.cli import main
 from tasks.datasets import prepare as prep
 from tasks.datasets.sources import SOURCES, SourceFile
+from tests.prereqs import SHARED_DATA as SHARED, needs_shared
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"shared data folder {SHARED} is absent")
 
 # Records present in the shared copies (some are held out), from its README.
 SHARED_TEST_COUNTS = {"gsm8k": 1187, "math": 4500, "asdiv": 2075, "gsm-hard": 1187,
