@@ -6,18 +6,16 @@ Airflow's own code, and the stack test (tests/integration/test_ui_links.py) runs
 """
 from __future__ import annotations
 
-import warnings
-
 import pytest
+
+# Starlette's note on its httpx transport, about the test client, not this code.
+pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
 
 
 @pytest.fixture()
 def client():
     from airflow.api_fastapi.core_api.security import get_user
-
-    with warnings.catch_warnings():  # Starlette's note on its httpx transport, not about this code
-        warnings.simplefilter("ignore")
-        from fastapi.testclient import TestClient
+    from fastapi.testclient import TestClient
     from plugins.skillflow_plugin import app
 
     app.dependency_overrides[get_user] = lambda: object()
