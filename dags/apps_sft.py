@@ -23,6 +23,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Param, dag, task
 
+from operators.dag_steps import PROFILE_TEMPLATE, profile_param
 from operators.slurm.operator import SlurmJobOperator
 from operators.slurm.training import SlurmTrainingOperator
 
@@ -63,8 +64,7 @@ PARAMS = {
     "time_limit": Param(None, type=["null", "string"], pattern=r"^([0-9]+-)?[0-9]{1,2}:[0-9]{2}:[0-9]{2}$",
                         section="Cluster", description="Slurm walltime per job (default: the profile's; "
                                                        "training defaults to the profile's maximum)."),
-    "profile": Param("local", type="string", minLength=1, section="Cluster",
-                     description="Cluster profile: a built-in name or a YAML file on the Airflow workers."),
+    "profile": profile_param(section="Cluster"),
     "experiment": Param("apps-sft", type="string", minLength=1, maxLength=250, section="Tracking",
                         description="MLflow experiment; each model gets its own run in it."),
 }
@@ -99,7 +99,7 @@ def apps_sft():
                                               "eval_base": eval_base, "sample_sft": sample_sft, "eval_sft": eval_sft})
 
     p = plan()
-    common = dict(profile="{{ params.profile }}", poll_interval=None)
+    common = dict(profile=PROFILE_TEMPLATE, poll_interval=None)
     prepare = SlurmJobOperator(task_id="prepare", job=p["prepare_job"], expected_outputs=p["prepare_outputs"],
                                **common)
     # The CPU stand-in's steps around training; skipped (no job) on GPU profiles, hence none_failed after them.

@@ -32,6 +32,7 @@ import pendulum
 from airflow.sdk import Param, dag, task
 
 from operators.assets import SFT_DATA
+from operators.dag_steps import PROFILE_TEMPLATE, profile_param
 from operators.slurm.operator import SlurmJobOperator
 
 CONFIGURATIONS = (["gsm8k", "gsm8k-masked", "math", "math-masked"]
@@ -78,8 +79,7 @@ PARAMS = {
     "time_limit": Param(None, type=["null", "string"], pattern=r"^([0-9]+-)?[0-9]{1,2}:[0-9]{2}:[0-9]{2}$",
                         section="Cluster", description="Slurm walltime per job (default: 1 h CPU steps, the "
                                                        "profile's default for arrays)."),
-    "profile": Param("local", type="string", minLength=1, section="Cluster",
-                     description="Cluster profile: a built-in name or a YAML file on the Airflow workers."),
+    "profile": profile_param(section="Cluster"),
     "experiment": Param("openmath-datagen", type="string", minLength=1, maxLength=250, section="Tracking",
                         description="MLflow experiment."),
 }
@@ -131,7 +131,7 @@ def openmath_datagen():
         return do_report(plan, dict(params), published, [j for j in jobs if j])
 
     p = plan()
-    common = dict(profile="{{ params.profile }}", poll_interval=None)
+    common = dict(profile=PROFILE_TEMPLATE, poll_interval=None)
     prepare = SlurmJobOperator(task_id="prepare_data", job=p["prepare_job"], **common)
     masked_todo = pending_masked(p["plan"])
     masked = SlurmJobOperator.partial(task_id="masked_labeling", trigger_rule="none_failed",

@@ -13,6 +13,7 @@ from airflow.sdk import Param, dag, task
 
 from operators.assets import SFT_CHECKPOINT
 
+from operators.dag_steps import PROFILE_TEMPLATE, profile_param
 from operators.slurm.operator import SlurmJobOperator
 
 DEFAULT_BENCHMARKS = ["gsm8k:50", "asdiv:0", "gsm-hard:0", "mawps:0", "svamp:0", "tabmwp:0", "algebra222:0", "math:50"]
@@ -49,8 +50,7 @@ PARAMS = {
                                 description="The seed continues after a code error (False)."),
     "time_limit": Param(None, type=["null", "string"], pattern=r"^([0-9]+-)?[0-9]{1,2}:[0-9]{2}:[0-9]{2}$",
                         section="Cluster", description="Slurm walltime per job (default: the profile's)."),
-    "profile": Param("local", type="string", minLength=1, section="Cluster",
-                     description="Cluster profile: a built-in name or a YAML file on the Airflow workers."),
+    "profile": profile_param(section="Cluster"),
     "experiment": Param("openmath-eval", type="string", minLength=1, maxLength=250, section="Tracking",
                         description="MLflow experiment."),
     "mlflow_tags": Param({}, type="object", additionalProperties={"type": "string"}, section="Tracking",
@@ -100,7 +100,7 @@ def openmath_eval():
 
     p = plan()
     checked = check_model(p["plan"])
-    common = dict(profile="{{ params.profile }}", poll_interval=None)
+    common = dict(profile=PROFILE_TEMPLATE, poll_interval=None)
     prepare = SlurmJobOperator(task_id="prepare_data", job=p["prepare_job"], **common)
     engine = SlurmJobOperator(task_id="build_engine", job=p["engine_job"], **common)
     greedy = SlurmJobOperator(task_id="greedy", job=p["greedy_job"], expected_outputs=p["greedy_outputs"],

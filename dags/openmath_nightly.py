@@ -8,6 +8,7 @@ import pendulum
 from airflow.sdk import Param, dag, task
 
 # Not the standard provider's operator: its module imports Airflow's ORM, 0.25 s of parse time.
+from operators.dag_steps import profile_param
 from operators.trigger_dagrun import TriggerDagRunOperator
 
 
@@ -25,7 +26,7 @@ from operators.trigger_dagrun import TriggerDagRunOperator
         "eval_params": Param({"engine": "native", "benchmarks": ["gsm8k:0", "math:0"]}, type="object",
                              description="Params passed to openmath_eval for every model."),
         "experiment": Param("openmath-nightly", type="string", minLength=1),
-        "profile": Param("local", type="string", minLength=1),
+        "profile": profile_param(),
     },
     doc_md=__doc__,
 )

@@ -29,6 +29,7 @@ import pendulum
 from airflow.sdk import Param, dag, task
 
 from operators.assets import SFT_CHECKPOINT, SFT_DATA
+from operators.dag_steps import PROFILE_TEMPLATE, profile_param
 from operators.slurm.operator import SlurmJobOperator
 from operators.slurm.training import SlurmTrainingOperator
 
@@ -98,8 +99,7 @@ PARAMS = {
     "eval": Param({}, type="object", section="Evaluation",
                   description="openmath_eval params for the evaluation the new checkpoint starts (e.g. "
                               '{"benchmarks": ["gsm8k:0"], "limit": 50}); empty = its defaults.'),
-    "profile": Param("local", type="string", minLength=1, section="Cluster",
-                     description="Cluster profile: a built-in name or a YAML file on the Airflow workers."),
+    "profile": profile_param(section="Cluster"),
     "experiment": Param("openmath-sft", type="string", minLength=1, maxLength=250, section="Tracking",
                         description="MLflow experiment of the training run."),
 }
@@ -142,7 +142,7 @@ def openmath_sft():
 
     p = plan()
     staged = stage_data(p["plan"])
-    common = dict(profile="{{ params.profile }}", poll_interval=None)
+    common = dict(profile=PROFILE_TEMPLATE, poll_interval=None)
     download = SlurmJobOperator(task_id="download_data", job=p["download_job"], create_dirs=p["download_dirs"],
                                 **common)
     prepare = SlurmJobOperator(task_id="prepare_sft_data", job=p["prepare_job"], create_dirs=p["prepare_dirs"],

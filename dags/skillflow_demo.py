@@ -9,6 +9,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Param, dag, task
 
+from operators.dag_steps import PROFILE_TEMPLATE, profile_param
 from operators.slurm.operator import SlurmJobOperator
 
 DEMO_STEP = r'''
@@ -49,14 +50,14 @@ PY
                    description="Terms of the series the Slurm job sums."),
         "experiment": Param("skillflow-demo", type="string", minLength=1, maxLength=200,
                             description="MLflow experiment the run is logged to."),
-        "profile": Param("local", type="string", description="Cluster profile name or path."),
+        "profile": profile_param(),
     },
     doc_md=__doc__,
 )
 def skillflow_demo():
     job = SlurmJobOperator(
         task_id="slurm_job",
-        profile="{{ params.profile }}",
+        profile=PROFILE_TEMPLATE,
         job={
             "name": "skillflow-demo",
             "command": DEMO_STEP,
@@ -81,7 +82,7 @@ def skillflow_demo():
         from operators.tracking import mlflow_runs
         from tasks.profiles import load_profile
 
-        profile = load_profile(params["profile"])
+        profile = load_profile(params["profile"] or None)
         hook = SlurmHook(profile.ssh_conn_id, accounting=profile.accounting)
         safe_run = dag_run.run_id.replace(":", "-").replace("+", "-")
         result_path = f"{profile.workdir.rstrip('/')}/{safe_run}/result.json"

@@ -5,8 +5,25 @@ from __future__ import annotations
 import json
 from typing import Any
 
+# The Slurm operators' ``profile`` field: the form's value, or empty (a cleared form field arrives
+# as None) so that the operator loads the deployment's profile.
+PROFILE_TEMPLATE = "{{ params.profile or '' }}"
+
+
+def profile_param(**kwargs):
+    """The ``profile`` Param of every DAG. Its default is empty, not a profile name: an empty value
+    is resolved on the worker that runs the step, to ``$SKILLFLOW_PROFILE`` (what a deployment such
+    as docker/compose.yaml sets) or else ``local``. A default naming a profile would override the
+    deployment's for every scheduled or asset-triggered run, which nobody fills in a form for."""
+    from airflow.sdk import Param
+
+    return Param("", type=["null", "string"],
+                 description="Cluster profile: a built-in name or a YAML file on the Airflow workers; empty = "
+                             "the deployment's ($SKILLFLOW_PROFILE of the workers, else local).", **kwargs)
+
 
 def profile_of(params: dict[str, Any]):
+    """The profile the form names, or the deployment's when the form leaves it empty."""
     from tasks.profiles import load_profile
 
     return load_profile(params.get("profile") or None)

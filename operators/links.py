@@ -36,8 +36,10 @@ class SlurmJobLogLink(BaseOperatorLink):
         path = XCom.get_value(ti_key=ti_key, key="slurm_log")
         if not path:
             return ""
-        profile = getattr(operator, "profile", None) or "local"
-        query = urllib.parse.urlencode({"profile": profile, "path": path})
+        # No profile in the link when the task used the deployment's: the endpoint then loads
+        # the API server's (the same $SKILLFLOW_PROFILE in a deployment).
+        profile = getattr(operator, "profile", None)
+        query = urllib.parse.urlencode({"profile": profile, "path": path} if profile else {"path": path})
         return f"{_base()}{PREFIX}/slurm-log?{query}"
 
 

@@ -1,8 +1,9 @@
 """skillflow's Airflow UI plugin: task-instance links to Slurm job logs and MLflow runs.
 
 The endpoints require an Airflow login (the UI's session cookie or a bearer token). The log
-endpoint reads only ``.log`` files under the cluster profile's work folder, so a link cannot be
-turned into a way to read arbitrary files on the cluster.
+endpoint reads only ``.log`` files under the cluster profile's work folder, checked on the file it
+opens (so a symlink cannot lead out), and accepts only the deployment's or a built-in profile, so a
+link cannot be turned into a way to read arbitrary files on the cluster or the API server.
 """
 from __future__ import annotations
 
@@ -24,28 +25,48 @@ def _user_dep():
 GetUser = _user_dep()
 
 
-@app.get("/slurm-log", response_class=PlainTextResponse)
-def slurm_log(user: GetUser, profile: str = Query(...), path: str = Query(...),
-              lines: int = Query(500, ge=1, le=20000)) -> str:
-    from operators.slurm.hook import SlurmHook
-    from tasks.profiles import ProfileError, load_profile
+def served_profile(ref: str):
+    """The profile a link may name: the deployment's (empty, or exactly ``$SKILLFLOW_PROFILE``) or a
+    built-in one. Never any other path: a YAML file of the caller's choosing could set the work
+    folder to ``/`` or point the SSH connection elsewhere, and loading an arbitrary file would echo
+    parts of it in the error."""
+    import os
 
+    from tasks.profiles import ProfileError, builtin_profiles, load_profile
+
+    if ref and ref != os.environ.get("SKILLFLOW_PROFILE") and ref not in builtin_profiles():
+        raise HTTPException(403, f"profile '{ref}' is neither this deployment's nor a built-in one "
+                                 f"({', '.join(builtin_profiles())})")
     try:
-        prof = load_profile(profile)
+        return load_profile(ref or None)
     except ProfileError as exc:
         raise HTTPException(404, str(exc)) from None
+
+
+@app.get("/slurm-log", response_class=PlainTextResponse)
+def slurm_log(user: GetUser, path: str = Query(...), profile: str = Query(""),
+              lines: int = Query(500, ge=1, le=20000)) -> str:
+    from operators.slurm.hook import SlurmHook
+    from tasks.slurm.commands import OUTSIDE_RC, contained_tail_command
+
+    prof = served_profile(profile)
     root = prof.workdir.rstrip("/") + "/"
     if not path.startswith(root) or ".." in path.split("/") or not path.endswith(".log"):
         raise HTTPException(403, f"only .log files under {root} can be shown")
-    return SlurmHook(prof.ssh_conn_id, accounting=prof.accounting).last_lines(path, lines)
+    # The text checks above see the name only; what the name leads to (symlinks) is checked on the
+    # cluster, on the file actually opened.
+    rc, out, _ = SlurmHook(prof.ssh_conn_id, accounting=prof.accounting).run(
+        contained_tail_command(path, root, lines), check=False)
+    if rc == OUTSIDE_RC:
+        raise HTTPException(403, f"{path} leads outside {root} (a symlink): only .log files under it can be shown")
+    return out if rc == 0 else f"(log {path} not readable)"
 
 
 @app.get("/mlflow-run/{dag_id}/{run_id}")
-def mlflow_run(user: GetUser, dag_id: str, run_id: str, profile: str = Query("local")):
+def mlflow_run(user: GetUser, dag_id: str, run_id: str, profile: str = Query("")):
     from operators.tracking import mlflow_runs
-    from tasks.profiles import load_profile
 
-    prof = load_profile(profile)
+    prof = served_profile(profile)
     mlc = mlflow_runs.client(prof.mlflow_conn_id)
     quoted = run_id.replace("'", "\\'")
     runs = mlc.search_runs(

@@ -1,5 +1,9 @@
 """Shared fixtures: the repository paths and the real local stack for integration tests.
 
+In CI (``CI`` set) a test may not skip: every skip is a prerequisite CI is meant to have (the
+shared data, the stack's tools, namespaces), so it is reported as a failure naming what was
+missing; and ``SKILLFLOW_UPDATE_GOLDEN`` stops the session (tests/golden_files.py).
+
 The integration suite runs against the real services on loopback. If any part of the stack is
 already running (for example after ``make demo``) it is completed, reused and left running;
 otherwise this session starts it and stops it at the end.
@@ -11,16 +15,17 @@ from pathlib import Path
 
 import pytest
 
+from tests import golden_files
+from tests.prereqs import SHARED_DATA, in_ci
+
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("SKILLFLOW_SHARED", ROOT.parent / "shared"))
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    data = SHARED / "data"
-    if not data.is_dir():
-        pytest.skip(f"shared data folder not found at {data} (set SKILLFLOW_SHARED)")
-    return data
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data folder not found at {SHARED_DATA} (set SKILLFLOW_SHARED)")
+    return SHARED_DATA
 
 
 @pytest.fixture(scope="session")
@@ -51,3 +56,21 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "/integration/" in str(item.fspath) or "/faults/" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
+
+
+def pytest_configure(config):
+    reason = golden_files.refusal()
+    if reason:
+        raise pytest.UsageError(reason)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and not hasattr(report, "wasxfail") and in_ci():
+        where, _, reason = report.longrepr if isinstance(report.longrepr, tuple) else ("", 0, str(report.longrepr))
+        report.outcome = "failed"
+        report.longrepr = (f"skipped in CI, where nothing may skip: {reason} ({where}). CI is meant to have "
+                           "every prerequisite of the suite; provide it (make install, SKILLFLOW_SHARED) "
+                           "instead of letting the test skip.")

@@ -203,6 +203,26 @@ def parse_tails(stdout: str) -> dict[str, tuple[int, bytes]]:
     return out
 
 
+# Exit status of :func:`contained_tail_command` when the file, once opened, is not a ``.log`` file
+# under the folder (a symlink, or a folder on the way, leads elsewhere).
+OUTSIDE_RC = 3
+
+
+def contained_tail_command(path: str, root: str, n: int) -> str:
+    """The last ``n`` lines of ``path``, only if the file it opens is a ``.log`` file under ``root``.
+
+    The file is opened first and the check is made on what was opened (``/proc/$$/fd/3``, every
+    symlink resolved), against ``root`` with its own symlinks resolved; so a link under the work
+    folder that points outside it cannot be used to read the target, and swapping a link after the
+    check changes nothing. Regular files only: a FIFO would block the open.
+    """
+    q = shlex.quote
+    return (f"[ -f {q(path)} ] && [ -r {q(path)} ] || exit 4; exec 3< {q(path)} || exit 4; "
+            f"real=$(readlink /proc/$$/fd/3) && top=$(cd {q(root)} && pwd -P) || exit {OUTSIDE_RC}; "
+            f'case "$real" in "$top"/*.log) ;; *) exit {OUTSIDE_RC};; esac; '
+            f"tail -n {int(n)} <&3")
+
+
 def files_complete_command(paths: Iterable[str]) -> str:
     """Prints ``OK path`` or ``MISSING path`` per path; a path counts when it exists and is non-empty."""
     checks = [f"if [ -s {shlex.quote(p)} ]; then echo OK {shlex.quote(p)}; else echo MISSING {shlex.quote(p)}; fi"

@@ -7,6 +7,7 @@ metric's full history from MLflow.
 """
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -22,12 +23,21 @@ SECTION = "Faults"
 
 class CountingClient:
     """The real boto3 client, with the start and end of each ``upload_file`` call noted, so the
-    test can prove the server died while an upload was in flight."""
+    test can prove the server died while an upload was in flight, and with an event set when a
+    request of the upload fails (the client has met the outage)."""
 
     def __init__(self, client):
         self._client = client
         self.calls: list[list[float]] = []
         self.started = threading.Event()
+        self.outage_met = threading.Event()
+        # botocore announces each attempt's outcome on "needs-retry"; this handler only watches
+        # (returns None), the client's own retry handler still decides.
+        client.meta.events.register("needs-retry.s3", self._attempt_done)
+
+    def _attempt_done(self, caught_exception=None, **_):
+        if caught_exception is not None:
+            self.outage_met.set()
 
     def upload_file(self, *args, **kwargs):
         self.calls.append([time.monotonic(), 0.0])
@@ -39,6 +49,31 @@ class CountingClient:
 
     def __getattr__(self, name):
         return getattr(self._client, name)
+
+
+class RetryWatch(logging.Handler):
+    """Sets ``event`` when urllib3 logs that it retries a request (what MLflow's client does, through
+    requests, when its server refuses connections)."""
+
+    def __init__(self, logger: str):
+        super().__init__(logging.WARNING)
+        self.event = threading.Event()
+        self._logger = logging.getLogger(logger)
+        self._level = self._logger.level
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if str(record.msg).startswith("Retrying"):
+            self.event.set()
+
+    def __enter__(self):
+        self._logger.addHandler(self)
+        if not self._logger.isEnabledFor(logging.WARNING):
+            self._logger.setLevel(logging.WARNING)
+        return self
+
+    def __exit__(self, *exc):
+        self._logger.removeHandler(self)
+        self._logger.setLevel(self._level)
 
 
 @pytest.mark.reliability(section=SECTION, case="the S3 server down during an upload",
@@ -65,9 +100,12 @@ def test_s3_down_during_upload(faults, measured, tmp_path):
     try:
         killed_at = time.monotonic()
         faults.kill("s3")
-        time.sleep(3)
+        # S3 stays down until the upload has met the outage (a request of it failed).
+        met = client.outage_met.wait(120)
+        down_s = time.monotonic() - killed_at
     finally:
         restart_s = faults.start("s3")
+    assert met, "no request of the upload failed in 120 s with S3 down"
     worker.join(120)
     assert not worker.is_alive(), "upload_verified still running 120 s after S3 came back"
     assert "error" not in outcome, outcome.get("error")
@@ -80,7 +118,7 @@ def test_s3_down_during_upload(faults, measured, tmp_path):
     assert stored_sha256(fresh, "skillflow", key) == local
     head = fresh.head_object(Bucket="skillflow", Key=key)
     assert head["ContentLength"] == path.stat().st_size and head["Metadata"]["sha256"] == local
-    measured(f"S3 killed mid-upload, back after {3 + restart_s:.1f} s; {len(client.calls)} upload attempt(s), "
+    measured(f"S3 killed mid-upload, back after {down_s + restart_s:.1f} s; {len(client.calls)} upload attempt(s), "
              f"verified after {outcome['seconds']:.1f} s; 40 MiB object's SHA-256 re-read from S3 matches")
 
 
@@ -110,11 +148,15 @@ def test_mlflow_down(faults, measured, monkeypatch):
             except Exception as exc:
                 outcome["error"] = exc
 
+        retried = RetryWatch("urllib3.connectionpool")
         worker = threading.Thread(target=log)
-        worker.start()
-        time.sleep(2)
+        with retried:
+            worker.start()
+            # MLflow stays down until the call has met the outage: its HTTP layer logged a retry.
+            met = retried.event.wait(120)
     finally:
         restart_s = faults.start("mlflow")
+    assert met, "the MLflow call made no retry in 120 s with the server down"
     worker.join(180)
     assert not worker.is_alive() and "error" not in outcome, outcome
     # Airflow retries the task: it logs the same metric again.

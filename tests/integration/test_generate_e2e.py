@@ -76,7 +76,10 @@ def test_generate_with_code_execution_then_grade(servers, tmp_path):
     out_dir = tmp_path / "out"
     gen = subprocess.run([cli, "generate", "--server-url", model_url, "--model", "smollm2",
                           "--input", str(data / "gsm8k" / "test.jsonl"), "--output-dir", str(out_dir),
-                          "--prompt", "openmathinstruct/sft", "--greedy", "--limit", "5",
+                          # Five code-only solutions as examples: SmolLM2 then writes code blocks
+                          # (greedy decoding, so the same ones on every run), which the sandbox runs.
+                          "--prompt", "openmathinstruct/base", "--num-few-shots", "5",
+                          "--examples-type", "gsm8k_only_code", "--greedy", "--limit", "5",
                           "--max-code-executions", "6", "--no-stop-on-code-error", "--sandbox-url", sandbox_url,
                           "--concurrency", "2", "--tokens-to-generate", "256"],
                          capture_output=True, text=True, timeout=900, env=dict(os.environ))
@@ -92,7 +95,8 @@ def test_generate_with_code_execution_then_grade(servers, tmp_path):
                 "is_correct"} <= set(line)
         assert isinstance(line["is_correct"], bool) and line["generation"]
     executed = [x for x in lines if "<llm-code-output>" in x["generation"]]
-    # Whether SmolLM2 writes a code block is up to the model; when it does, the output block came
-    # from the sandbox and error_message is no longer the not-executed marker.
+    # The examples make the model write code; a run in which no line ran any would test nothing.
+    assert executed, "no generation ran code in the sandbox: " + repr([x["generation"][:200] for x in lines])
     for line in executed:
+        # The output block came from the sandbox: error_message is no longer the not-executed marker.
         assert line["error_message"] != "<not_executed>"

@@ -7,9 +7,8 @@ import pytest
 
 from tasks.datasets import prepare as prep
 from tasks.datasets.sources import SOURCES, SourceFile
+from tests.prereqs import SHARED_DATA as SHARED, needs_shared
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"shared data folder {SHARED} is absent")
 
 ALL = [(b, k, src) for b, files in sorted(SOURCES.items()) for k, src in sorted(files.items())]
 IDS = [f"{b}-{k}" for b, k, _ in ALL]

@@ -10,9 +10,8 @@ import pytest
 from tasks.cli import main
 from tasks.datasets import prepare as prep
 from tasks.datasets.sources import SOURCES, SourceFile
+from tests.prereqs import SHARED_DATA as SHARED, needs_shared
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"shared data folder {SHARED} is absent")
 
 # Records present in the shared copies (some are held out), from its README.
 SHARED_TEST_COUNTS = {"gsm8k": 1187, "math": 4500, "asdiv": 2075, "gsm-hard": 1187,
@@ -60,8 +59,10 @@ def test_field_transformations(tmp_path):
     math_rows = _lines(tmp_path / "math" / "test.jsonl")
     assert math_rows[0]["expected_answer"] == "2" and math_rows[0]["id"] == "test/algebra/idx0"
     by_idx = {r["idx"]: r for r in math_rows}
-    if 2948 in by_idx:  # test/intermediate_algebra/78.json: "\ 1" spacing left "\1" before the fix
-        assert by_idx[2948]["expected_answer"] == "1+\\sqrt{2},1-\\sqrt{2},2+\\sqrt{3},2-\\sqrt{3}"
+    # test/intermediate_algebra/78.json (ToRA idx 2948): "\ 1" spacing left "\1" before the fix. The
+    # shared copy holds it; a copy without it must fail here, not skip the check.
+    assert 2948 in by_idx, "the shared MATH test copy lacks idx 2948, the row the backslash-digit fix is for"
+    assert by_idx[2948]["expected_answer"] == "1+\\sqrt{2},1-\\sqrt{2},2+\\sqrt{3},2-\\sqrt{3}"
 
 
 @needs_shared

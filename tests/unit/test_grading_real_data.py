@@ -8,12 +8,11 @@ import pytest
 from tasks.grading.checker import MathChecker
 from tasks.grading.grade_files import grade_files
 from tasks.metrics import compute_metrics
+from tests.prereqs import SHARED_DATA as SHARED, needs_shared
 
 ROOT = Path(__file__).resolve().parents[2]
-SHARED = ROOT.parent / "shared" / "data"
 FIXTURES = ROOT / "tests" / "fixtures" / "grading"
 GENERATIONS = SHARED / "generations" / "gsm8k"
-needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"shared data folder {SHARED} is absent")
 UPSTREAM_LINES = 1319
 _FINAL = re.compile(r"A:\s*(.*?)\s*$")
 

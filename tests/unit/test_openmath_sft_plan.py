@@ -2,13 +2,9 @@
 
 The training jobs the DAG really submits for the Mistral-7B (8 nodes x 8 GPUs, TP 4) and
 CodeLlama-70B (32 nodes, TP 8, PP 2) rows, and the local CPU chain, are pinned as golden files
-(``SKILLFLOW_UPDATE_GOLDEN=1`` rewrites them).
+(``SKILLFLOW_UPDATE_GOLDEN=1`` rewrites them; tests/golden_files.py).
 """
 from __future__ import annotations
-
-import difflib
-import os
-from pathlib import Path
 
 import pytest
 
@@ -17,9 +13,9 @@ from tasks.openmath_sft import SftRequest, build_plan, nemo_progress, resolve_ro
 from tasks.profiles import load_profile
 from tasks.slurm.render import render_sbatch
 from tasks.slurm.spec import JobSpec
+from tests import golden_files
 
-GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "sft_plan"
-UPDATE = os.environ.get("SKILLFLOW_UPDATE_GOLDEN") == "1"
+GOLDEN = golden_files.ROOT / "sft_plan"
 EXP = "/lustre/fsw/my_account/skillflow/openmath_sft/run1"
 DATA = "/lustre/fsw/my_account/data/sft-data.jsonl"
 CODE = "/lustre/fsw/my_account/NeMo-Skills"
@@ -50,15 +46,7 @@ def rendered(plan, step: str, profile: str) -> str:
 
 
 def check_golden(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if UPDATE:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    assert path.exists(), f"no golden file {path.name}; record it with SKILLFLOW_UPDATE_GOLDEN=1"
-    expected = path.read_text()
-    if text != expected:
-        diff = "".join(difflib.unified_diff(expected.splitlines(True), text.splitlines(True)))
-        pytest.fail(f"{name} differs from its golden file:\n{diff}")
+    golden_files.check(GOLDEN / name, text)
 
 
 @pytest.mark.parametrize("model,nodes,tp,pp,lr,epochs", [("Mistral-7B", 8, 4, 1, "1e-6", 4),

@@ -2,12 +2,15 @@
 
 A change in any rendered script fails here with a diff; accepting it is a decision:
 ``SKILLFLOW_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/unit/test_recipes_golden.py``
-rewrites the files, and the diff shows up in review.
+rewrites the files, and the diff shows up in review (CI refuses the variable: tests/golden_files.py).
+The other golden folder, ``sft_plan``, is pinned by the SFT plan tests; the stale-file checks here
+cover both folders.
 """
 from __future__ import annotations
 
-import difflib
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Callable
 
@@ -18,10 +21,10 @@ from tasks.recipes import apps, openmath
 from tasks.recipes.common import JobOptions, RecipeJob
 from tasks.recipes.engines import NativeServer
 from tasks.slurm.render import render_sbatch
+from tests import golden_files
 
-GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "sbatch"
+GOLDEN = golden_files.ROOT / "sbatch"
 PROFILES = ("example-pyxis", "local")
-UPDATE = os.environ.get("SKILLFLOW_UPDATE_GOLDEN") == "1"
 # Fixed stand-ins for the local profile's ${SKILLFLOW_ROOT} / ${SKILLFLOW_VAR}: no machine path
 # may reach a golden file.
 FAKE_ENV = {"SKILLFLOW_ROOT": "/opt/skillflow", "SKILLFLOW_VAR": "/var/lib/skillflow"}
@@ -163,20 +166,8 @@ def _fake_local_paths(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize("profile_name", PROFILES)
 @pytest.mark.parametrize("step", sorted(CASES))
 def test_rendered_script_matches_golden(step: str, profile_name: str) -> None:
-    text = render_case(step, profile_name)
-    path = GOLDEN / golden_name(step, profile_name)
-    if UPDATE:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    if not path.exists():
-        pytest.fail(f"no golden file {path.relative_to(GOLDEN.parents[1])}; record it with "
-                    "SKILLFLOW_UPDATE_GOLDEN=1 and review the new file")
-    expected = path.read_text()
-    if text != expected:
-        diff = "".join(difflib.unified_diff(expected.splitlines(True), text.splitlines(True),
-                                            fromfile=f"golden/{path.name}", tofile="rendered"))
-        pytest.fail(f"rendered sbatch for {step} on profile {profile_name} differs from its golden file:\n{diff}\n"
-                    "If the change is intended, rerun with SKILLFLOW_UPDATE_GOLDEN=1 and commit the new file.")
+    golden_files.check(GOLDEN / golden_name(step, profile_name), render_case(step, profile_name),
+                       hint=f"rendered sbatch for {step} on profile {profile_name}: ")
 
 
 def test_every_golden_file_has_a_case() -> None:
@@ -184,6 +175,27 @@ def test_every_golden_file_has_a_case() -> None:
     present = {p.name for p in GOLDEN.glob("*.sbatch")}
     stale = sorted(present - expected)
     assert not stale, f"golden files without a case (delete them or restore the case): {stale}"
+
+
+# The test modules that pin files under golden/sft_plan (through golden_files.check).
+SFT_PLAN_MODULES = ("tests/unit/test_openmath_sft_plan.py", "tests/unit/test_apps_plan.py")
+
+
+def test_every_sft_plan_golden_file_is_checked(tmp_path) -> None:
+    """The SFT plan tests name their golden files inside test bodies, not in a table; so run them
+    with every check recorded, and compare the record with the folder."""
+    record = tmp_path / "checked.txt"
+    env = {k: v for k, v in os.environ.items() if k != golden_files.UPDATE_ENV}
+    env[golden_files.CHECKED_ENV] = str(record)
+    repo = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *SFT_PLAN_MODULES],
+                         cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    checked = set(record.read_text().split()) if record.exists() else set()
+    present = {f"sft_plan/{p.name}" for p in (golden_files.ROOT / "sft_plan").iterdir()}
+    stale = sorted(present - checked)
+    assert not stale, f"golden files that no test compares (delete them or restore the test): {stale}"
+    assert checked <= present
 
 
 def test_golden_files_hold_no_machine_path() -> None:

@@ -148,6 +148,7 @@ def test_sft_input_is_the_zero_shot_sft_prompt() -> None:
 
 def test_sft_input_matches_the_prompt_package() -> None:
     """The SFT input must be what evaluation later sends to the fine-tuned model."""
-    prompts = pytest.importorskip("tasks.prompts")
+    from tasks import prompts  # a broken module must fail here, not turn the test into a skip
+
     question = "Find $x$ if $2x = 4$.\nShow work."
     assert sft_input(question) == prompts.render_prompt("openmathinstruct/sft", {"question": question})
