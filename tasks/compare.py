@@ -34,6 +34,8 @@ class Comparison:
 
     rows: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     flips: dict[str, dict[str, dict[str, list[int]]]] = field(default_factory=dict)
+    only_in_a: list[tuple[str, str]] = field(default_factory=list)  # (benchmark, mode) not compared
+    only_in_b: list[tuple[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
 
@@ -64,22 +66,21 @@ def check_paired(name: str, a: BenchmarkOutcomes, b: BenchmarkOutcomes) -> None:
 def compare_outcomes(a: dict[str, BenchmarkOutcomes], b: dict[str, BenchmarkOutcomes]) -> Comparison:
     """Compare every benchmark and mode present on both sides; what only one side has is noted."""
     result = Comparison()
-    for side, mine, other in (("A", a, b), ("B", b, a)):
-        only = sorted(set(mine) - set(other))
-        if only:
-            result.notes.append(f"only in {side} (not compared): {', '.join(only)}")
-    for name in sorted(set(a) & set(b)):
-        check_paired(name, a[name], b[name])
-        for mode in a[name].correct:
-            if mode not in b[name].correct:
-                result.notes.append(f"{name}: mode {mode} only in A (not compared)")
-                continue
+    for name in sorted(set(a) | set(b)):
+        modes_a = list(a[name].correct) if name in a else []
+        modes_b = list(b[name].correct) if name in b else []
+        result.only_in_a += [(name, m) for m in modes_a if m not in modes_b]
+        result.only_in_b += [(name, m) for m in modes_b if m not in modes_a]
+        shared = [m for m in modes_a if m in modes_b]
+        if shared:
+            check_paired(name, a[name], b[name])
+        for mode in shared:
             row, flips = paired_statistics(a[name].correct[mode], b[name].correct[mode])
             result.rows.setdefault(name, {})[mode] = row
             result.flips.setdefault(name, {})[mode] = flips
-        for mode in b[name].correct:
-            if mode not in a[name].correct:
-                result.notes.append(f"{name}: mode {mode} only in B (not compared)")
+    for side, only in (("A", result.only_in_a), ("B", result.only_in_b)):
+        if only:
+            result.notes.append(f"only in {side} (not compared): " + ", ".join(f"{b} {m}" for b, m in only))
     if not result.rows:
         raise CompareError("the two runs share no benchmark and mode to compare")
     return result
@@ -117,3 +118,98 @@ def format_comparison(comparison: Comparison, label_a: str = "A", label_b: str =
 
 def _p(value: float) -> str:
     return f"{value:.2e}" if value < 1e-3 else f"{value:.4f}"
+
+
+# Command line -----------------------------------------------------------------------------------
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("compare", help="paired comparison of two evaluation runs (A -> B)",
+                              description=__doc__.splitlines()[0])
+    p.add_argument("a", metavar="A", help="results folder (as `skillflow summarize` reads it) or MLflow run id")
+    p.add_argument("b", metavar="B", help="results folder or MLflow run id")
+    p.add_argument("--json", type=Path, default=None, metavar="OUT",
+                   help="write {benchmark: {mode: statistics}} here; flipped problems go beside it (OUT.flips.json)")
+    p.add_argument("--flips", type=Path, default=None, metavar="FILE",
+                   help="where the flipped problems go without --json (default: compare-flips.json)")
+    p.add_argument("--allow-different-data", action="store_true",
+                   help="compare runs whose benchmark files (MLflow dataset digests) differ, and say so")
+    p.add_argument("--allow-incomplete", action="store_true",
+                   help="count missing or ungraded records as wrong instead of failing")
+    p.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    import json
+    import tempfile
+
+    from tasks.cli import UserError
+    from tasks.jsonl import JsonlError, atomic_writer
+    from tasks.metrics import MetricsError
+    from tasks.run_sources import RunSourceError
+
+    with tempfile.TemporaryDirectory(prefix="skillflow-compare-") as tmp:
+        try:
+            (dir_a, digests_a), (dir_b, digests_b) = (_resolve(x, Path(tmp, side))
+                                                      for x, side in ((args.a, "a"), (args.b, "b")))
+            notes = _data_notes(digests_a, digests_b, args.allow_different_data)
+            comparison = compare_outcomes(load_results_dir(dir_a, allow_incomplete=args.allow_incomplete),
+                                          load_results_dir(dir_b, allow_incomplete=args.allow_incomplete))
+        except (CompareError, RunSourceError, MetricsError, JsonlError, FileNotFoundError) as exc:
+            raise UserError(str(exc)) from None
+    comparison.notes = notes + comparison.notes
+    print(format_comparison(comparison, f"A {_short(args.a)}", f"B {_short(args.b)}"), end="")
+    flips_path = args.json.with_suffix(".flips.json") if args.json else (args.flips or Path("compare-flips.json"))
+    if args.json:
+        with atomic_writer(args.json) as fh:
+            json.dump(comparison.rows, fh, indent=2)
+            fh.write("\n")
+        print(f"wrote {args.json}")
+    with atomic_writer(flips_path) as fh:
+        json.dump(comparison.flips, fh, indent=1)
+        fh.write("\n")
+    print(f"wrote {flips_path} (flipped problems by 0-based position in the benchmark file)")
+    return 0
+
+
+def _short(source: str) -> str:
+    return Path(source).name if Path(source).is_dir() else source[:12]
+
+
+def _resolve(source: str, scratch: Path) -> tuple[Path, dict[str, str] | None]:
+    """A results folder as it is (no digests), or an MLflow run's checked and unpacked predictions."""
+    if Path(source).is_dir():
+        return Path(source), None
+    import os
+
+    from tasks.run_sources import RunSourceError, dataset_digests, fetch_predictions
+
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        raise RunSourceError(f"{source}: not a folder, and MLFLOW_TRACKING_URI is unset to look it up as a run id")
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    from tasks.s3_check import client as s3_from_env
+
+    try:
+        run = MlflowClient().get_run(source)
+    except MlflowException as exc:
+        raise RunSourceError(f"{source}: not a folder and not an MLflow run ({exc.message})") from None
+    missing = [k for k in ("MLFLOW_S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY") if k not in os.environ]
+    if missing:
+        raise RunSourceError(f"run {source}: fetching its predictions from S3 needs {', '.join(missing)} set")
+    return fetch_predictions(run, s3_from_env(os.environ), scratch), dataset_digests(run)
+
+
+def _data_notes(a: dict[str, str] | None, b: dict[str, str] | None, allow: bool) -> list[str]:
+    """Refuse differing benchmark digests (unless allowed, then say so); say when digests are unknown."""
+    if a is None or b is None:
+        return ["benchmark digests unknown for a results folder: problems were checked by question text only"]
+    from tasks.run_sources import digest_mismatches
+
+    differ = digest_mismatches(a, b)
+    if differ and not allow:
+        raise CompareError("benchmark data differs between the runs (MLflow dataset digests): "
+                           + ", ".join(f"{n} ({a[n][:12]} vs {b[n][:12]})" for n in differ)
+                           + "; pass --allow-different-data to compare anyway")
+    return [f"benchmark '{n}': data digests differ ({a[n][:12]} vs {b[n][:12]}); compared anyway "
+            "(--allow-different-data)" for n in differ]
