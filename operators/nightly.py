@@ -84,6 +84,7 @@ def compare(models: list[dict[str, str]], triggered_run_ids: list[str], experime
         verdicts, notes = [], []
         if previous is not None:
             verdicts.append(_against_previous(current, previous, s3, alpha, min_effect, notes))
+        paired = bool(verdicts) and any(f.rule == "paired" for f in verdicts[0].findings)
         published = published_for(model["model_path"])
         if published:
             verdicts.append(interval_verdict(current.data.metrics, published, "published numbers",
@@ -98,6 +99,7 @@ def compare(models: list[dict[str, str]], triggered_run_ids: list[str], experime
         outcomes.append({
             "name": model["name"], "version": model["version"], "status": status, "run_id": current.info.run_id,
             "previous_run_id": previous.info.run_id if previous is not None else None,
+            "paired_with_previous": paired,
             "compared": {v.baseline: [f.metric for f in v.findings] for v in verdicts},
             "regressions": [{"metric": f.metric, "baseline": f.baseline, "before": f.before, "after": f.after,
                              "ci": list(f.ci), "p_value": f.p_value, "p_adjusted": f.p_adjusted,
