@@ -83,7 +83,8 @@ def compare(models: list[dict[str, str]], triggered_run_ids: list[str], experime
         previous = _previous_run(mlc, exp_id, model["name"], current)
         verdicts, notes = [], []
         if previous is not None:
-            verdicts.append(_against_previous(current, previous, s3, alpha, min_effect, notes))
+            verdicts.append(_against_previous(current, previous, s3, alpha, min_effect, notes,
+                                              log_to=(mlc, exp_id, label)))
         paired = bool(verdicts) and any(f.rule == "paired" for f in verdicts[0].findings)
         published = published_for(model["model_path"])
         if published:
@@ -123,9 +124,14 @@ def _previous_run(mlc, exp_id: str, model_name: str, current):
     return found[0] if found else None
 
 
-def _against_previous(current, previous, s3, alpha: float, min_effect: float, notes: list[str]) -> Verdict:
-    """Paired per problem when both runs kept their predictions; otherwise by the run's interval."""
-    from tasks.compare import CompareError, compare_outcomes, load_results_dir
+def _against_previous(current, previous, s3, alpha: float, min_effect: float, notes: list[str],
+                      log_to: tuple | None = None) -> Verdict:
+    """Paired per problem when both runs kept their predictions; otherwise by the run's interval.
+
+    A paired comparison is also logged as its own MLflow run (``log_to``: client, experiment id,
+    model label), tagged with both run ids, so the night's table and plot are in the UI."""
+    from tasks.compare import CompareError, compare_outcomes, format_comparison, load_results_dir
+    from tasks.compare_tracking import log_comparison
     from tasks.run_sources import RunSourceError, has_predictions, fetch_predictions
 
     label = f"previous nightly run {previous.info.run_id}"
@@ -139,6 +145,14 @@ def _against_previous(current, previous, s3, alpha: float, min_effect: float, no
                 notes.append(f"no paired comparison with {previous.info.run_id}: {exc}; "
                              "compared its numbers against this run's interval instead")
             else:
+                if log_to is not None:
+                    mlc, exp_id, model_label = log_to
+                    names = (f"previous {previous.info.run_id[:8]}", f"tonight {current.info.run_id[:8]}")
+                    run_id = log_comparison(mlc, exp_id, comparison.rows, comparison.flips,
+                                            format_comparison(comparison, *names), run_a=previous.info.run_id,
+                                            run_b=current.info.run_id, label_a=names[0], label_b=names[1],
+                                            tags={"skillflow.nightly_comparison": model_label})
+                    notes.append(f"paired comparison logged as MLflow run {run_id}")
                 return paired_verdict(comparison.rows, comparison.flips, label, alpha=alpha, min_effect=min_effect,
                                       not_evaluated=[metric_name(b, m) for b, m in comparison.only_in_a])
     else:

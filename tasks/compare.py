@@ -135,6 +135,9 @@ def register(subparsers) -> None:
                    help="compare runs whose benchmark files (MLflow dataset digests) differ, and say so")
     p.add_argument("--allow-incomplete", action="store_true",
                    help="count missing or ungraded records as wrong instead of failing")
+    p.add_argument("--mlflow-experiment", default=None, metavar="NAME",
+                   help="also log the comparison as a run of this experiment (MLFLOW_TRACKING_URI), tagged "
+                        "with both run ids, with the table, the flipped problems and an A-beside-B plot")
     p.set_defaults(handler=run)
 
 
@@ -157,7 +160,8 @@ def run(args) -> int:
         except (CompareError, RunSourceError, MetricsError, JsonlError, FileNotFoundError) as exc:
             raise UserError(str(exc)) from None
     comparison.notes = notes + comparison.notes
-    print(format_comparison(comparison, f"A {_short(args.a)}", f"B {_short(args.b)}"), end="")
+    table = format_comparison(comparison, f"A {_short(args.a)}", f"B {_short(args.b)}")
+    print(table, end="")
     flips_path = args.json.with_suffix(".flips.json") if args.json else (args.flips or Path("compare-flips.json"))
     if args.json:
         with atomic_writer(args.json) as fh:
@@ -168,6 +172,17 @@ def run(args) -> int:
         json.dump(comparison.flips, fh, indent=1)
         fh.write("\n")
     print(f"wrote {flips_path} (flipped problems by 0-based position in the benchmark file)")
+    if args.mlflow_experiment:
+        from mlflow.tracking import MlflowClient
+
+        from tasks.compare_tracking import log_comparison
+
+        mlc = MlflowClient()
+        exp = mlc.get_experiment_by_name(args.mlflow_experiment)
+        exp_id = exp.experiment_id if exp else mlc.create_experiment(args.mlflow_experiment)
+        run_id = log_comparison(mlc, exp_id, comparison.rows, comparison.flips, table, run_a=args.a, run_b=args.b,
+                                label_a=f"A {_short(args.a)}", label_b=f"B {_short(args.b)}")
+        print(f"logged the comparison as MLflow run {run_id} in experiment {args.mlflow_experiment}")
     return 0
 
 

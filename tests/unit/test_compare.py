@@ -97,3 +97,23 @@ def test_summarize_adds_wilson_interval_and_seed_spread(tmp_path, capsys):
     assert main(["summarize", str(tmp_path)]) == 0
     table = capsys.readouterr().out
     assert "[72.25, 100.00]" in table and "80.00 +- 20.00" in table
+
+
+def test_comparison_is_logged_as_its_own_mlflow_run(tmp_path, monkeypatch, capsys):
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)
+    a = _run(tmp_path / "a", [True] * 6 + [False] * 4)
+    b = _run(tmp_path / "b", [True] * 4 + [False] * 2 + [True] * 3 + [False])
+    assert main(["compare", str(a), str(b), "--mlflow-experiment", "cmp"]) == 0
+    assert (tmp_path / "compare-flips.json").is_file()
+    mlc = MlflowClient(uri)
+    (run,) = mlc.search_runs([mlc.get_experiment_by_name("cmp").experiment_id])
+    assert run.data.tags["skillflow.compare.run_a"] == str(a) and run.data.tags["skillflow.compare.run_b"] == str(b)
+    assert run.data.metrics["gsm8k.greedy.lost"] == 2 and run.data.metrics["gsm8k.greedy.diff"] == pytest.approx(10)
+    arts = {f.path for f in mlc.list_artifacts(run.info.run_id)} | {
+        f.path for f in mlc.list_artifacts(run.info.run_id, "plots")}
+    assert {"comparison_table.json", "flips.json", "comparison.txt", "plots/accuracy_a_vs_b.png"} <= arts
+    assert run.info.run_id in capsys.readouterr().out
