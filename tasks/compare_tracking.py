@@ -29,12 +29,26 @@ def comparison_metrics(rows: dict[str, dict[str, dict[str, Any]]]) -> dict[str, 
     return metrics
 
 
+def existing_comparison(mlc, experiment_id: str, run_a: str, run_b: str) -> str | None:
+    """The finished comparison run of these two runs, if one was logged (a retried task reuses it)."""
+    def quoted(text: str) -> str:
+        return text.replace("'", "\\'")
+
+    found = mlc.search_runs([experiment_id], filter_string=(
+        f"tags.`{TAG_KIND}` = 'comparison' and tags.`{TAG_A}` = '{quoted(run_a)}' and tags.`{TAG_B}` = '{quoted(run_b)}' "
+        "and attributes.status = 'FINISHED'"), max_results=1)
+    return found[0].info.run_id if found else None
+
+
 def log_comparison(mlc, experiment_id: str, rows: dict[str, dict[str, dict[str, Any]]],
                    flips: dict[str, Any], table: str, *, run_a: str, run_b: str, label_a: str = "A",
                    label_b: str = "B", tags: dict[str, str] | None = None) -> str:
-    """Create the comparison run (finished) and return its id."""
+    """Create the comparison run (finished) and return its id; an earlier finished one is reused."""
     from mlflow.entities import Metric
 
+    earlier = existing_comparison(mlc, experiment_id, run_a, run_b)
+    if earlier:
+        return earlier
     from tasks.plots import accuracy_plot, series_from_comparison
 
     run = mlc.create_run(experiment_id, run_name=f"compare {label_a} vs {label_b}"[:250],

@@ -31,13 +31,17 @@ def series_from_results(results: dict[str, dict[str, dict[str, Any]]]) -> Series
 
 
 def series_from_comparison(rows: dict[str, dict[str, dict[str, Any]]]) -> tuple[Series, Series]:
-    """Both sides of a ``skillflow compare`` result, each with its own Wilson interval."""
+    """Both sides of a comparison, each with its own interval: ``a_ci``/``b_ci`` when the row has
+    them (APPS' mean shares), else the Wilson interval of the accuracy."""
     a: Series = {}
     b: Series = {}
     for bench, modes in rows.items():
         for mode, r in modes.items():
             n = int(r["n"])
-            for side, acc in ((a, r["a"]), (b, r["b"])):
+            for side, acc, given in ((a, r["a"], r.get("a_ci")), (b, r["b"], r.get("b_ci"))):
+                if given:
+                    side[f"{bench} {mode}"] = (acc, given[0], given[1])
+                    continue
                 lo, hi = wilson_interval(round(acc * n / 100), n)
                 side[f"{bench} {mode}"] = (acc, 100 * lo, 100 * hi)
     return a, b
