@@ -126,7 +126,10 @@ def register_sft_model(mlc, plan: dict[str, Any], params: dict[str, Any], run_id
     except Exception:
         mlc.create_registered_model(name, description="APPS code SFT models trained by skillflow's apps_sft")
     version = next((v for v in mlc.search_model_versions(f"name = '{name}'") if v.run_id == run_id), None)
-    version = version or mlc.create_model_version(name, source=upload["uri"], run_id=run_id, tags=tags)
+    if version is None:  # behind the version: a LoggedModel that evaluations attach their scores to
+        from operators.tracking.logged_models import register_with_model
+
+        version = register_with_model(mlc, run_id, name, upload["uri"], tags)
     mlc.set_tag(run_id, "skillflow.registered_model", f"{name}/{version.version}")
     mlc.set_tag(run_id, "checkpoint.s3_uri", upload["uri"])
     return {"registered_model": name, "version": str(version.version), "s3_uri": upload["uri"],

@@ -182,7 +182,7 @@ def metric_names(results: dict[str, dict[str, dict[str, float]]]) -> dict[str, f
 def report(plan: dict[str, Any], params: dict[str, Any], job_results: list[dict[str, Any]]) -> dict[str, Any]:
     """Metrics with their intervals, the benchmark files as dataset inputs, the summary table, the
     accuracy plot and the predictions zip (S3, checksum logged) into the MLflow run."""
-    from operators.tracking import evidence, mlflow_runs
+    from operators.tracking import evidence, logged_models, mlflow_runs
     from operators.tracking.s3 import s3_client, upload_verified
 
     profile = _profile(params)
@@ -199,11 +199,15 @@ def report(plan: dict[str, Any], params: dict[str, Any], job_results: list[dict[
     metrics["slurm.elapsed_s"] = float(sum(int(r.get("elapsed_s") or 0) for r in jobs))
     mlc = mlflow_runs.client(profile.mlflow_conn_id)
     run_id = plan["mlflow_run_id"]
-    mlflow_runs.log_metrics(mlc, run_id, metrics)
-    mlc.set_tag(run_id, "slurm.job_ids", ",".join(str(r["job_id"]) for r in jobs))
     split = EvalRequest.from_params(params).split
     files = evidence.benchmark_file_digests(hook, plan["data_dir"], sorted(results), split)
     evidence.log_benchmark_datasets(mlc, run_id, files)
+    model_id = logged_models.model_id_of(mlc, mlc.get_run(run_id).data.tags)
+    if model_id:  # a registered checkpoint: its scores go onto its LoggedModel, per benchmark dataset
+        digests = {b: f["sha256"][:evidence.DIGEST_CHARS] for b, f in files.items()}
+        logged_models.log_model_scores(mlc, run_id, model_id, metrics, digests)
+    mlflow_runs.log_metrics(mlc, run_id, metrics)
+    mlc.set_tag(run_id, "slurm.job_ids", ",".join(str(r["job_id"]) for r in jobs))
     evidence.log_accuracy_plot(mlc, run_id, results, f"{Path(plan['model']).name}: accuracy per benchmark")
     with tempfile.TemporaryDirectory() as tmp:
         Path(tmp, "results.json").write_text(json.dumps(results, indent=2))

@@ -69,3 +69,30 @@ def test_accuracy_plot_is_logged_as_a_png(tmp_path, mlc):
     local = mlc.download_artifacts(run_id, art.path, str(tmp_path))
     with open(local, "rb") as fh:
         assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_registered_checkpoint_is_a_logged_model_that_collects_eval_scores(mlc):
+    from operators.tracking import logged_models
+
+    sft_run = mlc.create_run(mlc.create_experiment("sft")).info.run_id
+    mlc.create_registered_model("ckpt")
+    version = logged_models.register_with_model(mlc, sft_run, "ckpt", "s3://b/ckpt/manifest.json", {"cluster_path": "/c"})
+    model_id = version.tags[logged_models.TAG_MODEL_ID]
+    # A retried registration step finds the same LoggedModel, not a second one.
+    assert logged_models.logged_model_for_run(mlc, sft_run, "ckpt") == model_id
+    model = mlc.get_logged_model(model_id)
+    assert model.source_run_id == sft_run and str(model.status) in ("READY", "LoggedModelStatus.READY")
+    assert json.loads(model.tags["mlflow.modelVersions"]) == [{"name": "ckpt", "version": str(version.version)}]
+    assert [o.model_id for o in mlc.get_run(sft_run).outputs.model_outputs] == [model_id]
+
+    eval_run = mlc.create_run(mlc.create_experiment("eval"),
+                              tags={"skillflow.registered_model": f"ckpt/{version.version}"}).info.run_id
+    assert logged_models.model_id_of(mlc, mlc.get_run(eval_run).data.tags) == model_id
+    logged = logged_models.log_model_scores(mlc, eval_run, model_id, metric_names(RESULTS) | {"slurm.gpu_hours": 1.0},
+                                            {"gsm8k": "d" * 32})
+    assert logged == len(metric_names(RESULTS))
+    scores = {(m.key, m.dataset_name, m.dataset_digest, m.run_id) for m in mlc.get_logged_model(model_id).metrics}
+    assert ("gsm8k.greedy.correct_answer", "gsm8k", "d" * 32, eval_run) in scores
+    assert not any(key.startswith("slurm.") for key, *_ in scores)
+    assert [i.model_id for i in mlc.get_run(eval_run).inputs.model_inputs] == [model_id]
+    assert logged_models.model_id_of(mlc, {"skillflow.model": "/some/path"}) is None
