@@ -8,7 +8,7 @@ dropped; :func:`tasks.stats.sign_test`), chosen over a permutation test because 
 deterministic and assumes nothing about the size of the changes -- and ``gained``/``lost``
 (problems whose share rose/fell). ``a_ci``/``b_ci`` are each side's own bootstrap interval.
 
-Rows come out as ``{"apps <group>": {"pass@1": row}}`` so :mod:`tasks.compare_tracking` logs them
+Rows come out as ``{"apps.<group>": {"pass@1": row}}`` so :mod:`tasks.compare_tracking` logs them
 like any other comparison.
 """
 from __future__ import annotations
@@ -57,7 +57,7 @@ def paired_apps(base: dict[str, tuple[int, int]], sft: dict[str, tuple[int, int]
         zeros = [0.0] * len(members)
         a_ci, b_ci = paired_bootstrap_ci(zeros, a), paired_bootstrap_ci(zeros, b)
         mean_a, mean_b = 100 * sum(a) / len(a), 100 * sum(b) / len(b)
-        key = f"apps {group}"
+        key = f"apps.{group}"
         rows[key] = {"pass@1": {"n": len(members), "a": mean_a, "b": mean_b, "diff": mean_b - mean_a,
                                 "ci95": [100 * low, 100 * high], "p_value": p_value, "gained": up, "lost": down,
                                 "a_ci": [100 * a_ci[0], 100 * a_ci[1]], "b_ci": [100 * b_ci[0], 100 * b_ci[1]]}}
@@ -73,7 +73,7 @@ def format_rows(rows: dict[str, dict[str, dict[str, Any]]]) -> str:
            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for key, modes in rows.items():
         r = modes["pass@1"]
-        out.append(f"| {key.split(' ', 1)[1]} | {r['n']} | {r['a']:.2f} | {r['b']:.2f} | {r['diff']:+.2f} | "
+        out.append(f"| {key.split('.', 1)[1]} | {r['n']} | {r['a']:.2f} | {r['b']:.2f} | {r['diff']:+.2f} | "
                    f"[{r['ci95'][0]:+.2f}, {r['ci95'][1]:+.2f}] | {r['p_value']:.3g} | {r['gained']} | {r['lost']} |")
     return "\n".join(out) + "\n"
 

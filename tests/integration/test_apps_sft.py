@@ -122,5 +122,5 @@ def test_local_run_trains_on_the_cpu_registers_the_model_and_compares_it_with_th
     comparison = mlc.get_run(out["comparison_run_id"])
     assert comparison.data.tags["skillflow.compare.run_a"] == base.info.run_id
     assert comparison.data.tags["skillflow.compare.run_b"] == sft.info.run_id
-    assert "apps total.pass_at_1.p_value" in comparison.data.metrics
+    assert "apps.total.pass_at_1.p_value" in comparison.data.metrics
     assert {f.path for f in mlc.list_artifacts(comparison.info.run_id, "plots")} == {"plots/accuracy_a_vs_b.png"}

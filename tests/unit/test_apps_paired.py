@@ -24,13 +24,13 @@ def test_paired_rows_per_difficulty_with_sign_test():
     sft = {p: (4, 3) if int(p) < 7 else (4, 1) for p in ids}  # 7 introductory problems rose
     sft["11"] = (4, 0)  # one competition problem fell
     rows, flips = paired_apps(base, sft, difficulty)
-    assert list(rows) == ["apps total", "apps introductory", "apps competition"]
-    total = rows["apps total"]["pass@1"]
+    assert list(rows) == ["apps.total", "apps.introductory", "apps.competition"]
+    total = rows["apps.total"]["pass@1"]
     assert (total["n"], total["gained"], total["lost"]) == (12, 7, 1)
     assert total["a"] == pytest.approx(25.0) and total["diff"] == pytest.approx(100 * (7 * 0.5 - 0.25) / 12)
     assert total["p_value"] == pytest.approx(sps.binomtest(7, 8, 0.5).pvalue)
     assert total["ci95"][0] < total["diff"] < total["ci95"][1]
-    assert flips["apps competition"]["pass@1"] == {"gained": [], "lost": ["11"]}
+    assert flips["apps.competition"]["pass@1"] == {"gained": [], "lost": ["11"]}
     assert "| introductory | 8 |" in format_rows(rows)
 
 
