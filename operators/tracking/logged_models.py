@@ -39,10 +39,12 @@ def logged_model_for_run(mlc, run_id: str, name: str, tags: dict[str, str] | Non
 
 
 def link_version(mlc, model_id: str, name: str, version: str) -> None:
-    """Name the registered version on the LoggedModel (kept once per version)."""
+    """Name the registered version on the LoggedModel, once. An MLflow server already does this
+    when a version is created with ``model_id`` (it writes the version as a number); a store used
+    in process does not, so the tag is checked, not assumed."""
     model = mlc.get_logged_model(model_id)
     versions = json.loads(model.tags.get(MODEL_VERSIONS) or "[]")
-    if {"name": name, "version": str(version)} not in versions:
+    if not any(v.get("name") == name and str(v.get("version")) == str(version) for v in versions):
         versions.append({"name": name, "version": str(version)})
         mlc.set_logged_model_tags(model_id, {MODEL_VERSIONS: json.dumps(versions)})
 

@@ -115,7 +115,8 @@ def test_local_run_trains_on_the_cpu_registers_the_model_and_compares_it_with_th
     # Behind the version, a LoggedModel whose source is the SFT run (tracking/logged_models.py).
     model = mlc.get_logged_model(tags["skillflow.model_id"])
     assert model.source_run_id == sft.info.run_id
-    assert json.loads(model.tags["mlflow.modelVersions"]) == [{"name": "apps-sft-smollm2", "version": version.version}]
+    linked = [(v["name"], str(v["version"])) for v in json.loads(model.tags["mlflow.modelVersions"])]
+    assert linked == [("apps-sft-smollm2", version.version)]
 
     # Base vs SFT paired per problem and difficulty, in the table and as a comparison run of its own.
     assert "## SFT vs base, paired per problem" in table and "| total |" in table

@@ -83,6 +83,8 @@ def test_registered_checkpoint_is_a_logged_model_that_collects_eval_scores(mlc):
     model = mlc.get_logged_model(model_id)
     assert model.source_run_id == sft_run and str(model.status) in ("READY", "LoggedModelStatus.READY")
     assert json.loads(model.tags["mlflow.modelVersions"]) == [{"name": "ckpt", "version": str(version.version)}]
+    logged_models.link_version(mlc, model_id, "ckpt", int(version.version))  # as a server writes it: a number
+    assert len(json.loads(mlc.get_logged_model(model_id).tags["mlflow.modelVersions"])) == 1
     assert [o.model_id for o in mlc.get_run(sft_run).outputs.model_outputs] == [model_id]
 
     eval_run = mlc.create_run(mlc.create_experiment("eval"),
