@@ -23,6 +23,7 @@ BENCHES = [
     ("sft_data", ["bench/bench_sft_data.py"]),
     ("triggerer", ["bench/bench_triggerer.py"]),
     ("dag_parse", ["bench/bench_dag_parse.py"]),
+    ("compare", ["bench/bench_compare.py"]),
 ]
 
 

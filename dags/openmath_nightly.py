@@ -1,6 +1,8 @@
 """openmath_nightly: re-evaluate every registered model that carries an alias (default
 ``nightly``), and fail with a readable report when a metric regressed against the model's previous
-nightly run or its published numbers.
+nightly run or its published numbers: a drop that is significant (paired per problem, Holm-corrected
+at ``alpha``; against published numbers, outside the run's own interval) and larger than
+``min_effect`` points. See ``tasks/regressions.py``.
 """
 from __future__ import annotations
 
@@ -21,8 +23,10 @@ from operators.trigger_dagrun import TriggerDagRunOperator
     tags=["skillflow", "openmath", "nightly"],
     params={
         "alias": Param("nightly", type="string", minLength=1, description="MLflow registry alias to evaluate."),
-        "tolerance": Param(1.0, type="number", minimum=0, maximum=100,
-                           description="Allowed drop of any accuracy, in percentage points."),
+        "alpha": Param(0.05, type="number", exclusiveMinimum=0, maximum=0.5,
+                       description="Significance level of the regression tests, Holm-corrected per model."),
+        "min_effect": Param(1.0, type="number", minimum=0, maximum=100,
+                            description="A significant drop counts only when larger than this, in points."),
         "eval_params": Param({"engine": "native", "benchmarks": ["gsm8k:0", "math:0"]}, type="object",
                              description="Params passed to openmath_eval for every model."),
         "experiment": Param("openmath-nightly", type="string", minLength=1),
@@ -47,13 +51,15 @@ def openmath_nightly():
 
     # Runs even when an evaluation failed, so the report covers every model.
     @task(trigger_rule="all_done")
-    def compare(models: list, params=None, run_id=None) -> str:
+    def compare(models: list, params=None, run_id=None) -> dict:
         from operators.nightly import compare as do_compare, eval_run_id
         from tasks.profiles import load_profile
 
+        profile = load_profile(params["profile"])
         run_ids = [eval_run_id(run_id, i) for i in range(len(models))]
-        return do_compare(models, run_ids, params["experiment"], float(params["tolerance"]),
-                          load_profile(params["profile"]).mlflow_conn_id)
+        return do_compare(models, run_ids, params["experiment"], alpha=float(params["alpha"]),
+                          min_effect=float(params["min_effect"]), mlflow_conn_id=profile.mlflow_conn_id,
+                          aws_conn_id=profile.aws_conn_id)
 
     models = find_models()
     evaluate = TriggerDagRunOperator.partial(

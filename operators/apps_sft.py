@@ -126,7 +126,10 @@ def register_sft_model(mlc, plan: dict[str, Any], params: dict[str, Any], run_id
     except Exception:
         mlc.create_registered_model(name, description="APPS code SFT models trained by skillflow's apps_sft")
     version = next((v for v in mlc.search_model_versions(f"name = '{name}'") if v.run_id == run_id), None)
-    version = version or mlc.create_model_version(name, source=upload["uri"], run_id=run_id, tags=tags)
+    if version is None:  # behind the version: a LoggedModel that evaluations attach their scores to
+        from operators.tracking.logged_models import register_with_model
+
+        version = register_with_model(mlc, run_id, name, upload["uri"], tags)
     mlc.set_tag(run_id, "skillflow.registered_model", f"{name}/{version.version}")
     mlc.set_tag(run_id, "checkpoint.s3_uri", upload["uri"])
     return {"registered_model": name, "version": str(version.version), "s3_uri": upload["uri"],
@@ -163,6 +166,11 @@ def report(plan: dict[str, Any], params: dict[str, Any], jobs: dict[str, dict[st
     table = comparison_table({s: {"model": plan["sides"][s]["model"], "pass_at_k": summ["pass_at_k"],
                                   "problems": summ["problems"], "samples": summ["samples"]}
                               for s, summ in summaries.items()}, trained)
+    paired = _paired_comparison(plan, profile, hook) if trained else None
+    if paired:
+        from tasks.apps.paired import format_rows
+
+        table = table.rstrip("\n") + "\n\n" + format_rows(paired[0])
     out: dict[str, Any] = {"comparison": table, "runs": {}}
     for side, info in plan["sides"].items():
         run_id = plan["mlflow_run_ids"][side]
@@ -201,5 +209,36 @@ def report(plan: dict[str, Any], params: dict[str, Any], jobs: dict[str, dict[st
         out["runs"][side] = {"mlflow_run_id": run_id, "mlflow_url": mlflow_runs.run_url(mlc, run_id),
                              "metrics": metrics, "samples_uri": stored["uri"], "samples_sha256": stored["sha256"],
                              "unusual_n": summary.get("problems_with_unusual_n", []), "registered": registered}
+    if paired:
+        from tasks.compare_tracking import log_comparison
+
+        base_id, sft_id = plan["mlflow_run_ids"]["base"], plan["mlflow_run_ids"]["sft"]
+        out["comparison_run_id"] = log_comparison(
+            mlc, mlc.get_run(base_id).info.experiment_id, paired[0], paired[1], table, run_a=base_id, run_b=sft_id,
+            label_a="base", label_b="sft", tags={"skillflow.apps_comparison": "base_vs_sft"})
     print(table)
     return out
+
+
+def _paired_comparison(plan: dict[str, Any], profile, hook) -> tuple[dict, dict] | None:
+    """Base vs SFT paired per problem and difficulty (tasks/apps/paired.py) from both results.jsonl.
+
+    The difficulties come from the problems file on the cluster, read there by the profile's
+    python so only ``{problem_id: difficulty}`` travels over SSH, not the tests."""
+    from tasks.apps.paired import paired_apps, problem_counts
+
+    counts = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for side in ("base", "sft"):
+            local = Path(tmp, f"{side}.jsonl")
+            hook.download(f"{plan['sides'][side]['eval_dir']}/results.jsonl", str(local))
+            counts[side] = problem_counts(local)
+    script = ("import json, sys\nout = {}\nfor line in open(sys.argv[1], encoding='utf-8'):\n"
+              "    if line.strip():\n        r = json.loads(line)\n"
+              "        out[str(r.get('problem_id', r.get('id')))] = str(r.get('difficulty') or 'unknown')\n"
+              "print(json.dumps(out))")
+    rc, text, err = hook.run(f"{shlex.quote(profile.python)} -c {shlex.quote(script)} {shlex.quote(plan['problems'])}",
+                             check=False)
+    if rc != 0:
+        raise FileNotFoundError(f"could not read difficulties from {plan['problems']} on the cluster: {err.strip()}")
+    return paired_apps(counts["base"], counts["sft"], json.loads(text))

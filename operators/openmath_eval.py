@@ -163,19 +163,26 @@ def metric_key(bench: str, mode: str, key: str) -> str:
     return f"{bench}.{mode.replace('@', '_at_')}.{key}"
 
 
+# Logged per benchmark and mode: upstream's metrics, the 95% interval of the accuracy beside it
+# (``gsm8k.greedy.correct_answer.ci_low``), and for sampled modes the spread across seeds.
+LOGGED_KEYS = ("correct_answer", "wrong_answer", "no_answer", "num_entries", "correct_answer.ci_low",
+               "correct_answer.ci_high", "seed_accuracy.mean", "seed_accuracy.std")
+
+
 def metric_names(results: dict[str, dict[str, dict[str, float]]]) -> dict[str, float]:
     metrics: dict[str, float] = {}
     for bench, modes in results.items():
         for mode, values in modes.items():
-            for key in ("correct_answer", "wrong_answer", "no_answer", "num_entries"):
+            for key in LOGGED_KEYS:
                 if key in values:
                     metrics[metric_key(bench, mode, key)] = float(values[key])
     return metrics
 
 
 def report(plan: dict[str, Any], params: dict[str, Any], job_results: list[dict[str, Any]]) -> dict[str, Any]:
-    """Metrics, the summary table and the predictions zip (S3, checksum logged) into the MLflow run."""
-    from operators.tracking import mlflow_runs
+    """Metrics with their intervals, the benchmark files as dataset inputs, the summary table, the
+    accuracy plot and the predictions zip (S3, checksum logged) into the MLflow run."""
+    from operators.tracking import evidence, logged_models, mlflow_runs
     from operators.tracking.s3 import s3_client, upload_verified
 
     profile = _profile(params)
@@ -192,8 +199,16 @@ def report(plan: dict[str, Any], params: dict[str, Any], job_results: list[dict[
     metrics["slurm.elapsed_s"] = float(sum(int(r.get("elapsed_s") or 0) for r in jobs))
     mlc = mlflow_runs.client(profile.mlflow_conn_id)
     run_id = plan["mlflow_run_id"]
+    split = EvalRequest.from_params(params).split
+    files = evidence.benchmark_file_digests(hook, plan["data_dir"], sorted(results), split)
+    evidence.log_benchmark_datasets(mlc, run_id, files)
+    model_id = logged_models.model_id_of(mlc, mlc.get_run(run_id).data.tags)
+    if model_id:  # a registered checkpoint: its scores go onto its LoggedModel, per benchmark dataset
+        digests = {b: f["sha256"][:evidence.DIGEST_CHARS] for b, f in files.items()}
+        logged_models.log_model_scores(mlc, run_id, model_id, metrics, digests)
     mlflow_runs.log_metrics(mlc, run_id, metrics)
     mlc.set_tag(run_id, "slurm.job_ids", ",".join(str(r["job_id"]) for r in jobs))
+    evidence.log_accuracy_plot(mlc, run_id, results, f"{Path(plan['model']).name}: accuracy per benchmark")
     with tempfile.TemporaryDirectory() as tmp:
         Path(tmp, "results.json").write_text(json.dumps(results, indent=2))
         Path(tmp, "summary.txt").write_text(table)

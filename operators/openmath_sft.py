@@ -172,8 +172,11 @@ def publish(plan: dict[str, Any], params: dict[str, Any], train: dict[str, Any],
         mlc.get_registered_model(name)
     except Exception:
         mlc.create_registered_model(name, description="OpenMath SFT checkpoints trained by skillflow's openmath_sft")
-    version = _existing_version(mlc, name, run_id) or mlc.create_model_version(
-        name, source=upload["uri"], run_id=run_id, tags=tags,
+    # Behind the version: a LoggedModel that evaluations attach their scores to (tracking/logged_models.py).
+    from operators.tracking.logged_models import register_with_model
+
+    version = _existing_version(mlc, name, run_id) or register_with_model(
+        mlc, run_id, name, upload["uri"], tags,
         description=f"{params['base_model']} fine-tuned on {plan['data']['source']}")
     if params.get("registry_alias"):
         mlc.set_registered_model_alias(name, params["registry_alias"], version.version)

@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "tasks.datasets.cli",
     "tasks.grading.cli",
     "tasks.summarize",
+    "tasks.compare",
     "tasks.sandbox.cli",
     "tasks.generation.cli",
     "tasks.apps.cli",

@@ -52,8 +52,71 @@ class _Missing:
     """A placeholder vote for a missing record: wrong, non-null, equal to nothing else."""
 
 
-def _load(path: Path) -> list[dict[str, Any]]:
-    return [obj for obj in iter_jsonl(path)]
+class GradedFile:
+    """The graded fields of every record of one file, and the identity of each problem.
+
+    Only what the metrics need is kept (not the generations), so 50 sampling files of MATH fit
+    in a few MB. A record lacking ``is_correct`` or ``predicted_answer`` is kept as ``None``.
+    """
+
+    def __init__(self, path: os.PathLike | str):
+        self.path = Path(path)
+        self.votes: list[tuple[Any, bool] | None] = []
+        self.identities: list[str] = []
+        for obj in iter_jsonl(self.path):
+            if "is_correct" in obj and "predicted_answer" in obj:
+                self.votes.append((_hashable(obj["predicted_answer"]), obj["is_correct"] is True))
+            else:
+                self.votes.append(None)
+            self.identities.append(problem_identity(obj))
+
+    def __len__(self) -> int:
+        return len(self.votes)
+
+    def correct_count(self) -> int:
+        """Records graded correct (missing or ungraded records count as wrong)."""
+        return sum(1 for v in self.votes if v is not None and v[1])
+
+
+def problem_identity(record: dict[str, Any]) -> str:
+    """What makes a record *this* problem: its question text (``question``, or ``problem``).
+
+    ``skillflow compare`` pairs problems by position and checks this per position, so two runs of
+    different or reordered benchmark files are refused instead of compared. The expected answer
+    is left out on purpose: a corrected answer key is the same problem, and the benchmark digest
+    (not this check) is what tells such runs apart."""
+    text = record.get("question", record.get("problem"))
+    return text if isinstance(text, str) else json.dumps(text, ensure_ascii=False)
+
+
+def question_outcomes(files: Sequence[GradedFile], mode: str, *,
+                      allow_incomplete: bool = False) -> tuple[list[bool], list[bool]]:
+    """Per question: (is correct, has no answer) under ``mode``; see the module docstring."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if not files:
+        raise MetricsError("no files given")
+    if mode == "greedy" and len(files) != 1:
+        raise MetricsError(f"greedy takes one file, got {len(files)}")
+    num_entries = max(len(f) for f in files)
+    correct: list[bool] = []
+    no_answer: list[bool] = []
+    for i in range(num_entries):
+        votes: list[tuple[Any, bool] | _Missing] = []
+        for graded in files:
+            vote = graded.votes[i] if i < len(graded.votes) else None
+            if vote is None:
+                if not allow_incomplete:
+                    what = "missing" if i >= len(graded.votes) else "not graded (no is_correct or predicted_answer)"
+                    raise MetricsError(f"{graded.path}: record {i + 1} is {what}; run `skillflow grade` "
+                                       "on complete files or pass allow_incomplete")
+                votes.append(_Missing())
+            else:
+                votes.append(vote)
+        is_correct, is_no_answer = _decide(votes, mode)
+        correct.append(is_correct)
+        no_answer.append(is_no_answer)
+    return correct, no_answer
 
 
 def compute_metrics(files: Sequence[os.PathLike | str], mode: str, *,
@@ -69,27 +132,8 @@ def compute_metrics(files: Sequence[os.PathLike | str], mode: str, *,
         raise MetricsError("no files given")
     if mode == "greedy" and len(files) != 1:
         raise MetricsError(f"greedy takes one file, got {len(files)}")
-    paths = [Path(f) for f in files]
-    tables = [_load(p) for p in paths]
-    num_entries = max(len(t) for t in tables)
-
-    correct = no_answer = 0
-    for i in range(num_entries):
-        votes: list[tuple[Any, bool] | _Missing] = []
-        for path, table in zip(paths, tables):
-            rec = table[i] if i < len(table) else None
-            if rec is None or "is_correct" not in rec or "predicted_answer" not in rec:
-                if not allow_incomplete:
-                    what = "missing" if rec is None else "not graded (no is_correct or predicted_answer)"
-                    raise MetricsError(f"{path}: record {i + 1} is {what}; run `skillflow grade` "
-                                       "on complete files or pass allow_incomplete")
-                votes.append(_Missing())
-            else:
-                votes.append((_hashable(rec["predicted_answer"]), rec["is_correct"] is True))
-        is_correct, is_no_answer = _decide(votes, mode)
-        correct += is_correct
-        no_answer += is_no_answer
-    return _as_percentages(num_entries, correct, no_answer)
+    correct, no_answer = question_outcomes([GradedFile(f) for f in files], mode, allow_incomplete=allow_incomplete)
+    return as_percentages(len(correct), sum(correct), sum(no_answer))
 
 
 def _hashable(answer: Any) -> Any:
@@ -113,7 +157,7 @@ def _decide(votes: list, mode: str) -> tuple[bool, bool]:
     return (not isinstance(winner, _Missing) and winner[1]), False
 
 
-def _as_percentages(num_entries: int, correct: int, no_answer: int) -> dict[str, float | int]:
+def as_percentages(num_entries: int, correct: int, no_answer: int) -> dict[str, float | int]:
     if num_entries == 0:
         return {"num_entries": 0, "correct_answer": 0.0, "wrong_answer": 0.0, "no_answer": 0.0}
     correct_pct = 100.0 * correct / num_entries

@@ -111,3 +111,17 @@ def test_local_run_trains_on_the_cpu_registers_the_model_and_compares_it_with_th
     assert hashlib.sha256(manifest).hexdigest() == tags["manifest_sha256"]
     assert {"config.json", "model.safetensors"} <= {f["path"] for f in json.loads(manifest)["files"]}
     assert sft.data.tags["skillflow.registered_model"] == f"apps-sft-smollm2/{version.version}"
+
+    # Behind the version, a LoggedModel whose source is the SFT run (tracking/logged_models.py).
+    model = mlc.get_logged_model(tags["skillflow.model_id"])
+    assert model.source_run_id == sft.info.run_id
+    linked = [(v["name"], str(v["version"])) for v in json.loads(model.tags["mlflow.modelVersions"])]
+    assert linked == [("apps-sft-smollm2", version.version)]
+
+    # Base vs SFT paired per problem and difficulty, in the table and as a comparison run of its own.
+    assert "## SFT vs base, paired per problem" in table and "| total |" in table
+    comparison = mlc.get_run(out["comparison_run_id"])
+    assert comparison.data.tags["skillflow.compare.run_a"] == base.info.run_id
+    assert comparison.data.tags["skillflow.compare.run_b"] == sft.info.run_id
+    assert "apps.total.pass_at_1.p_value" in comparison.data.metrics
+    assert {f.path for f in mlc.list_artifacts(comparison.info.run_id, "plots")} == {"plots/accuracy_a_vs_b.png"}

@@ -162,6 +162,15 @@ def _run_and_check(api, env, s3, key):
     assert eval_run["state"] == "success", api.task_instances("openmath_eval", new[0]["dag_run_id"])
     plan = api.xcom("openmath_eval", new[0]["dag_run_id"], "plan", key="plan")
     assert plan["checked_model"] == tags["cluster_path"]
+    # The version stands for a LoggedModel of the SFT run, and the evaluation's scores are on it,
+    # per benchmark dataset (operators/tracking/logged_models.py).
+    model = mlc.get_logged_model(tags["skillflow.model_id"])
+    assert model.source_run_id == out["mlflow_run_id"]
+    report = api.xcom("openmath_eval", new[0]["dag_run_id"], "report")
+    scores = {(m.key, m.dataset_name, m.run_id) for m in model.metrics}
+    for bench in plan["benchmarks"]:
+        assert (f"{bench}.greedy.correct_answer", bench, report["mlflow_run_id"]) in scores, scores
+    assert [i.model_id for i in mlc.get_run(report["mlflow_run_id"]).inputs.model_inputs] == [model.model_id]
 
 
 def test_trainer_that_writes_its_model_at_the_end_with_curves_while_it_runs(stack):
