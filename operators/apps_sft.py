@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from operators.dag_steps import profile_of as _profile, slurm_hook as _hook
-from tasks.slurm.plan_checks import FORMS, PlanCheckError, checked_plan
 from tasks.apps_plan import (SIDES, AppsSftRequest, PlanError, build_plan, comparison_table, metric_names,
                              output_dir)
 
@@ -48,11 +47,9 @@ def make_plan(params: dict[str, Any], dag_run) -> dict[str, Any]:
     profile = _profile(params)
     req = AppsSftRequest.from_params(params)
     try:
-        plan = checked_plan(lambda: build_plan(
-            req, profile, output_dir(profile, dag_run.dag_id, dag_run.run_id),
-            s3_prefix=f"s3://{profile.bucket}/{dag_run.dag_id}/{_safe_key(dag_run.run_id)}"),
-            profile, params, FORMS[dag_run.dag_id])
-    except (PlanError, PlanCheckError) as exc:
+        plan = build_plan(req, profile, output_dir(profile, dag_run.dag_id, dag_run.run_id),
+                          s3_prefix=f"s3://{profile.bucket}/{dag_run.dag_id}/{_safe_key(dag_run.run_id)}")
+    except PlanError as exc:
         raise AirflowFailException(f"Invalid params: {exc}") from None
     _hook(profile).run("mkdir -p " + " ".join(shlex.quote(d) for d in plan["dirs"]))
     mlc = mlflow_runs.client(profile.mlflow_conn_id)

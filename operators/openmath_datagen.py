@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from operators.dag_steps import profile_of as _profile, slurm_hook as _hook
-from tasks.slurm.plan_checks import FORMS, PlanCheckError, checked_plan
 from tasks.openmath_datagen import (DatagenRequest, PlanError, build_plan, completion_command, coverage_metrics,
                                     output_dir, parse_completion, pending_jobs)
 
@@ -26,9 +25,8 @@ def make_plan(params: dict[str, Any], dag_run) -> dict[str, Any]:
     profile = _profile(params)
     req = DatagenRequest.from_params(params)
     try:
-        plan = checked_plan(lambda: build_plan(req, profile, output_dir(profile, dag_run.dag_id, dag_run.run_id)),
-                            profile, params, FORMS[dag_run.dag_id])
-    except (PlanError, PlanCheckError) as exc:
+        plan = build_plan(req, profile, output_dir(profile, dag_run.dag_id, dag_run.run_id))
+    except PlanError as exc:
         raise AirflowFailException(f"Invalid params: {exc}") from None
     mlc, run_id = open_tracked_run(profile, params, dag_run, run_name=f"datagen {Path(req.model).name} {dag_run.run_id}",
                                    tags={"skillflow.model": req.model, "skillflow.engine": req.engine})

@@ -6,7 +6,6 @@ import json
 from typing import Any
 
 from operators.dag_steps import profile_of as _profile, slurm_hook as _hook
-from tasks.slurm.plan_checks import FORMS, PlanCheckError, checked_plan
 from tasks.openmath_sft import PlanError, SftRequest, build_plan
 
 DAG_ID = "openmath_sft"
@@ -79,10 +78,9 @@ def make_plan(params: dict[str, Any], dag_run, triggering_asset_events=None, inl
         tags={"skillflow.base_model": req.base_model, "skillflow.data": data["source"]},
         skip_params=("eval",))
     try:
-        plan = checked_plan(lambda: build_plan(req, profile, exp_dir, data["cluster_path"],
-                                               s3_prefix=f"s3://{profile.bucket}/{DAG_ID}/{run_id}"),
-                            profile, params, FORMS[DAG_ID])
-    except (PlanError, PlanCheckError) as exc:
+        plan = build_plan(req, profile, exp_dir, data["cluster_path"],
+                          s3_prefix=f"s3://{profile.bucket}/{DAG_ID}/{run_id}")
+    except PlanError as exc:
         mlc.set_terminated(run_id, "FAILED")
         raise _fail(f"Invalid params: {exc}") from None
     plan.update({"mlflow_run_id": run_id, "data": {k: v for k, v in data.items() if k != "event"},

@@ -6,9 +6,12 @@ image key the profile lacks fails deep inside a recipe. These checks turn each i
 the ``plan`` step that names the form's param to change and the limit it hit, and they report
 every violation at once.
 
-They read plain data: the plan a ``build_plan`` returns, in which every job spec is a dict of
-:class:`~tasks.slurm.spec.JobSpec` fields, wherever in the plan it sits. So the same checks serve
-every DAG, ``skillflow plan`` and tests, without knowing a plan's layout.
+They read plain data: job specs as dicts of :class:`~tasks.slurm.spec.JobSpec` fields, found
+wherever they sit in a plan (:func:`check_plan`), so they need no knowledge of a plan's layout.
+:func:`profile_limit_errors` and :func:`missing_image_message` are the two entry points for
+``skillflow plan``'s ``plan_dag`` (``tasks/plan.py``), which the DAGs' ``plan`` tasks call: the
+first is a plan-time check (a plan in, messages out), the second explains the ``ProfileError`` a
+recipe raises when it asks the profile for an image key it lacks.
 """
 from __future__ import annotations
 
@@ -59,7 +62,12 @@ class Violation:
     def message(self) -> str:
         names = ", ".join(f"'{j}'" for j in self.jobs[:5]) + (f" and {len(self.jobs) - 5} more"
                                                               if len(self.jobs) > 5 else "")
-        return f"job{'s' if len(self.jobs) > 1 else ''} {names}: {self.problem}" if self.jobs else self.problem
+        if not self.jobs:
+            return self.problem
+        if len(self.jobs) > 1:
+            return f"jobs {names} {self.problem}"
+        verb, _, rest = self.problem.partition(" ")  # problems start with a plural verb: ask, run
+        return f"job {names} {verb}s {rest}"
 
 
 class PlanCheckError(ValueError):
@@ -134,14 +142,12 @@ def check_images(spec: Mapping[str, Any], profile: ClusterProfile) -> list[Viola
     """Each image a job or sidecar runs is one the profile names (no image from anywhere else)."""
     known = {v for v in profile.images.values() if v}
     out = []
-    images = [("job", spec.get("image"))] + [(f"sidecar '{sc.get('name')}'" if isinstance(sc, Mapping) else
-                                              f"sidecar '{sc.name}'",
-                                              sc.get("image") if isinstance(sc, Mapping) else sc.image)
-                                             for sc in spec.get("sidecars") or ()]
+    sidecars = [sc if isinstance(sc, Mapping) else vars(sc) for sc in spec.get("sidecars") or ()]
+    images = [("", spec.get("image"))] + [(f" in sidecar '{sc.get('name')}'", sc.get("image")) for sc in sidecars]
     for what, image in images:
         if image and image not in known:
             out.append(Violation((spec["name"],), (
-                f"the {what} runs image {image!r}, which no key of container.images in "
+                f"run image {image!r}{what}, which no key of container.images in "
                 f"{profile.source} names; add it to the profile under a key")))
     return out
 
@@ -190,3 +196,22 @@ def checked_plan(build: Callable[[], T], profile: ClusterProfile, params: Mappin
     if violations:
         raise PlanCheckError(violations)
     return plan
+
+
+def _dag_form(dag_id: str) -> FormParams:
+    return FORMS.get(dag_id, FormParams())
+
+
+def profile_limit_errors(plan: Any) -> list[str]:
+    """The plan-time check for ``tasks.plan.PLAN_CHECKS``: ``plan`` has ``dag_id``, ``profile``,
+    ``params`` and ``jobs`` (each with ``job``, a JobSpec dict); one message per broken limit."""
+    jobs = [planned.job for planned in plan.jobs]
+    return [v.message for v in check_plan(jobs, plan.profile, plan.params, _dag_form(plan.dag_id))]
+
+
+def missing_image_message(exc: ProfileError, profile: ClusterProfile, params: Mapping[str, Any],
+                          dag_id: str) -> str | None:
+    """What to tell the user when planning ``dag_id`` raised ``exc`` for an image key the profile
+    lacks (naming the params that chose it); None when ``exc`` is about something else."""
+    error = image_key_error(exc, profile, params, _dag_form(dag_id))
+    return None if error is None else error.violations[0].message

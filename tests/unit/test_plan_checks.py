@@ -12,9 +12,10 @@ import tasks.apps_plan as apps
 import tasks.openmath_datagen as datagen
 import tasks.openmath_eval as evaluation
 import tasks.openmath_sft as sft
-from tasks.profiles import load_profile
+from tasks.profiles import ProfileError, load_profile
 from tasks.slurm.limits import format_seconds, gpus_in_gres, slurm_time_seconds
-from tasks.slurm.plan_checks import FORMS, PlanCheckError, check_plan, checked_plan, iter_job_specs
+from tasks.slurm.plan_checks import (FORMS, PlanCheckError, check_plan, checked_plan, iter_job_specs,
+                                     missing_image_message, profile_limit_errors)
 
 FAKE_ENV = {"SKILLFLOW_ROOT": "/opt/skillflow", "SKILLFLOW_VAR": "/var/lib/skillflow",
             "SKILLFLOW_SMOLLM2_GGUF": "/opt/skillflow/.venv/models/smollm2.gguf"}
@@ -69,7 +70,7 @@ def test_gpus_over_the_node_name_the_param_that_asked():
         checked_plan(lambda: apps.build_plan(apps.AppsSftRequest.from_params(form), profile, "/lustre/out"),
                      profile, form, FORMS["apps_sft"])
     text = str(err.value)
-    assert "ask 16 GPUs per node, over the limit gpus_per_node=8" in text
+    assert "job 'apps-sample-base' asks 16 GPUs per node, over the limit gpus_per_node=8" in text
     assert "param 'sampling_gpus' (now 16) to at most 8" in text and "'gpus_per_node'" not in text
 
 
@@ -90,7 +91,10 @@ def test_an_image_the_profile_does_not_name_is_refused():
     profile = load_profile("example-pyxis")
     plan = {"jobs": [{"name": "j", "command": "true", "image": "docker.io/someone/else:latest"}]}
     [violation] = check_plan(plan, profile)
-    assert "runs image 'docker.io/someone/else:latest', which no key of container.images" in violation.message
+    assert violation.message.startswith("job 'j' runs image 'docker.io/someone/else:latest', which no key of "
+                                        "container.images")
+    sidecar = {"name": "s", "command": "x", "sidecars": [{"name": "sandbox", "command": "y", "image": "evil:1"}]}
+    assert "runs image 'evil:1' in sidecar 'sandbox'" in check_plan([sidecar], profile)[0].message
 
 
 def test_a_job_on_another_partition_is_not_held_to_this_partitions_limit():
@@ -132,14 +136,22 @@ def test_the_shipped_default_forms_fit_their_profiles(profile_name):
     assert seen >= 8  # the walker found the jobs wherever each plan keeps them
 
 
-def test_the_dag_plan_step_fails_with_the_check(monkeypatch):
-    """operators.openmath_eval.make_plan runs the checks before it opens an MLflow run."""
-    from airflow.sdk.exceptions import AirflowFailException
-
-    from operators import openmath_eval
-
-    form = {**GPU_EVAL, "num_gpus": 16, "profile": "example-pyxis", "benchmarks": ["gsm8k:0"],
-            "split": "test", "data": "download", "seed_chunk_size": 10, "batch_size": 64, "max_code_executions": 6,
-            "stop_on_code_error": False, "server": "auto", "limit": None, "time_limit": None}
-    with pytest.raises(AirflowFailException, match=r"param 'num_gpus' \(now 16\) to at most 8"):
-        openmath_eval.make_plan(form, SimpleNamespace(dag_id="openmath_eval", run_id="manual__1"))
+def test_the_plan_dag_entry_points():
+    """How ``tasks.plan.plan_dag`` (skillflow plan, and the DAGs' plan tasks) calls these checks:
+    a plan with ``dag_id``, ``profile``, ``params`` and ``jobs[].job`` in, messages out."""
+    profile = load_profile("example-pyxis")
+    form = {**GPU_EVAL, "num_gpus": 16}
+    details = eval_plan(profile, form)
+    jobs = [SimpleNamespace(job=spec) for _, spec in iter_job_specs(details)]
+    plan = SimpleNamespace(dag_id="openmath_eval", profile=profile, params=form, jobs=jobs)
+    [message] = profile_limit_errors(plan)
+    assert message.startswith("jobs 'eval-trtllm-engine-tp16', ") and "param 'num_gpus' (now 16) to at most 8" in message
+    gpu_job = next(j for j in jobs if j.job.get("gpus_per_node") == 16)
+    single = SimpleNamespace(dag_id="openmath_eval", profile=profile, params=form, jobs=[gpu_job])
+    assert profile_limit_errors(single)[0].startswith(f"job '{gpu_job.job['name']}' asks 16 GPUs per node")
+    try:
+        profile.image("no_such_key")
+    except ProfileError as exc:
+        message = missing_image_message(exc, profile, {"engine": "native", "server": "vllm"}, "openmath_eval")
+    assert message.startswith("param 'engine'='native' and param 'server'='vllm' needs the image key 'no_such_key'")
+    assert missing_image_message(ProfileError("models.x uses ${X}"), profile, {}, "openmath_eval") is None
