@@ -75,8 +75,8 @@ def report(partition_rows: list[dict[str, str]] | None, params: dict[str, Any], 
 
     mlc, run_id = open_tracked_run(profile, params, dag_run, run_name=f"cluster_check {profile.name}",
                                    tags={"skillflow.cluster_check": summary(rows)})
-    mlc.log_text(table, "cluster_check/table.md")
-    mlc.log_dict({"profile": profile.source, "rows": [r.as_dict() for r in rows]}, "cluster_check/rows.json")
+    mlc.log_text(run_id, table, "cluster_check/table.md")
+    mlc.log_dict(run_id, {"profile": profile.source, "rows": [r.as_dict() for r in rows]}, "cluster_check/rows.json")
     failed = failures(rows)
     mlc.set_terminated(run_id, "FAILED" if failed else "FINISHED")
     if failed:
