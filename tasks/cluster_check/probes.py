@@ -127,9 +127,11 @@ def plan_probes(profile: ClusterProfile, out_dir: str) -> tuple[list[Probe], lis
 
 def missing_result_row(probe: dict[str, Any], log_tail: str, job_error: str | None = None) -> Row:
     """The row of a probe that wrote no result: its job could not start or the probe crashed."""
-    tail = " / ".join(line.strip() for line in log_tail.strip().splitlines()[-6:] if line.strip())
+    # The job's own lines, without skillflow's start/end markers: the first error is the cause.
+    lines = [ln.strip() for ln in log_tail.strip().splitlines() if ln.strip() and not ln.startswith("skillflow: ")]
+    tail = " / ".join(lines[:8])
     detail = f"no result at {probe['result']}" + (f"; {job_error}" if job_error else "") + (
-        f"; log {probe['log']} ends: {tail}" if tail else f"; no log at {probe['log']}")
-    return Row("probe job ran", probe["target"], FAIL, detail[:600],
+        f"; log {probe['log']}: {tail}" if tail else f"; no log at {probe['log']}")
+    return Row("probe job ran", probe["target"], FAIL, detail[:800],
                "read the job log: a container that cannot start (image name, registry credentials, "
                "enroot/pyxis on the node) or Python/skillflow missing in the image ends the job before the checks")

@@ -1,6 +1,7 @@
 """cluster_check end to end on the real local stack: the local profile passes every check that
 applies to it (and says which do not), and a deliberately broken copy of it fails exactly the
-checks it breaks, each with its fix, in the table logged to MLflow."""
+checks it breaks, each with its fix, in the table logged to MLflow; and probes that cannot start
+still give a table that says so."""
 from __future__ import annotations
 
 import json
@@ -35,6 +36,16 @@ def broken_profile(folder: Path) -> Path:
     return path
 
 
+def no_python_profile(folder: Path) -> Path:
+    """The local profile pointing at a Python that is not there: no probe can start."""
+    raw = yaml.safe_load((ROOT / "tasks" / "cluster_profiles" / "local.yaml").read_text())
+    raw["name"] = "local-no-python"
+    raw["paths"]["python"] = "${SKILLFLOW_VAR}/no-such-python"
+    path = folder / "local-no-python.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
 def table_of(mlc, experiment: str, run_id: str) -> tuple[str, list[dict]]:
     exp = mlc.get_experiment_by_name(experiment)
     [run] = mlc.search_runs([exp.experiment_id], filter_string=f"tags.`airflow.dag_run_id` = '{run_id}'")
@@ -56,6 +67,7 @@ def test_local_profile_passes_and_a_broken_one_fails_the_checks_it_breaks(stack,
     # Both runs at once: the probes are tiny and the two profiles share the one Slurm node.
     good = api.trigger(DAG, {"profile": "local", "experiment": experiment})["dag_run_id"]
     bad = api.trigger(DAG, {"profile": str(broken_profile(tmp_path)), "experiment": experiment})["dag_run_id"]
+    dead = api.trigger(DAG, {"profile": str(no_python_profile(tmp_path)), "experiment": experiment})["dag_run_id"]
 
     final = api.wait_for_run(DAG, good, timeout=600)
     assert final["state"] == "success", api.task_instances(DAG, good)
@@ -81,3 +93,12 @@ def test_local_profile_passes_and_a_broken_one_fails_the_checks_it_breaks(stack,
     assert failed["GPUs per node"]["fix"] == "set slurm.gpus_per_node to 2, what every node of the partition has"
     assert failed["model 'smollm2'"]["fix"].startswith("copy the model to ") and \
         "no-such-model.gguf" in failed["model 'smollm2'"]["fix"]
+
+    # Probe jobs that cannot even start: their tasks fail, the report still writes the table.
+    final = api.wait_for_run(DAG, dead, timeout=600)
+    assert final["state"] == "failed"
+    _, rows = table_of(mlc, experiment, dead)
+    failed = [r for r in rows if r["status"] == "FAIL"]
+    assert [r["check"] for r in failed] == ["probe job ran", "probe job ran"], json.dumps(rows, indent=1)
+    assert all("no-such-python" in r["detail"] and "container that cannot start" in r["fix"] for r in failed)
+    assert {r["check"] for r in rows if r["status"] == "PASS"} >= {"partition exists", "GPUs per node"}

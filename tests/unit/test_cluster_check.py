@@ -140,9 +140,14 @@ def test_profile_facts_judged_before_any_job(tmp_path):
 
 
 def test_missing_result_row_quotes_the_log():
-    row = probes.missing_result_row({"result": "/r.json", "log": "/r.log", "target": "img / p"},
-                                    "a\npyxis: failed to import docker image\nsrun: error: task 0 failed\n")
-    assert row.status == FAIL and "pyxis: failed to import docker image / srun: error" in row.detail
+    log = ("skillflow: job 7 (cluster-check-nemo) on node1 at 2026-12-06T20:26:11+00:00\n"
+           "pyxis: importing docker image: registry.example.com/skillflow/nemo:1\n"
+           "pyxis: failed to import docker image\nsrun: error: node1: task 0: Exited with exit code 1\n"
+           "skillflow: main step exited with status 1 at 2026-12-06T20:26:12+00:00\n")
+    row = probes.missing_result_row({"result": "/r.json", "log": "/r.log", "target": "img / p"}, log)
+    assert row.status == FAIL and row.detail == (
+        "no result at /r.json; log /r.log: pyxis: importing docker image: registry.example.com/skillflow/nemo:1 / "
+        "pyxis: failed to import docker image / srun: error: node1: task 0: Exited with exit code 1")
     assert "container that cannot start" in row.fix
 
 
