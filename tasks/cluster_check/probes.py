@@ -21,8 +21,8 @@ from tasks.cluster_check.table import FAIL, Row
 from tasks.openmath_eval import spec_dict
 from tasks.profiles import ClusterProfile, ProfileError
 from tasks.recipes.common import SANDBOX_PORT_EXPR
-from tasks.recipes.engines import NEMO_SKILLS_SANDBOX_PORT, native_sandbox, nemo_skills_sandbox
-from tasks.slurm.spec import JobSpec
+from tasks.recipes.engines import NEMO_SKILLS_SANDBOX_PORT, nemo_skills_sandbox
+from tasks.slurm.spec import JobSpec, Sidecar
 
 PROBE_TIME = "00:10:00"
 SANDBOX_KEY = "sandbox"
@@ -67,6 +67,14 @@ def model_paths(profile: ClusterProfile) -> tuple[dict[str, str], list[Row]]:
     return paths, rows
 
 
+def host_sandbox() -> Sidecar:
+    """``skillflow sandbox serve`` on the node, on the job's own port (as the native engine starts
+    it without containers), so probes of two runs sharing a node do not collide."""
+    return Sidecar(name="sandbox", command=(
+        f"export SKILLFLOW_SANDBOX_PORT={SANDBOX_PORT_EXPR}\n"
+        'exec "$SKILLFLOW_CLI" sandbox serve --host 127.0.0.1 --port "$SKILLFLOW_SANDBOX_PORT"'))
+
+
 def _slug(text: str) -> str:
     return _SLUG.sub("-", text).strip("-")[:60] or "probe"
 
@@ -95,7 +103,7 @@ def plan_probes(profile: ClusterProfile, out_dir: str) -> tuple[list[Probe], lis
         probes.append(_probe(profile, out_dir, "node", f"node (runtime none) / {partition}",
                              {"kind": "image", "image": None, **common}, command=PROBE_COMMAND,
                              gpus_per_node=gpus, env=dict(profile.storage_env)))
-        sidecar = native_sandbox()
+        sidecar = host_sandbox()
         probes.append(_probe(profile, out_dir, "sandbox", f"sandbox (skillflow sandbox serve) / {partition}",
                              {"kind": "sandbox", "image": None, "outside": OUTSIDE},
                              command=f"export SKILLFLOW_SANDBOX_PORT={SANDBOX_PORT_EXPR}\n{PROBE_COMMAND}",

@@ -145,7 +145,7 @@ def test_the_plan_dag_entry_points():
     jobs = [SimpleNamespace(job=spec) for _, spec in iter_job_specs(details)]
     plan = SimpleNamespace(dag_id="openmath_eval", profile=profile, params=form, jobs=jobs)
     [message] = profile_limit_errors(plan)
-    assert message.startswith("jobs 'eval-trtllm-engine-tp16', ") and "param 'num_gpus' (now 16) to at most 8" in message
+    assert message.startswith("jobs 'eval-trtllm-engine-tp16") and "param 'num_gpus' (now 16) to at most 8" in message
     gpu_job = next(j for j in jobs if j.job.get("gpus_per_node") == 16)
     single = SimpleNamespace(dag_id="openmath_eval", profile=profile, params=form, jobs=[gpu_job])
     assert profile_limit_errors(single)[0].startswith(f"job '{gpu_job.job['name']}' asks 16 GPUs per node")
