@@ -173,10 +173,10 @@ def image_key_error(exc: ProfileError, profile: ClusterProfile, params: Mapping[
     if not m:
         return None
     key = m.group(1) or m.group(2)
-    chosen = " and ".join(f"param '{n}'={params[n]!r}" for n in form.images if n in params) or "this form"
+    chosen = ", ".join(f"param '{n}'={params[n]!r}" for n in form.images if n in params)
     known = ", ".join(sorted(k for k, v in profile.images.items() if v)) or "none"
     return PlanCheckError([Violation((), (
-        f"{chosen} needs the image key '{key}', which container.images of {profile.source} does not define "
+        f"the form{f' ({chosen})' if chosen else ''} needs the image key '{key}', which container.images of {profile.source} does not define "
         f"(defined: {known}); add container.images.{key} to the profile or choose another value"))])
 
 

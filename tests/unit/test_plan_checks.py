@@ -83,7 +83,7 @@ def test_image_key_missing_from_the_profile_names_the_params_that_chose_it(tmp_p
     with pytest.raises(PlanCheckError) as err:
         checked_plan(lambda: eval_plan(profile, GPU_EVAL), profile, GPU_EVAL, FORMS["openmath_eval"])
     text = str(err.value)
-    assert "param 'engine'='nemo_skills'" in text and "needs the image key 'trtllm'" in text
+    assert "the form (param 'engine'='nemo_skills') needs the image key 'trtllm'" in text
     assert f"container.images of {path} does not define" in text and "add container.images.trtllm" in text
 
 
@@ -153,5 +153,6 @@ def test_the_plan_dag_entry_points():
         profile.image("no_such_key")
     except ProfileError as exc:
         message = missing_image_message(exc, profile, {"engine": "native", "server": "vllm"}, "openmath_eval")
-    assert message.startswith("param 'engine'='native' and param 'server'='vllm' needs the image key 'no_such_key'")
+    assert message.startswith("the form (param 'engine'='native', param 'server'='vllm') needs the image key "
+                              "'no_such_key'")
     assert missing_image_message(ProfileError("models.x uses ${X}"), profile, {}, "openmath_eval") is None
