@@ -95,9 +95,11 @@ def plan_probes(profile: ClusterProfile, out_dir: str) -> tuple[list[Probe], lis
     partition = profile.partition or "(default partition)"
     models, rows = model_paths(profile)
     mounts = [parse_mount(m) for m in profile.mounts] if profile.runtime != "none" else []
-    common = {"workdir": profile.workdir, "mounts": mounts, "models": models, "bucket": profile.bucket,
-              "storage_env_names": sorted(profile.storage_env), "gpus": 1 if profile.gpus_per_node else 0}
+    # One GPU is enough to see that Slurm hands GPUs to the container; the node's count comes
+    # from scontrol (tasks.cluster_check.partition).
     gpus = 1 if profile.gpus_per_node else 0
+    common = {"workdir": profile.workdir, "mounts": mounts, "models": models, "bucket": profile.bucket,
+              "storage_env_names": sorted(profile.storage_env), "gpus": gpus}
     probes = []
     if profile.runtime == "none":
         probes.append(_probe(profile, out_dir, "node", f"node (runtime none) / {partition}",
