@@ -22,7 +22,7 @@ from operators.slurm.operator import SlurmJobOperator
     schedule=None,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
-    max_active_runs=2,
+    max_active_runs=3,  # a few profiles checked side by side
     render_template_as_native_obj=True,
     tags=["skillflow", "cluster"],
     params={
