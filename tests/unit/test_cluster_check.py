@@ -20,7 +20,8 @@ from tasks.slurm.spec import JobSpec
 ROOT = Path(__file__).resolve().parents[2]
 FAKE_ENV = {"SKILLFLOW_ROOT": "/opt/skillflow", "SKILLFLOW_VAR": "/var/lib/skillflow",
             "SKILLFLOW_SMOLLM2_GGUF": "/opt/skillflow/.venv/models/smollm2.gguf"}
-# What the local stack's Slurm 22.05.8 prints for limits_command("debug") (OS= and a few fields cut).
+# limits_command("debug") output in Slurm 22.05.8's format, with the local stack's values (its
+# partition_limits task read the same MaxTime, Nodes and Gres); some fields cut.
 SCONTROL_LOCAL = """\
 PartitionName=debug AllowGroups=ALL AllowAccounts=ALL AllowQos=ALL AllocNodes=ALL Default=YES QoS=N/A DefaultTime=NONE DisableRootJobs=NO ExclusiveUser=NO GraceTime=0 Hidden=NO MaxNodes=UNLIMITED MaxTime=UNLIMITED MinNodes=0 LLN=NO MaxCPUsPerNode=UNLIMITED Nodes=localhost PriorityJobFactor=1 PriorityTier=1 RootOnly=NO ReqResv=NO OverSubscribe=NO OverTimeLimit=NONE PreemptMode=OFF State=UP TotalCPUs=2 TotalNodes=1 SelectTypeParameters=NONE JobDefaults=(null) DefMemPerNode=UNLIMITED MaxMemPerNode=UNLIMITED TRES=cpu=2,mem=20000M,node=1,billing=2,gres/gpu=2
 @@SKILLFLOW_CLUSTER_CHECK nodes
