@@ -164,6 +164,10 @@ def test_trigger_form_run_links_and_mlflow_pages(stack, steps):
             mlflow_page.wait_for_url(lambda url: report["mlflow_run_id"] in url)
             mlflow_page.get_by_text(report["mlflow_run_id"]).first.wait_for()
             mlflow_page.get_by_text("gsm8k.greedy.correct_answer").first.wait_for()
+            # MLflow 3 opens its assistant panel beside every page; close it for the screenshots.
+            assistant = mlflow_page.get_by_role("button", name="Close", exact=True)
+            if assistant.count():
+                assistant.first.click()
             steps.shot(mlflow_page, "mlflow run and metrics")
 
             step = "summary artifact"
