@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 
 help:
 	@echo "make demo   - install what is missing, start the local stack, run the demo DAG end to end"
-	@echo "make test   - unit tests and integration tests against the real local stack"
+	@echo "make test   - unit tests, integration tests against the real local stack, the browser test of both UIs"
 	@echo "make up | down | status - the local stack (also: .venv/bin/skillflow stack ...)"
 	@echo "make bench  - every benchmark; writes docs/performance.md"
 	@echo "make faults - fault-injection, bad-input and security suite; writes docs/reliability.md"
