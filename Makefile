@@ -5,19 +5,20 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
-APT_PACKAGES := openssh-server openssh-client slurm-wlm munge nodejs npm util-linux procps
+APT_PACKAGES := openssh-server openssh-client slurm-wlm munge nodejs npm util-linux procps chromium
 PYTEST_ARGS ?=
 
 .PHONY: help images deps venv node model train-env install up down status demo test test-unit test-integration faults bench lock clean-var
 
 help:
 	@echo "make demo   - install what is missing, start the local stack, run the demo DAG end to end"
-	@echo "make test   - unit tests and integration tests against the real local stack"
+	@echo "make test   - unit tests, integration tests against the real local stack, the browser test of both UIs"
 	@echo "make up | down | status - the local stack (also: .venv/bin/skillflow stack ...)"
 	@echo "make bench  - every benchmark; writes docs/performance.md"
 	@echo "make faults - fault-injection, bad-input and security suite; writes docs/reliability.md"
 
-# System packages: Slurm, munge, sshd and Node (for the S3 server). Only what is missing.
+# System packages: Slurm, munge, sshd, Node (for the S3 server) and Chromium (the browser tests).
+# Only what is missing.
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then :; else missing=$$(echo $$missing | tr ' ' '\n' | grep -vx -e nodejs -e npm | tr '\n' ' '); fi; \
