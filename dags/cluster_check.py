@@ -14,6 +14,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Param, dag, task
 
+from operators.dag_steps import PROFILE_TEMPLATE, profile_param
 from operators.slurm.operator import SlurmJobOperator
 
 
@@ -26,8 +27,7 @@ from operators.slurm.operator import SlurmJobOperator
     render_template_as_native_obj=True,
     tags=["skillflow", "cluster"],
     params={
-        "profile": Param("local", type="string", minLength=1,
-                         description="Cluster profile to check: a built-in name or a YAML file on the workers."),
+        "profile": profile_param(),
         "experiment": Param("cluster-check", type="string", minLength=1, maxLength=250,
                             description="MLflow experiment the table is logged to."),
     },
@@ -57,7 +57,7 @@ def cluster_check():
     jobs = plan()
     limits = partition_limits()
     # A probe whose container cannot start fails its task; the report still runs and says so.
-    probes = SlurmJobOperator.partial(task_id="probe", profile="{{ params.profile }}", retries=0,
+    probes = SlurmJobOperator.partial(task_id="probe", profile=PROFILE_TEMPLATE, retries=0,
                                       poll_interval=None).expand(job=jobs)
     [limits, probes] >> report()
 
