@@ -103,3 +103,23 @@ def test_files_complete_round_trip():
     cmd = commands.files_complete_command(["/a/b", "/c d"])
     assert "'/c d'" in cmd
     assert commands.parse_files_complete("OK /a/b\nMISSING '/c d'\n") == {"/a/b": True, "/c d": False}
+
+
+def test_submission_token_is_per_record_and_try():
+    record = "/w/.skillflow/jobs/d/r/t.abc.jobid"
+    first = commands.submission_token(record, "/w/.skillflow/scripts/d/r/t/try1.sbatch")
+    assert first == commands.submission_token(record, "/w/.skillflow/scripts/d/r/t/try1.sbatch")
+    assert first != commands.submission_token(record, "/w/.skillflow/scripts/d/r/t/try2.sbatch")
+    assert first != commands.submission_token(record.replace("abc", "abd"), "/w/.skillflow/scripts/d/r/t/try1.sbatch")
+
+
+def test_submit_once_command_parses_and_keeps_hostile_paths_literal():
+    import subprocess
+
+    token = commands.submission_token("r", "s")
+    hostile = "/w/$(touch /tmp/x)/a b;reboot"
+    cmd = commands.submit_once_command(f"{hostile}/try1.sbatch", f"{hostile}/logs", f"{hostile}/rec.jobid", token)
+    assert subprocess.run(["bash", "-n", "-c", cmd], capture_output=True).returncode == 0
+    assert f"--comment={token}" in cmd and "$(touch" not in cmd.replace("'/w/$(touch", "")
+    with pytest.raises(ValueError, match="submission token"):
+        commands.submit_once_command("/s", "/l", "/r", "x; reboot")
