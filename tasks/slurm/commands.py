@@ -103,6 +103,21 @@ def squeue_command(job_ids: Iterable[str]) -> str:
     return f"squeue -h -a -r -t all --jobs={ids} -O {shlex.quote(fmt)}"
 
 
+SQUEUE_RC_MARK = "@@SKILLFLOW_SQUEUE_RC"
+
+
+def squeue_poll_command(job_ids: Iterable[str]) -> str:
+    """:func:`squeue_command` followed by a line ``@@SKILLFLOW_SQUEUE_RC <rc>`` saying whether the
+    answer can be trusted (rc 0), so a poller counts a job as missing only on a real answer.
+
+    squeue asked about jobs it no longer knows (all of them gone after MinJobAge) exits 1 with
+    "Invalid job id specified": that is an answer (none of them is queued), not a failure, and
+    counts as rc 0; otherwise a job that left the queue would never be looked up in accounting.
+    """
+    return (f"sq=$({squeue_command(job_ids)} 2>&1); rc=$?; printf '%s\\n' \"$sq\"; "
+            f"case \"$sq\" in *'Invalid job id specified'*) rc=0;; esac; echo {SQUEUE_RC_MARK} $rc")
+
+
 def _gpus_from_tres(tres: str) -> int | None:
     for part in tres.split(","):
         key, _, value = part.partition("=")

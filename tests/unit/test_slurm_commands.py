@@ -123,3 +123,18 @@ def test_submit_once_command_parses_and_keeps_hostile_paths_literal():
     assert f"--comment={token}" in cmd and "$(touch" not in cmd.replace("'/w/$(touch", "")
     with pytest.raises(ValueError, match="submission token"):
         commands.submit_once_command("/s", "/l", "/r", "x; reboot")
+
+
+def test_squeue_poll_counts_unknown_job_ids_as_an_answer():
+    """squeue exits 1 for ids it no longer knows; the poll must still report a trusted answer, or
+    a job past MinJobAge is never looked up in accounting (run here against a stand-in squeue
+    that prints what Slurm 22.05 prints: the real one needs a controller)."""
+    import subprocess
+
+    cmd = commands.squeue_poll_command(["987654321"])
+    fake = ('squeue() { echo "slurm_load_jobs error: Invalid job id specified" >&2; return 1; }; ')
+    out = subprocess.run(["bash", "-c", fake + cmd], capture_output=True, text=True).stdout
+    assert out.strip().endswith(f"{commands.SQUEUE_RC_MARK} 0")
+    down = ('squeue() { echo "slurm_load_jobs error: Unable to contact slurm controller" >&2; return 1; }; ')
+    out = subprocess.run(["bash", "-c", down + cmd], capture_output=True, text=True).stdout
+    assert out.strip().endswith(f"{commands.SQUEUE_RC_MARK} 1")
