@@ -237,8 +237,8 @@ class SlurmJobOperator(BaseOperator):
         job_id = event.get("job_id")
         self._job_id = job_id
         if event.get("status") == "error":
-            raise SlurmJobError(f"Lost track of Slurm job {job_id}: {event.get('message')}", job_id=job_id,
-                                outcome=Outcome.LOST)
+            raise BY_OUTCOME[Outcome.LOST](f"Lost track of Slurm job {job_id}: {event.get('message')}",
+                                           job_id=job_id)
         states = [JobState(**s) for s in event.get("states", [])]
         return self._judge(hook, job_id, states, event.get("log_path"), lost=event.get("status") == "lost")
 
