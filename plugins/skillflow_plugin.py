@@ -12,6 +12,7 @@ from fastapi import FastAPI, HTTPException, Query
 from fastapi.responses import PlainTextResponse, RedirectResponse
 
 from operators.links import MLflowRunLink, SlurmJobLogLink
+from operators.slurm import listener as slurm_listener
 
 app = FastAPI(title="skillflow links")
 
@@ -84,3 +85,5 @@ class SkillflowPlugin(AirflowPlugin):
     # SlurmJobOperator declares its own log link; listing it here lets the UI resolve it.
     operator_extra_links = [SlurmJobLogLink()]
     fastapi_apps = [{"app": app, "url_prefix": "/skillflow", "name": "skillflow links"}]
+    # A deferred task ended by a person before the triggerer runs its trigger: cancel its job.
+    listeners = [slurm_listener]

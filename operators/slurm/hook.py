@@ -55,6 +55,12 @@ class SlurmHook(BaseHook):
                 out = stdout.read().decode("utf-8", "replace")
                 err = stderr.read().decode("utf-8", "replace")
                 rc = stdout.channel.recv_exit_status()
+                transport = client.get_transport()
+                if rc == -1 and (transport is None or not transport.is_active()):
+                    # The channel closed without an exit status: the connection dropped while
+                    # the command ran. Whether it finished is unknown; only commands that are
+                    # safe to send again reach this point (submission is, see submit_script).
+                    raise EOFError(f"connection dropped before '{command[:60]}' reported its exit status")
                 break
             except (OSError, EOFError, paramiko.SSHException) as exc:
                 # A dropped connection (sshd restarted, network blip): reconnect and try again.
@@ -105,16 +111,18 @@ class SlurmHook(BaseHook):
         return commands.parse_files_complete(out)
 
     # Jobs ---------------------------------------------------------------------------------
-    def submit_script(self, script: str, script_path: str, log_dir: str, record_path: str | None = None) -> str:
-        """Upload and submit; the job id is written to ``record_path`` by the same remote command,
-        so no window exists in which the job runs but its id is known nowhere."""
+    def submit_script(self, script: str, script_path: str, log_dir: str, record_path: str) -> str:
+        """Upload and submit exactly once; returns the job id.
+
+        The job id is written to ``record_path`` by the same remote command that runs ``sbatch``,
+        so no window exists in which the job runs but its id is known nowhere. The command is
+        idempotent (:func:`tasks.slurm.commands.submit_once_command`): when the connection drops
+        after it reached the login node, :meth:`run` sends it again, and the second attempt adopts
+        the job of the first (by the submission token in the job's comment) instead of making a
+        second one."""
         self.write_text(script_path, script, mode="700")
-        cmd = commands.submit_command(script_path, log_dir)
-        if record_path:
-            q = shlex.quote
-            cmd = (f"set -o pipefail; jid=$({cmd}) && mkdir -p {q(record_path.rsplit('/', 1)[0])} && "
-                   f"printf '%s\\n' \"$jid\" > {q(record_path)} && echo \"$jid\"")
-        _, out, _ = self.run(cmd)
+        token = commands.submission_token(record_path, script_path)
+        _, out, _ = self.run(commands.submit_once_command(script_path, log_dir, record_path, token))
         return commands.parse_submit(out)
 
     def states(self, job_ids: list[str]) -> list[JobState]:

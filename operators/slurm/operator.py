@@ -171,16 +171,65 @@ class SlurmJobOperator(BaseOperator):
         return None
 
     def _wait_inline(self, hook: SlurmHook, profile, job_id: str, log_path: str | None) -> dict[str, Any]:
+        from operators.slurm.poller import MISSING_POLLS_BEFORE_LOST
+
         interval = self.poll_interval or profile.poll_interval_s
+        give_up_at = time.monotonic() + self.wait_timeout.total_seconds() if self.wait_timeout else None
         missing = 0
         while True:
             states = hook.states([job_id])
             if states and all(s.terminal for s in states):
                 return self._judge(hook, job_id, states, log_path)
             missing = missing + 1 if not states else 0
-            if missing >= 5:
+            if missing >= MISSING_POLLS_BEFORE_LOST:
                 return self._judge(hook, job_id, [], log_path, lost=True)
+            if give_up_at is not None and time.monotonic() >= give_up_at:
+                self._give_up(hook, [job_id], f"wait_timeout ({self.wait_timeout}) passed")
+                raise SlurmJobError(f"Slurm job {job_id} did not end within wait_timeout {self.wait_timeout}; "
+                                    "cancelled it", job_id=job_id, outcome=Outcome.TIMEOUT)
             time.sleep(interval)
+
+    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context):
+        """Airflow resumes a deferral that passed ``wait_timeout`` with ``__fail__`` (the triggerer
+        cancels the trigger without calling its ``on_kill``): the task gives up on the job here,
+        and a task that gives up on a job cancels it, or the job runs on for nobody."""
+        from airflow.sdk.exceptions import TaskDeferralTimeout
+
+        try:
+            return super().resume_execution(next_method, next_kwargs, context)
+        except TaskDeferralTimeout:
+            profile = self._profile()
+            hook = self._hook(profile)
+            try:
+                job_ids = self._recorded_job_ids(context, profile, hook)
+            except Exception as exc:  # the timeout is the error to report; say why nothing was cancelled
+                self.log.error("Could not read this task's job record to cancel its job: %s", exc)
+                raise
+            self._give_up(hook, job_ids, f"the deferral passed wait_timeout ({self.wait_timeout})")
+            raise
+
+    def _recorded_job_ids(self, context, profile, hook: SlurmHook) -> list[str]:
+        """The job this task instance's record names (the operator's memory does not survive a
+        deferral; the record on the cluster does)."""
+        from tasks.slurm.render import render_sbatch
+        from tasks.slurm.spec import JobSpec
+
+        if not self.job:
+            return []
+        script = render_sbatch(JobSpec.from_dict(self.job).validate(), profile)
+        record = hook.read_record(self._paths(profile, context, script)["record"])
+        return [record["job_id"]] if record else []
+
+    def _give_up(self, hook: SlurmHook, job_ids: list[str], why: str) -> None:
+        if not job_ids:
+            self.log.warning("Giving up (%s), but no job of this task is on record", why)
+            return
+        try:
+            hook.cancel(job_ids)
+            self.log.warning("Giving up on Slurm job %s (%s): cancelled it", ",".join(job_ids), why)
+        except Exception as exc:  # the give-up's own error is the one to raise
+            self.log.error("Giving up on Slurm job %s (%s), but could not cancel it: %s", ",".join(job_ids),
+                           why, exc)
 
     def execute_complete(self, context, event: dict[str, Any]) -> dict[str, Any]:
         profile = self._profile()
@@ -188,8 +237,8 @@ class SlurmJobOperator(BaseOperator):
         job_id = event.get("job_id")
         self._job_id = job_id
         if event.get("status") == "error":
-            raise SlurmJobError(f"Lost track of Slurm job {job_id}: {event.get('message')}", job_id=job_id,
-                                outcome=Outcome.LOST)
+            raise BY_OUTCOME[Outcome.LOST](f"Lost track of Slurm job {job_id}: {event.get('message')}",
+                                           job_id=job_id)
         states = [JobState(**s) for s in event.get("states", [])]
         return self._judge(hook, job_id, states, event.get("log_path"), lost=event.get("status") == "lost")
 

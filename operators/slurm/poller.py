@@ -107,7 +107,7 @@ class ClusterPoller:
 
     def _command(self, watches: list[Watch]) -> str:
         ids = [w.job_id for w in watches]
-        parts = [commands.squeue_command(ids) + "; echo @@SKILLFLOW_SQUEUE_RC $?"]
+        parts = [commands.squeue_poll_command(ids)]
         missing = [w.job_id for w in watches if w.missing_polls]
         if missing:
             parts.append(commands.accounting_command(missing, self.accounting))
@@ -145,8 +145,8 @@ class ClusterPoller:
         self._drop()
 
     def _dispatch(self, watches: list[Watch], out: str) -> None:
-        squeue_ok = "@@SKILLFLOW_SQUEUE_RC 0" in out
-        squeue_text = out.split("@@SKILLFLOW_SQUEUE_RC", 1)[0]
+        squeue_ok = f"{commands.SQUEUE_RC_MARK} 0" in out
+        squeue_text = out.split(commands.SQUEUE_RC_MARK, 1)[0]
         states = commands.parse_squeue(squeue_text)
         if commands.ACCT_MARK in out:
             acct_text = out[out.index(commands.ACCT_MARK):]

@@ -58,21 +58,10 @@ class SlurmTrainingOperator(SlurmJobOperator):
     def execute(self, context) -> dict[str, Any]:
         if not self.job:
             return super().execute(context)
-        from tasks.slurm.render import render_sbatch
-        from tasks.slurm.spec import JobSpec
-
         profile = self._profile()
         hook = self._hook(profile)
-        script = render_sbatch(JobSpec.from_dict(self.job).validate(), profile)
         # Find the newest link a previous try or worker got to; its jobs count in the result.
-        link, chain = 0, []
-        while link < int(self.max_jobs):
-            self._link = link
-            record = hook.read_record(self._paths(profile, context, script)["record"])
-            if not record:
-                break
-            chain.append(record["job_id"])
-            link += 1
+        chain = self._recorded_chain(context, profile, hook)
         if chain:
             self._link = len(chain) - 1
             states = hook.states([chain[-1]])
@@ -83,6 +72,28 @@ class SlurmTrainingOperator(SlurmJobOperator):
                 return self._after_job(context, chain[-1], states, chain[:-1])
         self._link = len(chain)
         return self._submit_link(context, chain)
+
+    def _recorded_chain(self, context, profile, hook) -> list[str]:
+        """Job ids of the chain's links, from their records on the cluster, oldest first."""
+        from tasks.slurm.render import render_sbatch
+        from tasks.slurm.spec import JobSpec
+
+        script = render_sbatch(JobSpec.from_dict(self.job).validate(), profile)
+        link, chain = 0, []
+        while link < int(self.max_jobs):
+            self._link = link
+            record = hook.read_record(self._paths(profile, context, script)["record"])
+            if not record:
+                break
+            chain.append(record["job_id"])
+            link += 1
+        return chain
+
+    def _recorded_job_ids(self, context, profile, hook) -> list[str]:
+        """The newest link of the chain is the job a timed-out wait gives up on."""
+        if not self.job:
+            return []
+        return self._recorded_chain(context, profile, hook)[-1:]
 
     def _submit_link(self, context, earlier: list[str]) -> dict[str, Any]:
         if self._link >= int(self.max_jobs):
@@ -99,11 +110,8 @@ class SlurmTrainingOperator(SlurmJobOperator):
 
     def _defer_on(self, context, profile, job_id: str, earlier: list[str], log_offset: int) -> dict[str, Any]:
         from operators.slurm.trigger import SlurmJobTrigger
-        from tasks.slurm.render import default_log_path
-        from tasks.slurm.spec import JobSpec
 
-        spec = JobSpec.from_dict(self.job).validate()
-        log_path = (spec.output or default_log_path(spec, spec.workdir or profile.workdir)).replace("%j", job_id)
+        log_path = self._log_of(profile, job_id)
         self._job_id = job_id
         context["ti"].xcom_push(key="slurm_job_id", value=job_id)
         context["ti"].xcom_push(key="slurm_log", value=log_path)
@@ -118,6 +126,13 @@ class SlurmTrainingOperator(SlurmJobOperator):
             kwargs={"link": self._link, "earlier": earlier},
             timeout=self.wait_timeout,
         )
+
+    def _log_of(self, profile, job_id: str) -> str:
+        from tasks.slurm.render import default_log_path
+        from tasks.slurm.spec import JobSpec
+
+        spec = JobSpec.from_dict(self.job).validate()
+        return (spec.output or default_log_path(spec, spec.workdir or profile.workdir)).replace("%j", job_id)
 
     def execute_complete(self, context, event: dict[str, Any], link: int = 0,
                          earlier: list[str] | None = None) -> dict[str, Any]:
@@ -151,7 +166,14 @@ class SlurmTrainingOperator(SlurmJobOperator):
                     "states": {s.job_id: s.state for s in states_all}}
         if outcome not in CONTINUE_AFTER:
             # A real failure: judged (and retried) like any Slurm job, log tail included.
-            return self._judge(hook, job_id, states, None)
+            return self._judge(hook, job_id, states, self._log_of(profile, job_id))
+        if outcome is Outcome.SUCCESS and not max_steps:
+            # The job exited 0 yet left no progress to read: the trainer never started, or wrote
+            # its status elsewhere. The same script would do the same again, so submitting it
+            # up to max_jobs times only burns allocations; fail now and say where we looked.
+            raise AirflowFailException(
+                f"training job {job_id} ended COMPLETED but left no progress to read ({detail}); not "
+                f"submitting a continuation. Check the job's log and where the trainer writes its status.")
         self._link = len(chain)
         return self._submit_link(context, chain)
 

@@ -31,6 +31,47 @@ def submit_command(script_path: str, log_dir: str) -> str:
     return f"mkdir -p {shlex.quote(log_dir)} && sbatch --parsable {shlex.quote(script_path)}"
 
 
+def submission_token(record_path: str, script_path: str) -> str:
+    """The tag of one submission: derived from the job record and the script of this try (and
+    chain link), so a retried submit command recognises the job its first attempt made, while a
+    new try, which has its own script, submits its own job."""
+    import hashlib
+
+    return "skillflow-" + hashlib.sha256(f"{record_path}\n{script_path}".encode()).hexdigest()[:20]
+
+
+def submit_once_command(script_path: str, log_dir: str, record_path: str, token: str) -> str:
+    """Submit at most once per ``token``, however often this command is sent; print the job id.
+
+    A connection can drop after ``sbatch`` reached the login node, and the sender cannot tell
+    whether the job was made; it sends this same command again. On the login node:
+
+    - a lock per token serialises attempts, so a retry waits for a first attempt still running;
+    - ``<token>.submitted`` holds the id once an attempt got it: a retry prints it and stops;
+    - ``<token>.tried`` marks that an attempt reached ``sbatch``; a retry that finds the mark but
+      no id (the first attempt died between sbatch and writing the id) looks the token up among
+      the user's jobs in ``squeue`` (``%k`` is the comment, where sbatch ``--comment`` puts the
+      token; squeue keeps finished jobs for MinJobAge) and adopts the job found;
+    - only when none of these knows a job does it run ``sbatch --comment=<token>``.
+
+    The job record (the id of this task's job, read by later tries) is written in the same command.
+    """
+    if not re.fullmatch(r"skillflow-[0-9a-f]{20}", token):
+        raise ValueError(f"not a submission token: {token!r}")
+    q = shlex.quote
+    folder = record_path.rsplit("/", 1)[0] or "/"
+    base = f"{folder}/{token}"
+    lookup = (f"squeue -h -a -t all --me -o '%F|%k' | awk -F'|' -v t={token} '$2 == t {{print $1; exit}}'")
+    return (f"set -o pipefail; mkdir -p {q(log_dir)} {q(folder)} && exec 9>>{q(base + '.lock')} && flock 9 && "
+            f"jid= && if [ -s {q(base + '.submitted')} ]; then jid=$(cat {q(base + '.submitted')}); "
+            f"elif [ -e {q(base + '.tried')} ]; then jid=$({lookup}); fi && "
+            f"if [ -z \"$jid\" ]; then : > {q(base + '.tried')} && "
+            f"jid=$(sbatch --parsable --comment={token} {q(script_path)}) && jid=${{jid%%;*}}; fi && "
+            f"printf '%s\\n' \"$jid\" > {q(base + '.submitted.tmp')} && mv -f {q(base + '.submitted.tmp')} {q(base + '.submitted')} && "
+            f"printf '%s\\n' \"$jid\" > {q(record_path + '.tmp')} && mv -f {q(record_path + '.tmp')} {q(record_path)} && "
+            f"echo \"$jid\"")
+
+
 def write_file_command(path: str, text: str, mode: str = "600") -> str:
     """Write ``text`` to ``path`` atomically through base64, so no byte of it meets a shell."""
     data = base64.b64encode(text.encode()).decode()
@@ -60,6 +101,21 @@ def squeue_command(job_ids: Iterable[str]) -> str:
     ids = ",".join(sorted({check_job_id(j).split("_")[0] for j in job_ids}, key=int))
     fmt = ",".join(f"{f}:{_SEP}" for f in SQUEUE_FIELDS)
     return f"squeue -h -a -r -t all --jobs={ids} -O {shlex.quote(fmt)}"
+
+
+SQUEUE_RC_MARK = "@@SKILLFLOW_SQUEUE_RC"
+
+
+def squeue_poll_command(job_ids: Iterable[str]) -> str:
+    """:func:`squeue_command` followed by a line ``@@SKILLFLOW_SQUEUE_RC <rc>`` saying whether the
+    answer can be trusted (rc 0), so a poller counts a job as missing only on a real answer.
+
+    squeue asked about jobs it no longer knows (all of them gone after MinJobAge) exits 1 with
+    "Invalid job id specified": that is an answer (none of them is queued), not a failure, and
+    counts as rc 0; otherwise a job that left the queue would never be looked up in accounting.
+    """
+    return (f"sq=$({squeue_command(job_ids)} 2>&1); rc=$?; printf '%s\\n' \"$sq\"; "
+            f"case \"$sq\" in *'Invalid job id specified'*) rc=0;; esac; echo {SQUEUE_RC_MARK} $rc")
 
 
 def _gpus_from_tres(tres: str) -> int | None:

@@ -27,8 +27,25 @@ CATALOGUE: tuple[Case, ...] = (
     Case("Faults", "sshd killed while jobs run, then restarted",
          "the shared poller reconnects, every task succeeds, a retried task reconnects to its job: no job is "
          "submitted twice",
-         (I + "test_slurm_operator.py::test_sshd_restart_while_job_runs",
-          I + "test_slurm_operator.py::test_retry_reconnects_instead_of_submitting_twice")),
+         (I + "test_slurm_operator.py::test_retry_reconnects_instead_of_submitting_twice",)),
+    Case("Faults", "a task killed while deferred, before or after the triggerer picked its trigger up",
+         "the job is cancelled either way: by the trigger's on_kill once a triggerer runs it, and before that "
+         "(triggerer held with SIGSTOP) by the API server's listener",
+         (I + "test_airflow_stack.py::test_task_killed_while_deferred_cancels_the_job",
+          I + "test_airflow_stack.py::test_task_killed_before_the_triggerer_picks_it_up_cancels_the_job")),
+    Case("Faults", "a task killed while it waits on the worker (deferrable=False)",
+         "the supervisor's SIGTERM reaches the operator's on_kill, which cancels the job",
+         (I + "test_airflow_stack.py::test_task_killed_on_the_worker_cancels_the_job",)),
+    Case("Faults", "a deferral that passes wait_timeout",
+         "the task fails in its try and cancels the job it gave up on",
+         (I + "test_airflow_stack.py::test_deferral_that_passes_wait_timeout_cancels_its_job",)),
+    Case("Faults", "a job the cluster no longer knows",
+         "in neither squeue nor accounting for 5 polls in a row, deferred or on the worker, it ends LOST and the "
+         "task fails with a retryable SlurmJobLost instead of waiting forever",
+         (I + "test_slurm_operator.py::test_a_job_slurm_does_not_know_is_lost",)),
+    Case("Faults", "a training job that exits 0 without writing its progress",
+         "the chain stops with an error naming where progress was looked for; no continuation is submitted",
+         (I + "test_slurm_operator.py::test_training_job_that_exits_0_without_progress_is_not_resubmitted",)),
     Case("Bad input", "malformed jsonl line",
          "the error names the file and the 1-based line; nothing is written over the old output",
          (U + "test_grading_files.py::test_malformed_line_names_file_and_line_and_writes_nothing",
@@ -106,12 +123,13 @@ LIMITATIONS: tuple[str, ...] = (
     "local stack); the node-failure case declares it down at once with `scontrol update state=down`.",
     "Slurm holds a requeued job (BeginTime) before it may start again; the preemption case releases it with "
     "`scontrol update StartTime=now`.",
-    "A task killed in the seconds after it deferred, before the triggerer has picked up its trigger, "
-    "leaves its Slurm job running: Airflow calls a trigger's on_kill only for a trigger that runs "
-    "(tests/integration/test_airflow_stack.py waits for the pickup).",
-    "A worker whose SSH connection drops during `sbatch` retries the submit command (SlurmHook.run retries "
-    "on connection errors); if the first command had already reached sbatch, a second job is possible. "
-    "Not provoked by this suite: the sshd case kills connections between commands.",
+    "A submit command retried after a dropped connection finds the first attempt's job by the token in "
+    "its comment through squeue, which keeps a finished job only for MinJobAge (300 s on the local stack); "
+    "the jobcomp log has no comment field. The retry follows the drop within seconds; a lock and an id "
+    "file on the login node cover a first attempt that is still running or that finished writing.",
+    "A task ended by a person while deferred has its job cancelled by a listener in the API server "
+    "(operators/slurm/listener.py); a task ended otherwise before its trigger runs (a DAG run marked "
+    "failed as a whole) relies on the trigger's on_kill, which Airflow calls only for a running trigger.",
 )
 
 

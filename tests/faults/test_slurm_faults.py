@@ -7,7 +7,10 @@ Each case asserts the end state in Slurm itself: the job ids known by the test's
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
+import urllib.parse
 
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
@@ -15,6 +18,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from operators.slurm.errors import SlurmNodeFailure
 from operators.slurm.hook import SlurmHook
 from tests.faults.driving import TaskInstanceStandIn, complete, operator, submit, unique, wait_all
+from tests.faults.stackctl import descendants
 
 SECTION = "Faults"
 
@@ -175,3 +179,106 @@ def test_preempted_job_is_tracked_to_its_real_end(faults, measured):
     assert "Restarts=1" in restarts
     measured(f"job {job_id}: PREEMPTED then requeued, COMPLETED after {stats['wall_s']:.1f} s; "
              f"accounting ends {ends}; 1 job id")
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return [a.decode(errors="replace") for a in fh.read().split(b"\0") if a]
+    except OSError:
+        return []
+
+
+def _parent(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as fh:
+        return int(fh.read().rsplit(")", 1)[1].split()[1])
+
+
+@pytest.mark.reliability(section=SECTION, case="SSH connection dropped while sbatch runs on the login node",
+                         promise="the worker sends the submit command again and adopts the job the first "
+                                 "attempt made (found by its submission token): one job in accounting, the "
+                                 "task succeeds in its first try")
+def test_connection_dropped_during_sbatch_submits_once(stack, faults, measured):
+    """Through the real scheduler and worker. The controller is held (SIGSTOP, as an overloaded
+    slurmctld is) so that sbatch is in flight on the login node for certain; then the sshd
+    session processes serving that command are killed, which drops the worker's connection
+    while sbatch goes on, and the controller is released: the first sbatch makes its job."""
+    from operators.slurm.operator import _safe
+    from tests.integration.airflow_api import client_for
+
+    api = client_for(stack)
+    api.wait_for_dag("selftest_slurm")
+    name = unique("flt-sbatch-drop")
+    ctld, sshd = faults.pid("slurmctld"), faults.pid("sshd")
+    dropped: list[int] = []
+    os.kill(ctld, signal.SIGSTOP)
+    try:
+        run_id = api.trigger("selftest_slurm", {"command": "sleep 1; echo once", "name": name})["dag_run_id"]
+        marker = f"/{_safe(run_id)}/"
+
+        def sbatch_in_flight():
+            for pid in descendants(sshd):
+                args = _cmdline(pid)
+                if args and args[0].endswith("sbatch") and any(marker in a for a in args):
+                    return pid
+            return None
+
+        deadline = time.monotonic() + 120
+        while (sbatch := sbatch_in_flight()) is None:
+            assert time.monotonic() < deadline, "the worker's sbatch never reached the login node"
+            time.sleep(0.05)
+        pid = _parent(sbatch)
+        while pid != sshd:
+            if (_cmdline(pid) or [""])[0].startswith("sshd"):
+                dropped.append(pid)
+            pid = _parent(pid)
+        assert dropped, "no sshd session process between sshd and sbatch"
+        for pid in dropped:
+            os.kill(pid, signal.SIGKILL)
+    finally:
+        os.kill(ctld, signal.SIGCONT)
+    final = api.wait_for_run("selftest_slurm", run_id, timeout=240)
+    ti = api._request("GET", f"/api/v2/dags/selftest_slurm/dagRuns/{urllib.parse.quote(run_id)}/taskInstances/job")
+    job_id = str(api.xcom("selftest_slurm", run_id, "job", key="slurm_job_id"))
+    assert final["state"] == "success" and ti["try_number"] == 1, (final["state"], ti["try_number"])
+    assert faults.job_ids(name) == {job_id}, f"jobs named {name}: {sorted(faults.job_ids(name))}"
+    records = faults.jobcomp_records(name)
+    assert [r["JobState"] for r in records] == ["COMPLETED"], records
+    measured(f"connection dropped ({len(dropped)} sshd session processes killed) while sbatch waited on the "
+             f"controller; 1 job ({job_id}) in accounting; the task succeeded in try 1")
+
+
+@pytest.mark.reliability(section=SECTION, case="the login node unreachable for longer than max_disconnected_s",
+                         promise="the trigger gives up with an error event naming the connection; the task fails "
+                                 "with a retryable SlurmJobLost and leaves the job to the retry, which reconnects")
+def test_poller_gives_up_after_max_disconnected_s(faults, measured):
+    """Driven here rather than through the triggerer: the operator keeps the trigger's default
+    max_disconnected_s (30 min), and a test cannot wait that long; the trigger gets 3 s."""
+    from operators.slurm.errors import SlurmJobLost
+    from operators.slurm.trigger import SlurmJobTrigger
+    from tests.integration.slurm_driver import run_trigger
+
+    name = unique("flt-unreachable")
+    job = {"name": name, "command": "sleep 60"}
+    op = operator(job)
+    ti = TaskInstanceStandIn()
+    kwargs = submit(op, ti).trigger.serialize()[1]
+    job_id = ti.xcoms["slurm_job_id"]
+    try:
+        with faults.outage("sshd"):
+            t0 = time.monotonic()
+            event = run_trigger(SlurmJobTrigger(**{**kwargs, "max_disconnected_s": 3.0}), timeout=60)
+            gave_up_s = time.monotonic() - t0
+        assert event.payload["status"] == "error", event.payload
+        assert "slurm_local" in event.payload["message"]
+        with pytest.raises(SlurmJobLost) as info:
+            complete(op, ti, event)
+        assert not isinstance(info.value, AirflowFailException) and "LOST" in op.retry_on
+        assert faults.squeue_state(job_id) in ("PENDING", "RUNNING")  # not cancelled: the retry needs it
+        retry_ti = TaskInstanceStandIn(run_id=ti.run_id, try_number=2)
+        submit(operator(job), retry_ti)
+        assert retry_ti.xcoms["slurm_job_id"] == job_id
+    finally:
+        faults.slurm("scancel", job_id, check=False)
+    measured(f"sshd down: the trigger fired its error event {gave_up_s:.1f} s after it started (limit 3 s); "
+             f"the retry reconnected to job {job_id}")

@@ -42,28 +42,120 @@ def _squeue_has(job_id: str, env) -> bool:
     return job_id in out.stdout.split()
 
 
+def _wait(predicate, timeout: float, what: str, interval: float = 0.5):
+    """Poll until ``predicate()`` is truthy; the timeout is a hang guard, not an expectation."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+def _ti(api, dag_id: str, run_id: str, task_id: str = "job") -> dict:
+    return api._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id)}/taskInstances/{task_id}")
+
+
+def _deferred_job(api, stack, dag_id: str, command: str, name: str) -> tuple[str, str]:
+    """Trigger a one-job selftest DAG; (run id, Slurm job id) once its task is deferred."""
+    api.wait_for_dag(dag_id)
+    run_id = api.trigger(dag_id, {"command": command, "name": name})["dag_run_id"]
+    _wait(lambda: _ti(api, dag_id, run_id)["state"] == "deferred", 120, "the task to defer")
+    job_id = str(api.xcom(dag_id, run_id, "job", key="slurm_job_id"))
+    assert _squeue_has(job_id, stack.env)
+    return run_id, job_id
+
+
+def _mark_failed(api, dag_id: str, run_id: str) -> None:
+    api._request("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id)}/taskInstances/job",
+                 {"new_state": "failed"})
+
+
 def test_task_killed_while_deferred_cancels_the_job(stack):
+    """Killed while its trigger runs: the triggerer calls the trigger's on_kill."""
+    api = client_for(stack)
+    run_id, job_id = _deferred_job(api, stack, "selftest_slurm", "sleep 600", "selftest-kill")
+    # The event that matters: a triggerer has taken the trigger (before that, see the next test).
+    _wait(lambda: (_ti(api, "selftest_slurm", run_id).get("trigger") or {}).get("triggerer_id"), 60,
+          "a triggerer to pick the trigger up")
+    _mark_failed(api, "selftest_slurm", run_id)
+    _wait(lambda: not _squeue_has(job_id, stack.env), 90, f"job {job_id} to leave the queue after the kill")
+
+
+def test_task_killed_before_the_triggerer_picks_it_up_cancels_the_job(stack):
+    """The window right after a deferral: no triggerer runs the trigger yet, so no on_kill can run.
+    The triggerer is held (SIGSTOP, as a triggerer busy or slow to heartbeat is) for the whole
+    window, so the kill lands in it for certain; the API server's listener
+    (operators/slurm/listener.py) must cancel the job."""
+    import os
+    import signal
+
+    from tasks.stack import process
+
     api = client_for(stack)
     api.wait_for_dag("selftest_slurm")
-    run = api.trigger("selftest_slurm", {"command": "sleep 600", "name": "selftest-kill"})
-    run_id = run["dag_run_id"]
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        tis = api.task_instances("selftest_slurm", run_id)
-        if tis and tis[0]["state"] == "deferred":
-            break
-        time.sleep(1)
-    else:
-        pytest.fail(f"task never deferred: {tis}")
-    job_id = str(api.xcom("selftest_slurm", run_id, "job", key="slurm_job_id"))
-    assert _squeue_has(job_id, stack.env)
-    # Airflow calls a trigger's on_kill only once the triggerer runs it; the triggerer picks up
-    # new triggers on its heartbeat (5 s). A kill before that leaves the job running: see the
-    # limitation noted in docs/reliability.md.
-    time.sleep(12)
-    path = (f"/api/v2/dags/selftest_slurm/dagRuns/{urllib.parse.quote(run_id)}/taskInstances/job")
-    api._request("PATCH", path, {"new_state": "failed"})
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline and _squeue_has(job_id, stack.env):
-        time.sleep(1)
-    assert not _squeue_has(job_id, stack.env), f"job {job_id} still queued after the task was killed"
+    triggerer = process.pid_alive(stack.layout.pidfile("airflow-triggerer"))
+    assert triggerer, "the stack's triggerer is not running"
+    os.kill(triggerer, signal.SIGSTOP)
+    try:
+        run_id, job_id = _deferred_job(api, stack, "selftest_slurm", "sleep 600", "selftest-kill-early")
+        assert (_ti(api, "selftest_slurm", run_id).get("trigger") or {}).get("triggerer_id") is None
+        _mark_failed(api, "selftest_slurm", run_id)
+        _wait(lambda: not _squeue_has(job_id, stack.env), 60,
+              f"job {job_id} to leave the queue while the triggerer is held")
+    finally:
+        os.kill(triggerer, signal.SIGCONT)
+
+
+def test_deferral_that_passes_wait_timeout_cancels_its_job(stack):
+    """The scheduler ends a deferral past its timeout (the triggerer cancels the trigger without
+    on_kill); the worker resumes the task with the timeout, and the task must cancel the job."""
+    api = client_for(stack)
+    run_id, job_id = _deferred_job(api, stack, "selftest_slurm_timeout", "sleep 600", "selftest-timeout")
+    final = api.wait_for_run("selftest_slurm_timeout", run_id, timeout=180)
+    assert final["state"] == "failed"
+    ti = _ti(api, "selftest_slurm_timeout", run_id)
+    assert ti["state"] == "failed" and ti["try_number"] == 1
+    _wait(lambda: not _squeue_has(job_id, stack.env), 30, f"job {job_id} to be cancelled after the timeout")
+    from operators.slurm.hook import SlurmHook
+
+    states = SlurmHook("slurm_local", accounting="jobcomp").states([job_id])
+    assert [s.state for s in states] == ["CANCELLED"]
+
+
+def test_non_deferrable_task_waits_on_the_worker(stack):
+    """deferrable=False: the worker polls (``_wait_inline``) to the job's end, success and failure."""
+    api = client_for(stack)
+    api.wait_for_dag("selftest_slurm_inline")
+    ok = api.trigger("selftest_slurm_inline", {"command": "sleep 2; echo inline-ok", "name": "selftest-inline"})
+    bad = api.trigger("selftest_slurm_inline", {"command": "exit 5", "name": "selftest-inline-bad"})
+    assert api.wait_for_run("selftest_slurm_inline", ok["dag_run_id"], timeout=180)["state"] == "success"
+    assert api.wait_for_run("selftest_slurm_inline", bad["dag_run_id"], timeout=180)["state"] == "failed"
+    result = api.xcom("selftest_slurm_inline", ok["dag_run_id"], "job")
+    assert list(result["states"].values()) == ["COMPLETED"]
+    # It never deferred: no trigger ever ran for it.
+    assert _ti(api, "selftest_slurm_inline", ok["dag_run_id"])["trigger"] is None
+
+
+def test_task_killed_on_the_worker_cancels_the_job(stack):
+    """deferrable=False: the task polls on the worker. Marked failed, its supervisor SIGTERMs the
+    task process, which calls the operator's on_kill: the job must be cancelled."""
+    api = client_for(stack)
+    api.wait_for_dag("selftest_slurm_inline")
+    run_id = api.trigger("selftest_slurm_inline", {"command": "sleep 600", "name": "selftest-inline-kill"})["dag_run_id"]
+
+    def running_job():
+        if _ti(api, "selftest_slurm_inline", run_id)["state"] != "running":
+            return None
+        try:
+            job_id = str(api.xcom("selftest_slurm_inline", run_id, "job", key="slurm_job_id"))
+        except Exception:  # not pushed yet
+            return None
+        return job_id if _squeue_has(job_id, stack.env) else None
+
+    job_id = _wait(running_job, 120, "the task to run and its job to be queued")
+    _mark_failed(api, "selftest_slurm_inline", run_id)
+    _wait(lambda: not _squeue_has(job_id, stack.env), 90, f"job {job_id} to leave the queue after the kill")
+    assert _ti(api, "selftest_slurm_inline", run_id)["state"] == "failed"

@@ -103,3 +103,38 @@ def test_files_complete_round_trip():
     cmd = commands.files_complete_command(["/a/b", "/c d"])
     assert "'/c d'" in cmd
     assert commands.parse_files_complete("OK /a/b\nMISSING '/c d'\n") == {"/a/b": True, "/c d": False}
+
+
+def test_submission_token_is_per_record_and_try():
+    record = "/w/.skillflow/jobs/d/r/t.abc.jobid"
+    first = commands.submission_token(record, "/w/.skillflow/scripts/d/r/t/try1.sbatch")
+    assert first == commands.submission_token(record, "/w/.skillflow/scripts/d/r/t/try1.sbatch")
+    assert first != commands.submission_token(record, "/w/.skillflow/scripts/d/r/t/try2.sbatch")
+    assert first != commands.submission_token(record.replace("abc", "abd"), "/w/.skillflow/scripts/d/r/t/try1.sbatch")
+
+
+def test_submit_once_command_parses_and_keeps_hostile_paths_literal():
+    import subprocess
+
+    token = commands.submission_token("r", "s")
+    hostile = "/w/$(touch /tmp/x)/a b;reboot"
+    cmd = commands.submit_once_command(f"{hostile}/try1.sbatch", f"{hostile}/logs", f"{hostile}/rec.jobid", token)
+    assert subprocess.run(["bash", "-n", "-c", cmd], capture_output=True).returncode == 0
+    assert f"--comment={token}" in cmd and "$(touch" not in cmd.replace("'/w/$(touch", "")
+    with pytest.raises(ValueError, match="submission token"):
+        commands.submit_once_command("/s", "/l", "/r", "x; reboot")
+
+
+def test_squeue_poll_counts_unknown_job_ids_as_an_answer():
+    """squeue exits 1 for ids it no longer knows; the poll must still report a trusted answer, or
+    a job past MinJobAge is never looked up in accounting (run here against a stand-in squeue
+    that prints what Slurm 22.05 prints: the real one needs a controller)."""
+    import subprocess
+
+    cmd = commands.squeue_poll_command(["987654321"])
+    fake = ('squeue() { echo "slurm_load_jobs error: Invalid job id specified" >&2; return 1; }; ')
+    out = subprocess.run(["bash", "-c", fake + cmd], capture_output=True, text=True).stdout
+    assert out.strip().endswith(f"{commands.SQUEUE_RC_MARK} 0")
+    down = ('squeue() { echo "slurm_load_jobs error: Unable to contact slurm controller" >&2; return 1; }; ')
+    out = subprocess.run(["bash", "-c", down + cmd], capture_output=True, text=True).stdout
+    assert out.strip().endswith(f"{commands.SQUEUE_RC_MARK} 1")

@@ -5,9 +5,7 @@ import asyncio
 import importlib
 
 import pytest
-from airflow.triggers.base import TaskSuccessEvent
 
-from operators.slurm.poller import Update
 from operators.slurm.trigger import SlurmJobTrigger
 from tasks.slurm.states import JobState
 
@@ -39,43 +37,22 @@ def test_operator_rejects_unknown_retry_outcome():
         SlurmJobOperator(task_id="t", job={"name": "x", "command": "true"}, retry_on=("NODEFAIL",))
 
 
-class _FakePoller:
-    """Answers the first poll of every watch with the given states."""
+def test_worst_outcome_of_mixed_array_elements_decides_the_retry():
+    """Infrastructure outcomes rank first: they decide whether a retry can help."""
+    from operators.slurm.operator import SlurmJobOperator
+    from tasks.slurm.states import Outcome
 
-    def __init__(self, states):
-        self.states = states
-        self.watches = {}
+    def worst(*states):
+        return SlurmJobOperator._worst([JobState(job_id=str(i), state=s) for i, s in enumerate(states)])
 
-    def add(self, watch):
-        self.watches[1] = watch
-        watch.updates.put_nowait(Update(states=self.states))
-        return 1
-
-    def remove(self, watch_id):
-        self.watches.pop(watch_id, None)
-
-
-def _first_event(trigger, states):
-    trigger._poller = lambda: _FakePoller(states)
-
-    async def first():
-        async for event in trigger.run():
-            return event
-
-    return asyncio.run(first())
-
-
-def test_end_from_trigger_ends_the_task_only_when_the_job_succeeded():
-    done = [JobState(job_id="7", state="COMPLETED", exit_code=0)]
-    failed = [JobState(job_id="8", state="FAILED", exit_code=3)]
-    ends = _first_event(SlurmJobTrigger(ssh_conn_id="c", job_id="7", end_from_trigger=True), done)
-    assert isinstance(ends, TaskSuccessEvent) and ends.xcoms == {"slurm_job_id": "7"}
-    # A failure resumes the task on a worker, where the operator judges it.
-    resumes = _first_event(SlurmJobTrigger(ssh_conn_id="c", job_id="8", end_from_trigger=True), failed)
-    assert not isinstance(resumes, TaskSuccessEvent) and resumes.payload["status"] == "done"
-    # The default is unchanged: every end resumes the task.
-    default = _first_event(SlurmJobTrigger(ssh_conn_id="c", job_id="7"), done)
-    assert not isinstance(default, TaskSuccessEvent) and default.payload["states"][0]["state"] == "COMPLETED"
+    assert worst("FAILED", "NODE_FAIL", "CANCELLED") is Outcome.NODE_FAIL
+    assert worst("FAILED", "TIMEOUT") is Outcome.TIMEOUT
+    assert worst("CANCELLED", "FAILED") is Outcome.CANCELLED
+    assert worst("FAILED", "OUT_OF_MEMORY", "PREEMPTED") is Outcome.PREEMPTED
+    assert worst("FAILED", "BOOT_FAIL") is Outcome.NODE_FAIL
+    assert worst("FAILED", "FAILED") is Outcome.FAILED
+    assert worst("FAILED", "SOMETHING_NEW") is Outcome.FAILED  # an unknown state counts as LOST, ranked last
+    assert worst("SOMETHING_NEW") is Outcome.LOST
 
 
 def test_templated_job_id_is_checked_once_rendered():
@@ -83,5 +60,11 @@ def test_templated_job_id_is_checked_once_rendered():
     trigger = SlurmJobTrigger(ssh_conn_id="c", job_id=template)
     assert trigger.serialize()[1]["job_id"] == template
     trigger.job_id = "1;reboot"  # what a bad conf would render to
+
+    async def first():
+        async for event in trigger.run():
+            return event
+
+    # Checked before any poller or connection is made.
     with pytest.raises(ValueError, match="not a Slurm job id"):
-        _first_event(trigger, [])
+        asyncio.run(first())
