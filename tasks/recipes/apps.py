@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from tasks.profiles import ClusterProfile
 from tasks.recipes.common import (SERVER_PORT_EXPR, WAIT_HTTP_FUNCTION, JobOptions, PathMap, RecipeError, RecipeJob,
                                   abs_path, basename, make_spec, parent, positive, q, slug, words)
-from tasks.recipes.engines import NativeServer, health_path, native_server_command
+from tasks.recipes.engines import NativeServer, health_path, native_image, native_server_command
 from tasks.recipes.openmath import KnownFix
 
 KNOWN_FIXES: tuple[KnownFix, ...] = (
@@ -132,7 +132,8 @@ def openrlhf_sft_job(params: OpenrlhfSftParams, profile: ClusterProfile,
                      image=profile.image(params.image_key), nodes=nodes, ntasks_per_node=1, gpus_per_node=gpn,
                      mem="0", exclusive=True, master_port=params.master_port, mounts=paths.mounts)
     return RecipeJob(spec=spec, outputs=(f"{out_host}/model/config.json",
-                                         f"{out_host}/model/model.safetensors.index.json"), dirs=(out_host,))
+                                         f"{out_host}/model/model.safetensors.index.json"), dirs=(out_host,),
+                     inputs=(abs_path("pretrain", params.pretrain), data_host))
 
 
 @dataclass(frozen=True)
@@ -181,7 +182,8 @@ def vllm_sampling_job(params: VllmSamplingParams, profile: ClusterProfile,
     )
     spec = make_spec(opts, name=f"apps-sample-{slug(basename(out_host))}", command=command,
                      image=profile.image(params.image_key), gpus_per_node=gpus, mounts=paths.mounts)
-    return RecipeJob(spec=spec, outputs=(out_host,), dirs=(parent(out_host),))
+    return RecipeJob(spec=spec, outputs=(out_host,), dirs=(parent(out_host),),
+                     inputs=(abs_path("model", params.model), prompts_host))
 
 
 # Sampling requests are plain temperature + top-p, as vLLM's defaults make them. llama-cpp-python's
@@ -274,9 +276,11 @@ def native_apps_sampling_job(params: NativeSamplingParams, profile: ClusterProfi
     command = _server_step(params.server, kind, model, work, (parent(out),))
     gpus = positive("server.num_gpus", params.server.num_gpus) if kind == "vllm" else 0
     spec = make_spec(opts, name=f"apps-sample-{slug(basename(parent(out_host)))}", command=command,
-                     image=profile.image(params.image_key) if kind == "vllm" else None, gpus_per_node=gpus,
+                     image=(profile.image(params.image_key) if native_image(profile, kind) else None),
+                     gpus_per_node=gpus,
                      mounts=paths.mounts)
-    return RecipeJob(spec=spec, outputs=(out_host, f"{out_host}.done"), dirs=(parent(out_host),))
+    inputs = ([abs_path("model", params.model)] if params.model.startswith("/") else []) + [src_host]
+    return RecipeJob(spec=spec, outputs=(out_host, f"{out_host}.done"), dirs=(parent(out_host),), inputs=tuple(inputs))
 
 
 @dataclass(frozen=True)
@@ -314,4 +318,5 @@ def apps_eval_job(params: AppsEvalParams, profile: ClusterProfile, opts: JobOpti
     command = '"$SKILLFLOW_CLI" apps eval \\\n    ' + " \\\n    ".join(lines) + "\n"
     spec = make_spec(opts, name=f"apps-eval-{slug(basename(parent(samples_host)))}", command=command,
                      image=profile.image(params.image_key), cpus_per_task=params.cpus, mounts=paths.mounts)
-    return RecipeJob(spec=spec, outputs=(f"{out_host}/summary.json", f"{out_host}/results.jsonl"), dirs=(out_host,))
+    return RecipeJob(spec=spec, outputs=(f"{out_host}/summary.json", f"{out_host}/results.jsonl"), dirs=(out_host,),
+                     inputs=(samples_host, problems_host))

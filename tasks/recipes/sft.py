@@ -48,7 +48,7 @@ def gguf_to_hf_job(gguf_path: str, out_dir: str, profile: ClusterProfile, opts: 
     out = abs_path("out_dir", out_dir)
     command = f"{q(_train_python(profile))} -m tasks.sft.cli gguf-to-hf {q(src)} {q(out)}\n"
     spec = make_spec(opts, name=f"gguf-to-hf-{slug(basename(out))}", command=command)
-    return RecipeJob(spec=spec, outputs=(f"{out}/config.json",), dirs=(parent(out),))
+    return RecipeJob(spec=spec, outputs=(f"{out}/config.json",), dirs=(parent(out),), inputs=(src,))
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,11 @@ def local_sft_job(params: LocalSftParams, profile: ClusterProfile, opts: JobOpti
             signal = f"TERM@{int(params.signal_lead_s)}"
     command = (f"exec {q(_train_python(profile))} -m tasks.sft.local_train " + " ".join(q(a) for a in args) + "\n")
     spec = make_spec(opts, name=f"sft-{slug(basename(out))}", command=command, signal=signal)
-    return RecipeJob(spec=spec, outputs=(f"{out}/status.json",), dirs=(out,))
+    inputs = [abs_path("hf_model", params.hf_model), abs_path("train_data", params.train_data)]
+    if params.validation_data:
+        inputs.append(abs_path("validation_data", params.validation_data))
+    return RecipeJob(spec=spec, outputs=(f"{out}/status.json", f"{out}/checkpoints"), dirs=(out,),
+                     inputs=tuple(inputs))
 
 
 def local_average_job(experiment_dir: str, out_dir: str, profile: ClusterProfile,
@@ -133,7 +137,7 @@ def local_average_job(experiment_dir: str, out_dir: str, profile: ClusterProfile
     out = abs_path("out_dir", out_dir)
     command = f"{q(_train_python(profile))} -m tasks.sft.average_topk {q(exp + '/checkpoints')} {q(out)}\n"
     spec = make_spec(opts, name=f"average-{slug(basename(out))}", command=command)
-    return RecipeJob(spec=spec, outputs=(f"{out}/config.json",), dirs=(parent(out),))
+    return RecipeJob(spec=spec, outputs=(f"{out}/config.json",), dirs=(parent(out),), inputs=(f"{exp}/checkpoints",))
 
 
 def hf_to_gguf_job(hf_dir: str, template_gguf: str, out_file: str, profile: ClusterProfile,
@@ -146,7 +150,8 @@ def hf_to_gguf_job(hf_dir: str, template_gguf: str, out_file: str, profile: Clus
     command = (f"{q(_train_python(profile))} -m tasks.sft.cli hf-to-gguf {q(src)} "
                f"{q(abs_path('template_gguf', template_gguf))} {q(out)}\n")
     spec = make_spec(opts, name=f"hf-to-gguf-{slug(basename(out))}", command=command)
-    return RecipeJob(spec=spec, outputs=(out,), dirs=(parent(out),))
+    return RecipeJob(spec=spec, outputs=(out,), dirs=(parent(out),),
+                     inputs=(src, abs_path("template_gguf", template_gguf)))
 
 
 def checkpoint_upload_job(folder: str, dest: str, result_file: str, profile: ClusterProfile,
@@ -163,7 +168,7 @@ def checkpoint_upload_job(folder: str, dest: str, result_file: str, profile: Clu
     command = f'"$SKILLFLOW_CLI" checkpoint upload {q(src)} {q(dest)} --result {q(result)}\n'
     spec = make_spec(opts, name=f"upload-{slug(basename(src))}", command=command, image=profile.image("nemo_skills"),
                      env=dict(profile.storage_env))
-    return RecipeJob(spec=spec, outputs=(result,), dirs=(parent(result),))
+    return RecipeJob(spec=spec, outputs=(result,), dirs=(parent(result),), inputs=(src,))
 
 
 def omi1_download_job(out_dir: str, revision: str, profile: ClusterProfile, opts: JobOptions = JobOptions()) -> RecipeJob:
