@@ -77,6 +77,7 @@ def make_plan(params: dict[str, Any], dag_run) -> dict[str, Any]:
         "train_job": plan["train"] or {},
         "train_outputs": plan["train_outputs"],
         "train_progress": plan["train_progress"] or {"kind": "files", "files": []},
+        "train_max_jobs": plan["train_max_jobs"],
         "train_curves": ({"tensorboard": plan["train_tensorboard"], "mlflow_run_id": runs["sft"],
                           "mlflow_conn_id": profile.mlflow_conn_id} if "sft" in runs else {}),
         "export_job": plan["export"] or {},

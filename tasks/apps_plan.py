@@ -64,6 +64,8 @@ class AppsSftRequest:
     concurrency: int = 64
     eval_cpus: int | None = None
     time_limit: str | None = None
+    # Training jobs in the chain (each resumes from the last checkpoint of the one before).
+    max_train_jobs: int = 6
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> "AppsSftRequest":
@@ -126,7 +128,7 @@ def local_sft_jobs(model_gguf: str, train_data: str, out_dir: str, profile: Clus
         lr=hp["lr"], epochs=hp["epochs"], max_steps=hp["max_steps"], global_batch_size=hp["global_batch_size"],
         micro_batch_size=hp["micro_batch_size"], max_seq_length=hp["max_seq_length"],
         val_check_interval=hp["val_check_interval"], save_top_k=hp["save_top_k"],
-        checkpoint_margin_s=save_margin(walltime, 900), signal_lead_s=save_margin(walltime, 600),
+        checkpoint_margin_s=save_margin(walltime, 900),
         input_key="question", output_key="response", apply_chat_template=True), profile, JobOptions(time=walltime))
     gguf = hf_to_gguf_job(f"{train_dir}/model", model_gguf, f"{train_dir}/model-f16.gguf", profile)
     export = _in_sequence("apps-sft-export", local_average_job(train_dir, f"{train_dir}/model", profile), gguf)
@@ -284,6 +286,7 @@ def build_plan(req: AppsSftRequest, profile: ClusterProfile, out_dir: str, s3_pr
         "train": spec_dict(train_job.spec) if train_job else None,
         "train_outputs": list(train_job.outputs) if train_job else [],
         "train_progress": progress,
+        "train_max_jobs": req.max_train_jobs if train_job is not None and not cpu_sft else 1,
         "train_tensorboard": tensorboard,
         # Only the CPU stand-in has these: the seed's flags are in the OpenRLHF job itself.
         "train_hyperparameters": hyperparameters,

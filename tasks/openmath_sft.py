@@ -158,8 +158,8 @@ def build_plan(req: SftRequest, profile: ClusterProfile, exp_dir: str, data_path
                 micro_batch_size=mbs, max_seq_length=_setting(req, "max_seq_length", local),
                 val_check_interval=_setting(req, "val_check_interval", local),
                 save_top_k=_setting(req, "save_top_k", local),
-                checkpoint_margin_s=save_margin(train_time, 900), signal_lead_s=save_margin(train_time, 600)), profile,
-                opts)
+                # The same rule as the GPU path: a time limit that saves before walltime, no signal.
+                checkpoint_margin_s=save_margin(train_time, 900)), profile, opts)
             averaged = f"{paths['final']}/hf"
             jobs["average"] = _job(local_average_job(paths["training"], averaged, profile))
             eval_model = f"{paths['final']}/model-f16.gguf"

@@ -73,10 +73,12 @@ class LocalSftParams:
     max_seq_length: int = 4096
     val_check_interval: int = 4000
     save_top_k: int = 8
-    # The trainer saves and stops this long before walltime (NeMo's max_time_per_run margin) ...
+    # The trainer saves and stops this long before walltime (NeMo's max_time_per_run margin); its
+    # clock starts with the process, so the margin covers the step in flight and the save.
     checkpoint_margin_s: int = 900
-    # ... and Slurm signals it this long before walltime, in case the margin was not enough.
-    signal_lead_s: int = 600
+    # Seconds before walltime for a Slurm signal; 0 (the default) sends none: continuation relies
+    # on the time limit alone, as it must for NeMo-Aligner, which handles no signal.
+    signal_lead_s: int = 0
     threads: int = 0
     # OpenRLHF's chat format (apps): message lists under these keys, rendered with the chat template.
     input_key: str = "input"
