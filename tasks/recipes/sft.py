@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from tasks.profiles import ClusterProfile
 from tasks.recipes.common import (JobOptions, RecipeError, RecipeJob, abs_path, basename, make_spec, parent,
-                                  positive, q, slug, slurm_time_seconds)
+                                  positive, q, same_path_mounts, slug, slurm_time_seconds)
 
 # OpenMathInstruct-1 on the Hugging Face hub: the filtered correct solutions the paper trains on.
 OMI1_REPO = "nvidia/OpenMathInstruct-1"
@@ -169,7 +169,7 @@ def checkpoint_upload_job(folder: str, dest: str, result_file: str, profile: Clu
     result = abs_path("result_file", result_file)
     command = f'"$SKILLFLOW_CLI" checkpoint upload {q(src)} {q(dest)} --result {q(result)}\n'
     spec = make_spec(opts, name=f"upload-{slug(basename(src))}", command=command, image=profile.image("nemo_skills"),
-                     env=dict(profile.storage_env))
+                     env=dict(profile.storage_env), mounts=same_path_mounts(profile, src, parent(result)))
     return RecipeJob(spec=spec, outputs=(result,), dirs=(parent(result),), inputs=(src,))
 
 
@@ -193,6 +193,7 @@ def omi1_download_job(out_dir: str, revision: str, profile: ClusterProfile, opts
         f"if [ -f checksums.sha256 ]; then sha256sum -c checksums.sha256 || exit 1; "
         f"else sha256sum {files} > checksums.sha256.tmp && mv checksums.sha256.tmp checksums.sha256; fi\n"
     )
-    spec = make_spec(opts, name="download-openmathinstruct-1", command=command, image=profile.image("nemo_skills"))
+    spec = make_spec(opts, name="download-openmathinstruct-1", command=command, image=profile.image("nemo_skills"),
+                     mounts=same_path_mounts(profile, out))
     return RecipeJob(spec=spec, outputs=tuple(f"{out}/{f}" for f in OMI1_FILES) + (f"{out}/checksums.sha256",),
                      dirs=(out,))
