@@ -1,9 +1,11 @@
 """Planning an OpenMath evaluation run: params in, Slurm job specs and output paths out.
 
 Plain Python so that the DAG stays a thin wiring file and the plan can be unit-tested. A run
-is: data preparation, optionally a TensorRT-LLM engine build, one greedy job over all
-benchmarks, sampling jobs in seed chunks (resubmission skips chunks whose ``.done`` markers
-exist), and a summary job that writes ``results.json`` and the predictions zip.
+is: data preparation, optionally a TensorRT-LLM engine build, one greedy job per benchmark
+(resumable: ``skip_filled``; a rerun skips benchmarks whose ``.done`` marker exists), sampling
+jobs in seed chunks (likewise), and a summary job that writes ``results.json`` and the
+predictions zip. Every job, with what it reads and writes, is also listed under ``planned`` for
+:mod:`tasks.plan`.
 """
 from __future__ import annotations
 
