@@ -117,13 +117,17 @@ def local_sft_job(params: LocalSftParams, profile: ClusterProfile, opts: JobOpti
         args.append("--apply-chat-template")
     time = opts.time or profile.default_time or profile.max_time
     signal = None
+    deadline = ""
     if time:
         walltime = slurm_time_seconds(time)
         if walltime > params.checkpoint_margin_s > 0:
-            args += ["--max-time-s", walltime - params.checkpoint_margin_s]
+            # From the job's own start (imports and model loading included): the trainer stops at
+            # the end of the last step that fits before it, then saves inside the margin.
+            deadline = f' --deadline-epoch "$(( $(date +%s) + {walltime - params.checkpoint_margin_s} ))"'
         if 0 < params.signal_lead_s < walltime:
             signal = f"TERM@{int(params.signal_lead_s)}"
-    command = (f"exec {q(_train_python(profile))} -m tasks.sft.local_train " + " ".join(q(a) for a in args) + "\n")
+    command = (f"exec {q(_train_python(profile))} -m tasks.sft.local_train " + " ".join(q(a) for a in args)
+               + deadline + "\n")
     spec = make_spec(opts, name=f"sft-{slug(basename(out))}", command=command, signal=signal)
     inputs = [abs_path("hf_model", params.hf_model), abs_path("train_data", params.train_data)]
     if params.validation_data:
