@@ -64,6 +64,10 @@ PARAMS = {
     "time_limit": Param(None, type=["null", "string"], pattern=r"^([0-9]+-)?[0-9]{1,2}:[0-9]{2}:[0-9]{2}$",
                         section="Cluster", description="Slurm walltime per job (default: the profile's; "
                                                        "training defaults to the profile's maximum)."),
+    "max_train_jobs": Param(6, type="integer", minimum=1, maximum=100, section="Cluster",
+                            description="OpenRLHF training jobs in the chain: a job cut by its walltime is followed "
+                                        "by one that resumes from the last DeepSpeed checkpoint (the seed's run "
+                                        "took ~10.3 h on 8 A100s)."),
     "profile": profile_param(section="Cluster"),
     "experiment": Param("apps-sft", type="string", minLength=1, maxLength=250, section="Tracking",
                         description="MLflow experiment; each model gets its own run in it."),
@@ -105,7 +109,9 @@ def apps_sft():
     # The CPU stand-in's steps around training; skipped (no job) on GPU profiles, hence none_failed after them.
     convert = SlurmJobOperator(task_id="convert_base", job=p["convert_job"], **common)
     # Training curves reach the SFT model's MLflow run while training runs (TensorBoard files).
-    train = SlurmTrainingOperator(task_id="train", job=p["train_job"], progress=p["train_progress"], max_jobs=1,
+    # OpenRLHF jobs cut by their walltime continue from their last DeepSpeed checkpoint.
+    train = SlurmTrainingOperator(task_id="train", job=p["train_job"], progress=p["train_progress"],
+                                  max_jobs=p["train_max_jobs"],
                                   curves=p["train_curves"], trigger_rule="none_failed", **common)
     export = SlurmJobOperator(task_id="export_sft", job=p["export_job"], **common)
     upload_sft = SlurmJobOperator(task_id="upload_sft", job=p["upload_job"], trigger_rule="none_failed", **common)

@@ -43,8 +43,9 @@ PARAMS = {
                    description="Only the first N problems of each benchmark (smoke runs)."),
     "seed_chunk_size": Param(10, type="integer", minimum=1, maximum=50, section="Generation",
                              description="Sampling seeds per Slurm job; a resubmission skips finished chunks."),
-    "batch_size": Param(64, type="integer", minimum=1, maximum=1024, section="Generation",
-                        description="Requests in flight (the seed used 64; 16 for 34B+)."),
+    "batch_size": Param(None, type=["null", "integer"], minimum=1, maximum=1024, section="Generation",
+                        description="Requests in flight. Empty = the seed's: 16 for models of 34B+ parameters "
+                                    "(size read from the model's name), 64 otherwise."),
     "max_code_executions": Param(6, type="integer", minimum=0, maximum=20, section="Generation"),
     "stop_on_code_error": Param(False, type="boolean", section="Generation",
                                 description="The seed continues after a code error (False)."),
@@ -85,17 +86,23 @@ def openmath_eval():
 
     # Runs after prepare_data even when build_engine was skipped (no TensorRT-LLM engine needed).
     @task(trigger_rule="none_failed")
+    def pending_greedy(greedy: list, params=None) -> list:
+        from operators.openmath_eval import pending_greedy as pending
+
+        return pending(greedy, dict(params))
+
+    @task(trigger_rule="none_failed")
     def pending_chunks(chunks: list, params=None) -> list:
         from operators.openmath_eval import pending_chunks as pending
 
         return pending(chunks, dict(params))
 
     @task(trigger_rule="none_failed")
-    def report(plan: dict, prepare: dict, engine: dict | None, greedy: dict, sampling: list | None, summary: dict,
-               params=None) -> dict:
+    def report(plan: dict, prepare: dict, engine: dict | None, greedy: list | None, sampling: list | None,
+               summary: dict, params=None) -> dict:
         from operators.openmath_eval import report as do_report
 
-        jobs = [prepare, engine, greedy, summary, *list(sampling or [])]
+        jobs = [prepare, engine, summary, *list(greedy or []), *list(sampling or [])]
         return do_report(plan, dict(params), [j for j in jobs if j])
 
     p = plan()
@@ -103,13 +110,14 @@ def openmath_eval():
     common = dict(profile=PROFILE_TEMPLATE, poll_interval=None)
     prepare = SlurmJobOperator(task_id="prepare_data", job=p["prepare_job"], **common)
     engine = SlurmJobOperator(task_id="build_engine", job=p["engine_job"], **common)
-    greedy = SlurmJobOperator(task_id="greedy", job=p["greedy_job"], expected_outputs=p["greedy_outputs"],
-                              create_dirs=p["greedy_dirs"], trigger_rule="none_failed", **common)
+    # One job per benchmark; a rerun submits only the benchmarks whose output is not done.
+    greedy_todo = pending_greedy(p["greedy"])
+    greedy = SlurmJobOperator.partial(task_id="greedy", trigger_rule="none_failed", **common).expand_kwargs(greedy_todo)
     todo = pending_chunks(p["chunks"])
     sampling = SlurmJobOperator.partial(task_id="sampling", trigger_rule="none_failed", **common).expand(job=todo)
     summary = SlurmJobOperator(task_id="summarize", job=p["summarize_job"], trigger_rule="none_failed", **common)
     checked >> [prepare, engine]
-    [prepare, engine] >> greedy
+    [prepare, engine] >> greedy_todo
     [prepare, engine] >> todo
     [greedy, sampling] >> summary
     report(p["plan"], prepare.output, engine.output, greedy.output, sampling.output, summary.output)

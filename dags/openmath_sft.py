@@ -145,8 +145,9 @@ def openmath_sft():
     common = dict(profile=PROFILE_TEMPLATE, poll_interval=None)
     download = SlurmJobOperator(task_id="download_data", job=p["download_job"], create_dirs=p["download_dirs"],
                                 **common)
+    # Also runs when the data is given (no download): on GPU profiles it writes the validation file.
     prepare = SlurmJobOperator(task_id="prepare_sft_data", job=p["prepare_job"], create_dirs=p["prepare_dirs"],
-                               **common)
+                               trigger_rule="none_failed", **common)
     # Runs after the data steps whether they ran (download) or were skipped (data given).
     convert = SlurmJobOperator(task_id="convert", job=p["convert_job"], create_dirs=p["convert_dirs"],
                                trigger_rule="none_failed", **common)

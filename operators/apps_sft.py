@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from operators.dag_steps import profile_of as _profile, slurm_hook as _hook
-from tasks.apps_plan import (SIDES, AppsSftRequest, PlanError, build_plan, comparison_table, metric_names,
-                             output_dir)
+from tasks.apps_plan import SIDES, AppsSftRequest, PlanError, comparison_table, metric_names
 
 TAG_SIDE = "skillflow.apps_side"
 
@@ -46,10 +45,13 @@ def make_plan(params: dict[str, Any], dag_run) -> dict[str, Any]:
 
     profile = _profile(params)
     req = AppsSftRequest.from_params(params)
+    from tasks.plan import PlanCheckError, plan_dag
+
     try:
-        plan = build_plan(req, profile, output_dir(profile, dag_run.dag_id, dag_run.run_id),
-                          s3_prefix=f"s3://{profile.bucket}/{dag_run.dag_id}/{_safe_key(dag_run.run_id)}")
-    except PlanError as exc:
+        # The same plan `skillflow plan apps_sft` renders, with its plan-time checks.
+        plan = plan_dag("apps_sft", params, profile, run_id=dag_run.run_id,
+                        s3_prefix=f"s3://{profile.bucket}/{dag_run.dag_id}/{_safe_key(dag_run.run_id)}").details
+    except (PlanError, PlanCheckError) as exc:
         raise AirflowFailException(f"Invalid params: {exc}") from None
     _hook(profile).run("mkdir -p " + " ".join(shlex.quote(d) for d in plan["dirs"]))
     mlc = mlflow_runs.client(profile.mlflow_conn_id)
@@ -75,6 +77,7 @@ def make_plan(params: dict[str, Any], dag_run) -> dict[str, Any]:
         "train_job": plan["train"] or {},
         "train_outputs": plan["train_outputs"],
         "train_progress": plan["train_progress"] or {"kind": "files", "files": []},
+        "train_max_jobs": plan["train_max_jobs"],
         "train_curves": ({"tensorboard": plan["train_tensorboard"], "mlflow_run_id": runs["sft"],
                           "mlflow_conn_id": profile.mlflow_conn_id} if "sft" in runs else {}),
         "export_job": plan["export"] or {},

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from operators.dag_steps import profile_of as _profile, slurm_hook as _hook
-from tasks.openmath_datagen import (DatagenRequest, PlanError, build_plan, completion_command, coverage_metrics,
-                                    output_dir, parse_completion, pending_jobs)
+from tasks.openmath_datagen import (DatagenRequest, PlanError, completion_command, coverage_metrics,
+                                    parse_completion, pending_jobs)
 
 
 def make_plan(params: dict[str, Any], dag_run) -> dict[str, Any]:
@@ -24,9 +24,12 @@ def make_plan(params: dict[str, Any], dag_run) -> dict[str, Any]:
 
     profile = _profile(params)
     req = DatagenRequest.from_params(params)
+    from tasks.plan import PlanCheckError, plan_dag
+
     try:
-        plan = build_plan(req, profile, output_dir(profile, dag_run.dag_id, dag_run.run_id))
-    except PlanError as exc:
+        # The same plan `skillflow plan openmath_datagen` renders, with its plan-time checks.
+        plan = plan_dag("openmath_datagen", params, profile, run_id=dag_run.run_id).details
+    except (PlanError, PlanCheckError) as exc:
         raise AirflowFailException(f"Invalid params: {exc}") from None
     mlc, run_id = open_tracked_run(profile, params, dag_run, run_name=f"datagen {Path(req.model).name} {dag_run.run_id}",
                                    tags={"skillflow.model": req.model, "skillflow.engine": req.engine})

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from operators.dag_steps import profile_of as _profile, slurm_hook as _hook
-from tasks.openmath_eval import EvalRequest, PlanError, build_plan, done_markers, output_dir
+from tasks.openmath_eval import EvalRequest, PlanError, done_markers
 
 DAG_ID = "openmath_eval"
 
@@ -22,11 +22,14 @@ def make_plan(params: dict[str, Any], dag_run) -> dict[str, Any]:
 
     from operators.dag_steps import open_tracked_run
 
+    from tasks.plan import PlanCheckError, plan_dag
+
     profile = _profile(params)
     req = EvalRequest.from_params(params)
     try:
-        plan = build_plan(req, profile, output_dir(profile, dag_run.dag_id, dag_run.run_id))
-    except PlanError as exc:
+        # The same plan `skillflow plan openmath_eval` renders, with its plan-time checks.
+        plan = plan_dag(DAG_ID, params, profile, run_id=dag_run.run_id).details
+    except (PlanError, PlanCheckError) as exc:
         raise AirflowFailException(f"Invalid params: {exc}") from None
     mlc, run_id = open_tracked_run(
         profile, params, dag_run, run_name=f"{Path(req.model).name} {dag_run.run_id}",
@@ -38,9 +41,7 @@ def make_plan(params: dict[str, Any], dag_run) -> dict[str, Any]:
         "plan": plan,
         "prepare_job": plan["prepare"],
         "engine_job": plan["engine_build"] or {},
-        "greedy_job": plan["greedy"]["job"],
-        "greedy_outputs": plan["greedy"]["outputs"],
-        "greedy_dirs": plan["greedy"]["dirs"],
+        "greedy": plan["greedy"],
         "summarize_job": plan["summarize"],
         "chunks": plan["chunks"],
         "mlflow_run_id": run_id,
@@ -143,6 +144,19 @@ def _q(text: str) -> str:
     import shlex
 
     return shlex.quote(text)
+
+
+def pending_greedy(greedy: list[dict[str, Any]], params: dict[str, Any]) -> list[dict[str, Any]]:
+    """``SlurmJobOperator`` kwargs of the greedy jobs (one per benchmark) whose output is not marked
+    done, checked in one SSH round trip. Upstream NeMo-Skills writes no marker, so its jobs are
+    resubmitted and resume inside the file (``++skip_filled=True``)."""
+    profile = _profile(params)
+    markers = [m for g in greedy for m in done_markers(g)]
+    done = _hook(profile).files_complete(markers) if markers else {}
+    todo = [{"job": g["job"], "expected_outputs": g["outputs"], "create_dirs": g["dirs"]} for g in greedy
+            if not all(done.get(m, False) for m in done_markers(g))]
+    print(f"{len(greedy) - len(todo)} of {len(greedy)} greedy benchmark job(s) already finished; {len(todo)} to run")
+    return todo
 
 
 def pending_chunks(chunks: list[dict[str, Any]], params: dict[str, Any]) -> list[dict[str, Any]]:

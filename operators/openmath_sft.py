@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from operators.dag_steps import profile_of as _profile, slurm_hook as _hook
-from tasks.openmath_sft import PlanError, SftRequest, build_plan
+from tasks.openmath_sft import PlanError, SftRequest
 
 DAG_ID = "openmath_sft"
 
@@ -77,10 +77,13 @@ def make_plan(params: dict[str, Any], dag_run, triggering_asset_events=None, inl
         profile, params, dag_run, run_name=f"sft {req.base_model} {dag_run.run_id}",
         tags={"skillflow.base_model": req.base_model, "skillflow.data": data["source"]},
         skip_params=("eval",))
+    from tasks.plan import PlanCheckError, plan_dag
+
     try:
-        plan = build_plan(req, profile, exp_dir, data["cluster_path"],
-                          s3_prefix=f"s3://{profile.bucket}/{DAG_ID}/{run_id}")
-    except PlanError as exc:
+        # The same plan `skillflow plan openmath_sft` renders, with its plan-time checks.
+        plan = plan_dag(DAG_ID, params, profile, run_id=dag_run.run_id, data_path=data["cluster_path"],
+                        s3_prefix=f"s3://{profile.bucket}/{DAG_ID}/{run_id}").details
+    except (PlanError, PlanCheckError) as exc:
         mlc.set_terminated(run_id, "FAILED")
         raise _fail(f"Invalid params: {exc}") from None
     plan.update({"mlflow_run_id": run_id, "data": {k: v for k, v in data.items() if k != "event"},

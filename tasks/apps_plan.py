@@ -20,7 +20,7 @@ from typing import Any, Mapping
 from tasks.profiles import ClusterProfile
 from tasks.recipes.apps import (AppsEvalParams, NativeSamplingParams, OpenrlhfSftParams, apps_eval_job,
                                 native_apps_sampling_job, openrlhf_sft_job)
-from tasks.recipes.common import JobOptions, RecipeError, RecipeJob, make_spec
+from tasks.recipes.common import JobOptions, RecipeError, RecipeJob, make_spec, same_path_mounts
 from tasks.recipes.engines import NativeServer
 from tasks.recipes.sft import (LocalSftParams, checkpoint_upload_job, gguf_to_hf_job, hf_to_gguf_job,
                                local_average_job, local_sft_job, save_margin, trains_on_cpu)
@@ -64,6 +64,8 @@ class AppsSftRequest:
     concurrency: int = 64
     eval_cpus: int | None = None
     time_limit: str | None = None
+    # Training jobs in the chain (each resumes from the last checkpoint of the one before).
+    max_train_jobs: int = 6
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> "AppsSftRequest":
@@ -82,6 +84,10 @@ def spec_dict(spec) -> dict[str, Any]:
     return {k: v for k, v in data.items() if v not in (None, (), [], {}) or k in ("command", "name")}
 
 
+def _planned(task_id: str, spec, inputs: list[str], outputs: list[str]) -> dict[str, Any]:
+    return {"task_id": task_id, "job": spec_dict(spec), "inputs": inputs, "outputs": outputs, "dirs": []}
+
+
 def runs_openrlhf(profile: ClusterProfile) -> bool:
     """OpenRLHF runs from its container image on GPU nodes; a profile without a container runtime
     (the local one: CPU only, no OpenRLHF installed) trains with the CPU stand-in, if it can."""
@@ -97,9 +103,15 @@ def resolve_model(req: AppsSftRequest, profile: ClusterProfile) -> tuple[str, st
 def _in_sequence(name: str, *jobs: RecipeJob) -> RecipeJob:
     """Container-less steps as one Slurm job, each after the previous one succeeded."""
     command = " && \\\n".join(job.spec.command.rstrip("\n") for job in jobs) + "\n"
+    made: set[str] = set()
+    inputs: list[str] = []
+    for job in jobs:  # what an earlier step of the sequence writes is not an input of the whole
+        inputs += [i for i in job.inputs if i not in inputs
+                   and not any(m == i or m.startswith(i.rstrip("/") + "/") for m in made)]
+        made.update(job.outputs)
     return RecipeJob(spec=make_spec(JobOptions(), name=name, command=command),
                      outputs=tuple(o for job in jobs for o in job.outputs),
-                     dirs=tuple(dict.fromkeys(d for job in jobs for d in job.dirs)))
+                     dirs=tuple(dict.fromkeys(d for job in jobs for d in job.dirs)), inputs=tuple(inputs))
 
 
 def local_sft_jobs(model_gguf: str, train_data: str, out_dir: str, profile: ClusterProfile,
@@ -116,7 +128,7 @@ def local_sft_jobs(model_gguf: str, train_data: str, out_dir: str, profile: Clus
         lr=hp["lr"], epochs=hp["epochs"], max_steps=hp["max_steps"], global_batch_size=hp["global_batch_size"],
         micro_batch_size=hp["micro_batch_size"], max_seq_length=hp["max_seq_length"],
         val_check_interval=hp["val_check_interval"], save_top_k=hp["save_top_k"],
-        checkpoint_margin_s=save_margin(walltime, 900), signal_lead_s=save_margin(walltime, 600),
+        checkpoint_margin_s=save_margin(walltime, 900),
         input_key="question", output_key="response", apply_chat_template=True), profile, JobOptions(time=walltime))
     gguf = hf_to_gguf_job(f"{train_dir}/model", model_gguf, f"{train_dir}/model-f16.gguf", profile)
     export = _in_sequence("apps-sft-export", local_average_job(train_dir, f"{train_dir}/model", profile), gguf)
@@ -186,7 +198,11 @@ def build_plan(req: AppsSftRequest, profile: ClusterProfile, out_dir: str, s3_pr
                         "holding codeparrot/apps train.jsonl and test.jsonl")
     from tasks.slurm.spec import JobSpec
 
-    prepare = JobSpec(name="apps-prepare", command=prep_cmd, time=req.time_limit or "01:00:00").validate()
+    # On a profile with containers the CLI exists only inside the images; the sandbox image carries it.
+    prepare = JobSpec(name="apps-prepare", command=prep_cmd, time=req.time_limit or "01:00:00",
+                      image=profile.image("sandbox"),
+                      mounts=same_path_mounts(profile, profile.workdir,
+                                              req.data if req.data.startswith("/") else None)).validate()
 
     kind = "llama_cpp" if local else "vllm"
     server = NativeServer(kind=kind, served_model_name="apps-model",
@@ -234,10 +250,30 @@ def build_plan(req: AppsSftRequest, profile: ClusterProfile, out_dir: str, s3_pr
             sides[side] = {"model": side_model, "dir": side_dir,
                            "sample_job": spec_dict(sample.spec), "sample_outputs": list(sample.outputs),
                            "eval_job": spec_dict(evaluation.spec), "eval_outputs": list(evaluation.outputs),
-                           "samples": f"{side_dir}/samples.jsonl", "eval_dir": f"{side_dir}/eval"}
+                           "samples": f"{side_dir}/samples.jsonl", "eval_dir": f"{side_dir}/eval",
+                           "_sample": sample, "_sample_inputs": list(sample.inputs),
+                           "_eval": evaluation, "_eval_inputs": list(evaluation.inputs)}
     except RecipeError as exc:
         raise PlanError(str(exc)) from None
+    prep_inputs = [f"{req.data.rstrip('/')}/test.jsonl"] + ([f"{req.data.rstrip('/')}/train.jsonl"] if req.train else []) \
+        if req.data != SAMPLE_DATA else []
+    planned = [_planned("prepare", prepare, prep_inputs, prep_outputs)]
+    for task_id, job in (("convert_base", convert_job), ("train", train_job), ("export_sft", export_job)):
+        if job is not None:
+            planned.append(_planned(task_id, job.spec, list(job.inputs), list(job.outputs)))
+    if upload_job is not None:
+        planned.append(_planned("upload_sft", upload_job.spec, list(upload_job.inputs), list(upload_job.outputs)))
+    for side, info in sides.items():
+        planned.append(_planned(f"sample_{side}", info.pop("_sample").spec, info.pop("_sample_inputs"),
+                                info["sample_outputs"]))
+        planned.append(_planned(f"eval_{side}", info.pop("_eval").spec, info.pop("_eval_inputs"),
+                                info["eval_outputs"]))
+    declared = {"model": model} if model.startswith("/") else {}
+    if req.data != SAMPLE_DATA:
+        declared["data"] = req.data.rstrip("/")
     return {
+        "planned": planned,
+        "declared_inputs": declared,
         "output_dir": out_dir,
         "data_dir": data_dir,
         "model_ref": ref,
@@ -250,6 +286,7 @@ def build_plan(req: AppsSftRequest, profile: ClusterProfile, out_dir: str, s3_pr
         "train": spec_dict(train_job.spec) if train_job else None,
         "train_outputs": list(train_job.outputs) if train_job else [],
         "train_progress": progress,
+        "train_max_jobs": req.max_train_jobs if train_job is not None and not cpu_sft else 1,
         "train_tensorboard": tensorboard,
         # Only the CPU stand-in has these: the seed's flags are in the OpenRLHF job itself.
         "train_hyperparameters": hyperparameters,

@@ -23,6 +23,8 @@ COMMAND_MODULES = [
     "tasks.generation.cli",
     "tasks.apps.cli",
     "tasks.checkpoint_store",
+    # Reads DAG files, so it imports Airflow, but only when `skillflow plan` runs.
+    "operators.plan_cli",
 ]
 
 

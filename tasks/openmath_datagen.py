@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
 
 from tasks.profiles import ClusterProfile
-from tasks.recipes.common import JobOptions, RecipeError
+from tasks.recipes.common import JobOptions, RecipeError, same_path_mounts
 from tasks.recipes.engines import NativeServer, NemoSkillsServer
 from tasks.recipes.openmath import LabelingParams, labeling_array_job
 
@@ -166,8 +166,7 @@ def _units(req: DatagenRequest, profile: ClusterProfile, out_dir: str, data_dir:
     confs = _selected(req)
     nemo_server, native_server = _servers(req)
     model = profile.model_path(req.model)
-    common = dict(model_path=model, engine=req.engine, code_dir=req.code_dir,
-                  data_dir=data_dir if req.engine == "native" else None, split_name=SPLIT,
+    common = dict(model_path=model, engine=req.engine, code_dir=req.code_dir, data_dir=data_dir, split_name=SPLIT,
                   nemo_server=nemo_server, native_server=native_server,
                   extra_overrides=NEMO_SKILLS_CODE_OVERRIDES if req.engine == "nemo_skills" else ())
     units = []
@@ -206,13 +205,12 @@ def masked_bases(confs: Iterable[Configuration]) -> list[str]:
 
 
 def data_dir_for(req: DatagenRequest, out_dir: str) -> str:
-    """Where the datasets go. Upstream generate_solutions reads ``<checkout>/datasets/<name>/<split>.jsonl``,
-    so with the nemo_skills engine every dataset, the masked ones included, is written there."""
-    if req.engine == "nemo_skills":
-        if not req.code_dir:
-            raise PlanError("param 'code_dir' (the NeMo-Skills checkout on the cluster) is required for the "
-                            "nemo_skills engine")
-        return f"{req.code_dir.rstrip('/')}/datasets"
+    """Where the datasets go: the run's own folder, for both engines. Upstream generate_solutions
+    is pointed at each file with ``++data_file`` (at 9b7f9d57 it would otherwise read
+    ``<checkout>/datasets/<name>/<split>.jsonl``), so nothing is written into the shared checkout."""
+    if req.engine == "nemo_skills" and not req.code_dir:
+        raise PlanError("param 'code_dir' (the NeMo-Skills checkout on the cluster) is required for the "
+                        "nemo_skills engine")
     return f"{out_dir}/data"
 
 
@@ -230,7 +228,35 @@ def build_plan(req: DatagenRequest, profile: ClusterProfile, out_dir: str) -> di
     masked = masked_bases(confs)
     collect_out = f"{out_dir}/correct_solutions.jsonl"
     sft_out = f"{out_dir}/sft-data.jsonl"
+    prepare, mask = prepare_data_job(req, bases, data_dir, profile), mask_job(req, masked, data_dir, out_dir, profile)
+    collect, sft = collect_job(req, confs, out_dir, collect_out, profile), sft_job(req, collect_out, sft_out, profile)
+    planned = [_planned("prepare_data", prepare, inputs=[req.data] if req.data.startswith("/") else [],
+                        outputs=[f"{data_dir}/{b}/{SPLIT}.jsonl" for b in bases])]
+    labeling_outputs = []
+    for stage, task_id in (("masked", "masked_labeling"), ("labeling", "labeling")):
+        for unit in (u for u in units if u.stage == stage):
+            built = labeling_array_job(unit.runs, req.throttle, unit.params, profile,
+                                       opts=JobOptions(time=req.time_limit) if req.time_limit else JobOptions())
+            planned.append({"task_id": task_id, "key": unit.name, "job": spec_dict(built.spec),
+                            "inputs": list(built.inputs), "outputs": list(built.outputs), "dirs": list(built.dirs)})
+            if stage == "labeling":
+                labeling_outputs += list(built.outputs)
+        if stage == "masked" and masked:
+            planned.append(_planned(
+                "mask", mask,
+                inputs=[p for b in masked for p in [f"{data_dir}/{b}/{SPLIT}.jsonl",
+                                                    *masked_run_files(out_dir, b, req.masked_runs)]],
+                outputs=[f"{data_dir}/{b}-masked/{SPLIT}.jsonl" for b in masked]))
+    planned += [_planned("collect", collect, inputs=labeling_outputs, outputs=[collect_out, _stats_path(collect_out)]),
+                _planned("sft_data", sft, inputs=[collect_out], outputs=[sft_out, _stats_path(sft_out)])]
+    declared = {"model": profile.model_path(req.model)}
+    if req.engine == "nemo_skills":
+        declared["code_dir"] = req.code_dir
+    if req.data.startswith("/"):
+        declared["data"] = req.data
     return {
+        "planned": planned,
+        "declared_inputs": declared,
         "output_dir": out_dir,
         "data_dir": data_dir,
         "model": profile.model_path(req.model),
@@ -238,10 +264,10 @@ def build_plan(req: DatagenRequest, profile: ClusterProfile, out_dir: str) -> di
         "masked_bases": masked,
         "runs": {u.name: u.runs for u in units},
         "units": [unit_summary(u) for u in units],
-        "prepare": spec_dict(prepare_data_job(req, bases, data_dir)),
-        "mask": spec_dict(mask_job(req, masked, data_dir, out_dir)) if masked else {},
-        "collect": spec_dict(collect_job(req, confs, out_dir, collect_out)),
-        "sft": spec_dict(sft_job(req, collect_out, sft_out)),
+        "prepare": spec_dict(prepare),
+        "mask": spec_dict(mask) if masked else {},
+        "collect": spec_dict(collect),
+        "sft": spec_dict(sft),
         "stats": {
             **{f"mask.{b}": f"{data_dir}/{b}-masked/{SPLIT}.stats.json" for b in masked},
             "collect": _stats_path(collect_out),
@@ -267,13 +293,22 @@ def spec_dict(spec) -> dict[str, Any]:
     return {k: v for k, v in data.items() if v not in (None, (), [], {}) or k in ("command", "name")}
 
 
-def _job(name: str, command: str, req: DatagenRequest):
+def _planned(task_id: str, spec, inputs: list[str], outputs: list[str]) -> dict[str, Any]:
+    return {"task_id": task_id, "job": spec_dict(spec), "inputs": inputs, "outputs": outputs, "dirs": []}
+
+
+def _job(name: str, command: str, req: DatagenRequest, profile: ClusterProfile):
+    """A CPU step of the ``skillflow`` CLI, in the image that carries it (``nemo_skills``) on a
+    profile with containers: on a pyxis cluster ``skillflow`` exists only inside the images."""
     from tasks.slurm.spec import JobSpec
 
-    return JobSpec(name=name, command=command, time=req.time_limit or "01:00:00").validate()
+    return JobSpec(name=name, command=command, time=req.time_limit or "01:00:00",
+                   image=profile.image("nemo_skills"),
+                   mounts=same_path_mounts(profile, profile.workdir, req.data if req.data.startswith("/") else None),
+                   ).validate()
 
 
-def prepare_data_job(req: DatagenRequest, bases: list[str], data_dir: str):
+def prepare_data_job(req: DatagenRequest, bases: list[str], data_dir: str, profile: ClusterProfile):
     """``train_full`` of each base dataset into ``data_dir/<name>/train_full.jsonl``.
 
     ``data``: ``download`` fetches the upstream files, an absolute cluster folder laid out like
@@ -297,14 +332,14 @@ def prepare_data_job(req: DatagenRequest, bases: list[str], data_dir: str):
             path = q(f"{data_dir}/{b}/{SPLIT}.jsonl")
             tmp = q(f"{data_dir}/{b}/{SPLIT}.jsonl.tmp")
             cmds.append(f"head -n {int(req.limit)} {path} > {tmp} && mv -f {tmp} {path}")
-    return _job("openmath-datagen-data", " && \\\n".join(cmds), req)
+    return _job("openmath-datagen-data", " && \\\n".join(cmds), req, profile)
 
 
 def masked_run_files(out_dir: str, base: str, runs: int) -> list[str]:
     return [f"{out_dir}/masked-solutions/{base}/output-rs{s}.jsonl" for s in range(runs)]
 
 
-def mask_job(req: DatagenRequest, bases: list[str], data_dir: str, out_dir: str):
+def mask_job(req: DatagenRequest, bases: list[str], data_dir: str, out_dir: str, profile: ClusterProfile):
     """``sft-data mask`` per base dataset: ``<base>-masked/train_full.jsonl`` (+ ``.stats.json``)."""
     q = shlex.quote
     cmds = []
@@ -312,16 +347,18 @@ def mask_job(req: DatagenRequest, bases: list[str], data_dir: str, out_dir: str)
         runs = " ".join(q(p) for p in masked_run_files(out_dir, b, req.masked_runs))
         cmds.append(f'"$SKILLFLOW_CLI" sft-data mask --dataset-file {q(f"{data_dir}/{b}/{SPLIT}.jsonl")} '
                     f'--runs {runs} --output {q(f"{data_dir}/{b}-masked/{SPLIT}.jsonl")}')
-    return _job("openmath-datagen-mask", " && \\\n".join(cmds), req)
+    return _job("openmath-datagen-mask", " && \\\n".join(cmds) or "true", req, profile)
 
 
-def collect_job(req: DatagenRequest, confs: list[Configuration], out_dir: str, output: str):
+def collect_job(req: DatagenRequest, confs: list[Configuration], out_dir: str, output: str,
+                profile: ClusterProfile):
     """``sft-data collect`` with one source per configuration (named after it, for per-configuration stats)."""
     q = shlex.quote
     sources = " ".join(f"--source {q(c.base)} {q(c.generation_type)} "
                        f"{q(f'{out_dir}/synthetic-solutions/{c.name}/output-rs*.jsonl')} {q(c.name)}"
                        for c in confs)
-    return _job("openmath-datagen-collect", f'"$SKILLFLOW_CLI" sft-data collect {sources} --output {q(output)}', req)
+    return _job("openmath-datagen-collect", f'"$SKILLFLOW_CLI" sft-data collect {sources} --output {q(output)}', req,
+                profile)
 
 
 def sft_prepare_command(solutions: str, output: str, num_output_samples: int) -> str:
@@ -334,8 +371,8 @@ def sft_prepare_command(solutions: str, output: str, num_output_samples: int) ->
             "--text-filter-type any_code --trim-solutions")
 
 
-def sft_job(req: DatagenRequest, collected: str, output: str):
-    return _job("openmath-datagen-sft", sft_prepare_command(collected, output, req.num_output_samples), req)
+def sft_job(req: DatagenRequest, collected: str, output: str, profile: ClusterProfile):
+    return _job("openmath-datagen-sft", sft_prepare_command(collected, output, req.num_output_samples), req, profile)
 
 
 # ------------------------------------------------------------------------------ resubmission

@@ -1,9 +1,11 @@
 """Planning an OpenMath evaluation run: params in, Slurm job specs and output paths out.
 
 Plain Python so that the DAG stays a thin wiring file and the plan can be unit-tested. A run
-is: data preparation, optionally a TensorRT-LLM engine build, one greedy job over all
-benchmarks, sampling jobs in seed chunks (resubmission skips chunks whose ``.done`` markers
-exist), and a summary job that writes ``results.json`` and the predictions zip.
+is: data preparation, optionally a TensorRT-LLM engine build, one greedy job per benchmark
+(resumable: ``skip_filled``; a rerun skips benchmarks whose ``.done`` marker exists), sampling
+jobs in seed chunks (likewise), and a summary job that writes ``results.json`` and the
+predictions zip. Every job, with what it reads and writes, is also listed under ``planned`` for
+:mod:`tasks.plan`.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from tasks.profiles import ClusterProfile
-from tasks.recipes.common import JobOptions, RecipeError
+from tasks.recipes.common import JobOptions, RecipeError, same_path_mounts
 from tasks.recipes.engines import NativeServer, NemoSkillsServer
 from tasks.recipes.openmath import (EvalParams, TrtllmBuildParams, eval_greedy_job, eval_sampling_chunk_job,
                                     trtllm_build_job)
@@ -64,7 +66,8 @@ class EvalRequest:
     num_gpus: int = 8
     benchmarks: list[str] = field(default_factory=lambda: list(DEFAULT_BENCHMARKS))
     seed_chunk_size: int = 10
-    batch_size: int = 64
+    # None: the seed's choice, 16 for models of 34B parameters or more and 64 below.
+    batch_size: int | None = None
     max_code_executions: int = 6
     stop_on_code_error: bool = False
     split: str = "test"
@@ -90,6 +93,23 @@ def _server_objects(req: EvalRequest, profile: ClusterProfile) -> tuple[NemoSkil
     if kind not in (None, "vllm", "llama_cpp"):
         raise PlanError(f"param 'server': {req.server!r} cannot serve the native engine (vllm or llama_cpp)")
     return NemoSkillsServer(), NativeServer(kind=kind, num_gpus=req.num_gpus)
+
+
+_SIZE = re.compile(r"(?:(\d+)x)?(\d+(?:\.\d+)?)b(?![a-z])", re.IGNORECASE)
+BIG_MODEL_B = 34
+BIG_MODEL_BATCH, DEFAULT_BATCH = 16, 64
+
+
+def model_size_b(name: str) -> float | None:
+    """Parameters in billions from a model's name (``CodeLlama-34b``, ``Mixtral-8x7B``), or None."""
+    sizes = [float(m[2]) * (int(m[1]) if m[1] else 1) for m in _SIZE.finditer(name.rsplit("/", 1)[-1])]
+    return max(sizes) if sizes else None
+
+
+def default_batch_size(model: str) -> int:
+    """The seed evaluated 34B+ models with batch size 16 (openmath spec §4.1) and the rest with 64."""
+    size = model_size_b(model)
+    return BIG_MODEL_BATCH if size is not None and size >= BIG_MODEL_B else DEFAULT_BATCH
 
 
 def output_dir(profile: ClusterProfile, dag_id: str, run_id: str) -> str:
@@ -120,12 +140,19 @@ def build_plan(req: EvalRequest, profile: ClusterProfile, out_dir: str) -> dict[
         hf_model, model = model, engine_dir
     data_dir = f"{out_dir}/data"
     opts = JobOptions(time=req.time_limit) if req.time_limit else JobOptions()
+    batch_size = req.batch_size if req.batch_size is not None else default_batch_size(model_source)
     base = dict(model_path=model, output_dir=out_dir, engine=req.engine, code_dir=req.code_dir, data_dir=data_dir,
                 split_name=req.split, max_code_executions=req.max_code_executions,
-                stop_on_code_error=req.stop_on_code_error, batch_size=req.batch_size, nemo_server=nemo_server,
+                stop_on_code_error=req.stop_on_code_error, batch_size=batch_size, nemo_server=nemo_server,
                 native_server=native_server, limit=req.limit)
     try:
-        greedy = eval_greedy_job(EvalParams(benchmarks=tuple(benches), **base), profile, opts)
+        # One greedy job per benchmark: a 34B+ model at batch 16 may not finish all eight in one
+        # walltime, and a rerun resumes each file where it stopped (skip_filled) or skips it (.done).
+        greedy = []
+        for name in benches:
+            job = eval_greedy_job(EvalParams(benchmarks=(name,), skip_filled=True, **base), profile, opts)
+            greedy.append({"benchmark": name, "job": spec_dict(job.spec), "outputs": list(job.outputs),
+                           "dirs": list(job.dirs), "inputs": list(job.inputs)})
         chunks = []
         by_k: dict[int, list[str]] = {}
         for name, k in benches.items():
@@ -136,10 +163,34 @@ def build_plan(req: EvalRequest, profile: ClusterProfile, out_dir: str) -> dict[
                 job = eval_sampling_chunk_job(seeds, EvalParams(benchmarks=tuple(names), skip_filled=True, **base),
                                               profile, opts)
                 chunks.append({"seeds": seeds, "benchmarks": names, "job": spec_dict(job.spec),
-                               "outputs": list(job.outputs), "dirs": list(job.dirs)})
+                               "outputs": list(job.outputs), "dirs": list(job.dirs), "inputs": list(job.inputs)})
     except RecipeError as exc:
         raise PlanError(str(exc)) from None
+    prepare = prepare_data_job(req, profile, benches, data_dir)
+    summarize = summarize_job(profile, out_dir, list(benches))
+    planned = [{"task_id": "prepare_data", "job": spec_dict(prepare),
+                "inputs": [req.data] if req.data.startswith("/") else [],
+                "outputs": [f"{data_dir}/{b}/{req.split}.jsonl" for b in benches], "dirs": []}]
+    if engine_job:
+        planned.append({"task_id": "build_engine", "job": spec_dict(engine_job.spec), "inputs": list(engine_job.inputs),
+                        "outputs": list(engine_job.outputs), "dirs": list(engine_job.dirs)})
+    planned += [{"task_id": "greedy", "key": g["benchmark"], **{k: g[k] for k in ("job", "inputs", "outputs", "dirs")}}
+                for g in greedy]
+    planned += [{"task_id": "sampling", "key": f"rs{c['seeds'][0]}-{c['seeds'][-1]}",
+                 **{k: c[k] for k in ("job", "inputs", "outputs", "dirs")}} for c in chunks]
+    planned.append({"task_id": "summarize", "job": spec_dict(summarize),
+                    "inputs": [o for g in greedy for o in g["outputs"]] + [o for c in chunks for o in c["outputs"]],
+                    "outputs": [f"{out_dir}/results.json", f"{out_dir}/summary.txt", f"{out_dir}/predictions.zip"],
+                    "dirs": []})
+    declared = {"model": model_source if not model_source.startswith("s3://") else (hf_model if engine_job else model)}
+    if req.engine == "nemo_skills":
+        declared["code_dir"] = req.code_dir
+    if req.data.startswith("/"):
+        declared["data"] = req.data
     return {
+        "planned": planned,
+        "declared_inputs": declared,
+        "batch_size": batch_size,
         "output_dir": out_dir,
         "data_dir": data_dir,
         "model": model,
@@ -147,10 +198,10 @@ def build_plan(req: EvalRequest, profile: ClusterProfile, out_dir: str) -> dict[
         "model_source": model_source,
         "engine_build": spec_dict(engine_job.spec) if engine_job else None,
         "benchmarks": benches,
-        "prepare": spec_dict(prepare_data_job(req, profile, benches, data_dir)),
-        "greedy": {"job": spec_dict(greedy.spec), "outputs": list(greedy.outputs), "dirs": list(greedy.dirs)},
+        "prepare": spec_dict(prepare),
+        "greedy": greedy,
         "chunks": chunks,
-        "summarize": spec_dict(summarize_job(profile, out_dir, list(benches))),
+        "summarize": spec_dict(summarize),
     }
 
 
@@ -179,7 +230,8 @@ def spec_dict(spec) -> dict[str, Any]:
 
 
 def prepare_data_job(req: EvalRequest, profile: ClusterProfile, benches: dict[str, int], data_dir: str):
-    """Benchmarks into ``data_dir/<name>/<split>.jsonl`` on the cluster, as one CPU job.
+    """Benchmarks into ``data_dir/<name>/<split>.jsonl`` on the cluster, as one CPU job; both
+    engines read them from there (upstream through ``++data_file``).
 
     ``data``: ``samples`` copies the credited 20-problem samples shipped with skillflow (offline
     smoke runs), ``download`` fetches the upstream files, and a cluster folder laid out like the
@@ -200,7 +252,11 @@ def prepare_data_job(req: EvalRequest, profile: ClusterProfile, benches: dict[st
                             "on the cluster")
         cmd = " && ".join(f'"$SKILLFLOW_CLI" data prepare {q(n)} --split {q(req.split)} --out {q(data_dir)}{source}'
                           for n in names)
-    return JobSpec(name="openmath-data", command=cmd, time=req.time_limit or "01:00:00").validate()
+    # On a profile with containers the CLI exists only inside the images (nemo_skills carries it).
+    return JobSpec(name="openmath-data", command=cmd, time=req.time_limit or "01:00:00",
+                   image=profile.image("nemo_skills"),
+                   mounts=same_path_mounts(profile, profile.workdir, req.data if req.data.startswith("/") else None),
+                   ).validate()
 
 
 def summarize_job(profile: ClusterProfile, out_dir: str, benchmarks: list[str]):
@@ -212,7 +268,8 @@ def summarize_job(profile: ClusterProfile, out_dir: str, benchmarks: list[str]):
            + f" | tee {q(out_dir + '/summary.txt')} && "
            f'cd {q(out_dir)} && "$SKILLFLOW_PYTHON" -m zipfile -c predictions.zip.tmp '
            + " ".join(q(b) for b in benchmarks) + " && mv -f predictions.zip.tmp predictions.zip")
-    return JobSpec(name="openmath-summary", command=cmd, time="01:00:00").validate()
+    return JobSpec(name="openmath-summary", command=cmd, time="01:00:00", image=profile.image("nemo_skills"),
+                   mounts=same_path_mounts(profile, profile.workdir)).validate()
 
 
 def done_markers(chunk: dict[str, Any]) -> list[str]:

@@ -132,15 +132,21 @@ def build_plan(req: SftRequest, profile: ClusterProfile, exp_dir: str, data_path
 
     exp = exp_dir.rstrip("/")
     paths = {"exp": exp, "data_dir": f"{exp}/data", "training": f"{exp}/training", "final": f"{exp}/final",
-             "upload_result": f"{exp}/upload.json", "s3_dest": f"{s3_prefix.rstrip('/')}/final"}
+             "upload_result": f"{exp}/upload.json", "s3_dest": f"{s3_prefix.rstrip('/')}/final",
+             "validation": f"{exp}/data/gsm8k/validation-sft.jsonl"}
     jobs: dict[str, Any] = {}
     train_data = data_path
     try:
+        raw = f"{paths['data_dir']}/omi1"
         if data_path is None:
-            raw = f"{paths['data_dir']}/omi1"
             jobs["download"] = _job(omi1_download_job(raw, req.omi1_revision, profile))
             train_data = f"{paths['data_dir']}/sft-data.jsonl"
-            jobs["prepare"] = _job(_prepare_job(req, profile, f"{raw}/correct_solutions/train.jsonl", train_data))
+        if data_path is None or not local:
+            # The GPU trainer validates on gsm8k's validation split in SFT form (the file upstream's
+            # datasets/gsm8k/prepare.py writes); nothing else writes it, so this job does.
+            jobs["prepare"] = _job(_prepare_job(
+                req, profile, f"{raw}/correct_solutions/train.jsonl" if data_path is None else None,
+                train_data if data_path is None else None, None if local else paths["data_dir"]))
         opts = JobOptions(time=train_time)
         if local:
             hf_base = f"{exp}/base-hf"
@@ -152,8 +158,8 @@ def build_plan(req: SftRequest, profile: ClusterProfile, exp_dir: str, data_path
                 micro_batch_size=mbs, max_seq_length=_setting(req, "max_seq_length", local),
                 val_check_interval=_setting(req, "val_check_interval", local),
                 save_top_k=_setting(req, "save_top_k", local),
-                checkpoint_margin_s=save_margin(train_time, 900), signal_lead_s=save_margin(train_time, 600)), profile,
-                opts)
+                # The same rule as the GPU path: a time limit that saves before walltime, no signal.
+                checkpoint_margin_s=save_margin(train_time, 900)), profile, opts)
             averaged = f"{paths['final']}/hf"
             jobs["average"] = _job(local_average_job(paths["training"], averaged, profile))
             eval_model = f"{paths['final']}/model-f16.gguf"
@@ -167,23 +173,24 @@ def build_plan(req: SftRequest, profile: ClusterProfile, exp_dir: str, data_path
                 profile))
             gpn = req.gpus_per_node or profile.gpus_per_node or 8
             nodes = req.num_nodes or max(1, row.gpus // gpn)
-            overrides = [f"++model.global_batch_size={gbs}", f"++model.micro_batch_size={mbs}",
-                         f"++model.data.train_ds.max_seq_length={_setting(req, 'max_seq_length', local)}",
+            overrides = [f"++model.data.train_ds.max_seq_length={_setting(req, 'max_seq_length', local)}",
                          f"++exp_manager.checkpoint_callback_params.save_top_k={_setting(req, 'save_top_k', local)}"]
             if req.max_steps:
                 overrides.append(f"++trainer.sft.max_steps={int(req.max_steps)}")
             train = nemo_sft_job(NemoSftParams(
                 model=req.base_model, row=row, nemo_model=nemo_base[: -len(".nemo")], output_dir=paths["training"],
-                sft_data=train_data, code_dir=req.code_dir, expname=_expname(exp), gpus_per_node=gpn, num_nodes=nodes,
-                val_check_interval=_setting(req, "val_check_interval", local),
-                extra_overrides=tuple(overrides)), profile, opts)
+                sft_data=train_data, validation_file=paths["validation"], code_dir=req.code_dir,
+                expname=_expname(exp), gpus_per_node=gpn, num_nodes=nodes,
+                val_check_interval=_setting(req, "val_check_interval", local), global_batch_size=gbs,
+                micro_batch_size=mbs, extra_overrides=tuple(overrides)), profile, opts)
             averaged = f"{paths['final']}/model.nemo"
             jobs["average"] = _job(average_checkpoints_job(AverageCheckpointsParams(
                 checkpoint_dir=f"{paths['training']}/checkpoints", nemo_model=nemo_base[: -len(".nemo")],
                 out_nemo=averaged, code_dir=req.code_dir), profile))
             eval_model = f"{paths['final']}/hf"
             jobs["export"] = _job(nemo_to_hf_job(NemoToHfParams(
-                nemo_path=averaged, out_dir=eval_model, hf_model_name=row.hf_model_name, code_dir=req.code_dir), profile))
+                nemo_path=averaged, out_dir=eval_model, hf_model_name=row.hf_model_name, code_dir=req.code_dir,
+                hf_base=base_model), profile))
             progress = {"kind": "nemo", "checkpoints": f"{paths['training']}/checkpoints"}
             tensorboard = paths["training"]
         jobs["train"] = _job(train)
@@ -195,7 +202,17 @@ def build_plan(req: SftRequest, profile: ClusterProfile, exp_dir: str, data_path
     name = req.registered_model or f"openmath-sft-{req.base_model.lower()}"
     if not _NAME.match(name):
         raise PlanError(f"param 'registered_model': {name!r} must be letters, digits and . _ - (at most 100)")
-    return {"local": local, "row": asdict(row), "base_model_path": base_model, "train_data": train_data,
+    order = [("download", "download_data"), ("prepare", "prepare_sft_data"), ("convert", "convert"),
+             ("train", "train"), ("average", "average_checkpoints"), ("export", "export"),
+             ("upload", "upload_checkpoint")]
+    planned = [{"task_id": task_id, **jobs[key]} for key, task_id in order if key in jobs]
+    declared = {"model_path": base_model}
+    if req.code_dir and not local:
+        declared["code_dir"] = req.code_dir
+    if data_path is not None:
+        declared["data"] = data_path
+    return {"planned": planned, "declared_inputs": declared,
+            "local": local, "row": asdict(row), "base_model_path": base_model, "train_data": train_data,
             "paths": paths, "jobs": jobs, "progress": progress, "tensorboard": tensorboard, "eval_model": eval_model,
             "max_sft_jobs": req.max_sft_jobs, "registered_model": name,
             "hyperparameters": {"epochs": row.epochs, "lr": row.lr, "gpus": row.gpus, "tp": row.tp, "pp": row.pp,
@@ -206,21 +223,49 @@ def build_plan(req: SftRequest, profile: ClusterProfile, exp_dir: str, data_path
                                 "max_steps": req.max_steps or 0, "train_time_limit": train_time}}
 
 
+def planned_data_path(data: str, data_dir: str) -> str | None:
+    """Where the form's ``data`` will be on the cluster once the DAG staged it (None: downloaded
+    and prepared by the run itself). ``operators.openmath_sft.resolve_data`` stages to these paths;
+    an ``asset`` not yet resolved is planned as a staged ``sft-data.jsonl``."""
+    if data == "download":
+        return None
+    if data.startswith("/"):
+        return data
+    if data.startswith("s3://"):
+        return f"{data_dir}/{data.rstrip('/').rsplit('/', 1)[-1]}"
+    if data == "asset":
+        return f"{data_dir}/sft-data.jsonl"
+    raise PlanError(f"param 'data': {data!r} must be 'asset', 'download', an s3:// URI or an absolute cluster path")
+
+
 def _expname(exp: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.+-]+", "-", exp.rstrip("/").rsplit("/", 1)[-1]).strip("-.")[:100] or "sft"
 
 
 def _job(job) -> dict[str, Any]:
-    return {"job": spec_dict(job.spec), "outputs": list(job.outputs), "dirs": list(job.dirs)}
+    return {"job": spec_dict(job.spec), "outputs": list(job.outputs), "dirs": list(job.dirs),
+            "inputs": list(job.inputs)}
 
 
-def _prepare_job(req: SftRequest, profile: ClusterProfile, solutions: str, output: str) -> RecipeJob:
-    """The seed's ``prepare_sft_data`` over the downloaded correct solutions (fair downsampling)."""
+def _prepare_job(req: SftRequest, profile: ClusterProfile, solutions: str | None, output: str | None,
+                 validation_dir: str | None) -> RecipeJob:
+    """The seed's ``prepare_sft_data`` over the downloaded correct solutions (fair downsampling),
+    and/or gsm8k's validation split as ``<validation_dir>/gsm8k/validation-sft.jsonl``."""
     from tasks.openmath_datagen import sft_prepare_command
+    from tasks.recipes.common import q, same_path_mounts
 
-    cmd = sft_prepare_command(solutions, output, req.num_output_samples) + "\n"
-    return RecipeJob(spec=make_spec(JobOptions(), name="openmath-sft-data", command=cmd,
-                                    image=profile.image("nemo_skills")), outputs=(output,))
+    cmds, inputs, outputs = [], [], []
+    if solutions and output:
+        cmds.append(sft_prepare_command(solutions, output, req.num_output_samples))
+        inputs.append(solutions)
+        outputs.append(output)
+    if validation_dir:
+        cmds.append(f'"$SKILLFLOW_CLI" data prepare gsm8k --split validation --out {q(validation_dir)}')
+        outputs.append(f"{validation_dir}/gsm8k/validation-sft.jsonl")
+    return RecipeJob(spec=make_spec(JobOptions(), name="openmath-sft-data", command=" && \\\n".join(cmds) + "\n",
+                                    image=profile.image("nemo_skills"),
+                                    mounts=same_path_mounts(profile, profile.workdir)),
+                     outputs=tuple(outputs), inputs=tuple(inputs))
 
 
 def steps_per_epoch(lines: int, global_batch_size: int, holdout: int = 0) -> int:

@@ -1,5 +1,8 @@
 """APPS recipe steps (OpenRLHF 0.5.3 SFT, then vLLM sampling) as Slurm jobs (apps spec §1, §2.3, §7).
 
+The seed sampled with ``llmkit_data.cli.sample``, a package no image carries and PyPI does not
+publish; sampling here is ``skillflow apps sample`` against vLLM's OpenAI server in the same image.
+
 Training runs the seed command on 2 nodes x 4 GPUs: one Slurm task per node, each running
 DeepSpeed's launcher in ``--no_ssh`` mode with its own node rank, the rendezvous variables and
 the hostfile exported by the renderer. ``--mem=0 --exclusive`` give the job all of each node's
@@ -13,7 +16,7 @@ from dataclasses import dataclass
 from tasks.profiles import ClusterProfile
 from tasks.recipes.common import (SERVER_PORT_EXPR, WAIT_HTTP_FUNCTION, JobOptions, PathMap, RecipeError, RecipeJob,
                                   abs_path, basename, make_spec, parent, positive, q, slug, words)
-from tasks.recipes.engines import NativeServer, health_path, native_server_command
+from tasks.recipes.engines import NativeServer, health_path, native_image, native_server_command
 from tasks.recipes.openmath import KnownFix
 
 KNOWN_FIXES: tuple[KnownFix, ...] = (
@@ -27,15 +30,15 @@ KNOWN_FIXES: tuple[KnownFix, ...] = (
              "--ckpt_path defaults to ./ckpt/checkpoints_sft relative to the working directory, shared by runs",
              "--ckpt_path is set under output_dir",
              "apps §1.1"),
+    KnownFix("resume-across-walltime", ("openrlhf_sft",),
+             "--save_steps 16000 is more than the run's ~816 steps and --load_checkpoint is not passed, so a job "
+             "cut by its walltime (the seed's run took ~10.3 h) starts over",
+             "--save_steps is derived from the margin (a DeepSpeed checkpoint at least every margin of training "
+             "time) and each job passes --load_checkpoint when the checkpoint folder has DeepSpeed's `latest` "
+             "file; continuation jobs resume from it until the final HF model exists",
+             "apps §1.1; OpenRLHF v0.5.3 openrlhf/cli/train_sft.py, openrlhf/trainer/sft_trainer.py"),
     KnownFix("single-max-epochs", ("openrlhf_sft",),
              "the seed command lists --max_epochs 2 twice", "it is passed once", "apps §1.1"),
-    KnownFix("cuda-visible-devices", ("vllm_sampling",),
-             "llmkit's model_map reads CUDA_VISIBLE_DEVICES and raises KeyError when it is unset",
-             "the job exports it (0..gpus-1) when Slurm did not", "apps §2.3"),
-    KnownFix("vllm-spawn", ("vllm_sampling",),
-             "vLLM engines with TP>1 started from a forked ProcessPoolExecutor worker can fail with "
-             "'Cannot re-initialize CUDA in forked subprocess'",
-             "VLLM_WORKER_MULTIPROC_METHOD=spawn", "apps §5"),
 )
 
 
@@ -60,7 +63,14 @@ class OpenrlhfSftParams:
     micro_train_batch_size: int = 2
     max_epochs: int = 2
     max_samples: int = 5000000
-    save_steps: int = 16000
+    # None: derived from the margin (:func:`openrlhf_save_steps`); the seed's 16000 never saves.
+    save_steps: int | None = None
+    # Training time a job may lose when its walltime ends between two checkpoints.
+    checkpoint_margin_s: int = 900
+    # The seed's run on 8 A100-40GB: ~45 s per optimizer step (apps spec §7); a ZeRO-3 checkpoint
+    # of a 6.7B model with its fp32 Adam state (~80 GB) takes about two minutes to write.
+    step_s: int = 45
+    save_s: int = 120
     logging_steps: int = 1
     eval_steps: int = -1
     zero_stage: int = 3
@@ -74,9 +84,28 @@ class OpenrlhfSftParams:
     image_key: str = "openrlhf"
 
 
+def openrlhf_save_steps(margin_s: int, step_s: int, save_s: int) -> int:
+    """Optimizer steps between DeepSpeed checkpoints so that a job cut by its walltime loses at
+    most ``margin_s``: the steps since the last checkpoint plus the checkpoint being written.
+
+    OpenRLHF 0.5.3 saves only every ``--save_steps`` (no time limit, no signal handler), so the
+    interval is the only bound on what a walltime kill costs.
+    """
+    positive("checkpoint_margin_s", margin_s)
+    positive("step_s", step_s)
+    if margin_s <= save_s + step_s:
+        raise RecipeError(f"checkpoint_margin_s={margin_s} must exceed one checkpoint ({save_s} s) plus one step "
+                          f"({step_s} s)")
+    return (margin_s - save_s) // step_s
+
+
 def openrlhf_sft_job(params: OpenrlhfSftParams, profile: ClusterProfile,
                      opts: JobOptions = JobOptions()) -> RecipeJob:
-    """The seed's two-node DeepSpeed SFT; writes ``output_dir/model`` (HF format) at the end."""
+    """The seed's two-node DeepSpeed SFT; writes ``output_dir/model`` (HF format) at the end.
+
+    A job cut by its walltime is continued by resubmitting the same script: it resumes from the
+    newest DeepSpeed checkpoint under ``output_dir/ckpt`` (``--load_checkpoint``, passed only when
+    DeepSpeed's ``latest`` file exists, since OpenRLHF raises on an empty checkpoint folder)."""
     nodes = positive("num_nodes", params.num_nodes)
     gpn = positive("gpus_per_node", params.gpus_per_node)
     micro = positive("micro_train_batch_size", params.micro_train_batch_size)
@@ -90,9 +119,12 @@ def openrlhf_sft_job(params: OpenrlhfSftParams, profile: ClusterProfile,
     data = paths.bind(parent(data_host), "/data") + "/" + basename(data_host)
     out_host = abs_path("output_dir", params.output_dir)
     out = paths.bind(out_host, "/output")
+    ckpt = f"{out}/ckpt/checkpoints_sft"
+    save_steps = params.save_steps if params.save_steps is not None else openrlhf_save_steps(
+        params.checkpoint_margin_s, params.step_s, params.save_s)
     flags: list[str] = [
         "--pretrain", q(model), "--dataset", q(data), "--save_path", q(f"{out}/model"),
-        "--ckpt_path", q(f"{out}/ckpt/checkpoints_sft"),
+        "--ckpt_path", q(ckpt),
         "--max_len", str(positive("max_len", params.max_len)),
         "--input_key", q(params.input_key), "--output_key", q(params.output_key)]
     if params.apply_chat_template:
@@ -100,7 +132,7 @@ def openrlhf_sft_job(params: OpenrlhfSftParams, profile: ClusterProfile,
     flags += ["--train_batch_size", str(batch), "--micro_train_batch_size", str(micro),
               "--max_epochs", str(positive("max_epochs", params.max_epochs)),
               "--max_samples", str(positive("max_samples", params.max_samples)),
-              "--save_steps", str(int(params.save_steps)), "--logging_steps", str(int(params.logging_steps)),
+              "--save_steps", str(int(save_steps)), "--logging_steps", str(int(params.logging_steps)),
               "--eval_steps", str(int(params.eval_steps)), "--zero_stage", str(int(params.zero_stage)),
               "--seed", str(int(params.seed))]
     if params.bf16:
@@ -124,64 +156,21 @@ def openrlhf_sft_job(params: OpenrlhfSftParams, profile: ClusterProfile,
             i += 1
     command = (
         f"mkdir -p {q(out + '/model')} {q(out + '/runs')} || exit 1\n"
+        # DeepSpeed's save_checkpoint writes `latest` (the newest tag) after the shards.
+        "SKILLFLOW_RESUME=()\n"
+        f"if [ -f {q(ckpt + '/latest')} ]; then\n"
+        f'  echo "skillflow: resuming from $(cat {q(ckpt + "/latest")})"; SKILLFLOW_RESUME=(--load_checkpoint)\n'
+        "fi\n"
         'exec deepspeed --hostfile "$SKILLFLOW_HOSTFILE" --no_ssh --node_rank "$NODE_RANK" '
         '--master_addr "$MASTER_ADDR" --master_port "$MASTER_PORT" --module openrlhf.cli.train_sft \\\n    '
-        + " \\\n    ".join(pairs) + "\n"
+        + " \\\n    ".join(pairs) + ' \\\n    "${SKILLFLOW_RESUME[@]}"\n'
     )
     spec = make_spec(opts, name=f"openrlhf-sft-{slug(basename(out_host))}", command=command,
                      image=profile.image(params.image_key), nodes=nodes, ntasks_per_node=1, gpus_per_node=gpn,
                      mem="0", exclusive=True, master_port=params.master_port, mounts=paths.mounts)
     return RecipeJob(spec=spec, outputs=(f"{out_host}/model/config.json",
-                                         f"{out_host}/model/model.safetensors.index.json"), dirs=(out_host,))
-
-
-@dataclass(frozen=True)
-class VllmSamplingParams:
-    """``llmkit_data.cli.sample`` as the seed ran it (apps spec §2.3).
-
-    10 samples per prompt, T=0.6, top_p=0.95, at most 2048 new tokens, one vLLM engine with
-    TP=``gpu_per_model``; the tool seeds everything (vLLM included) with 42 itself -- it has no
-    seed flag. Output: one line per sample, ``n_sample`` consecutive lines per prompt.
-    """
-
-    model: str
-    prompts: str
-    out: str
-    n_sample: int = 10
-    temperature: float = 0.6
-    top_p: float = 0.95
-    max_tokens: int = 2048
-    num_gpus: int = 4
-    gpu_per_model: int = 4
-    image_key: str = "openrlhf"
-
-
-def vllm_sampling_job(params: VllmSamplingParams, profile: ClusterProfile,
-                      opts: JobOptions = JobOptions()) -> RecipeJob:
-    gpus = positive("num_gpus", params.num_gpus)
-    per_model = positive("gpu_per_model", params.gpu_per_model)
-    if gpus % per_model:
-        raise RecipeError(f"num_gpus={gpus} must be a multiple of gpu_per_model={per_model}")
-    paths = PathMap(profile)
-    model = paths.bind(abs_path("model", params.model), "/model")
-    prompts_host = abs_path("prompts", params.prompts)
-    prompts = paths.bind(parent(prompts_host), "/prompts") + "/" + basename(prompts_host)
-    out_host = abs_path("out", params.out)
-    out = paths.bind(parent(out_host), "/output") + "/" + basename(out_host)
-    visible = ",".join(str(i) for i in range(gpus))
-    command = (
-        "export VLLM_WORKER_MULTIPROC_METHOD=spawn\n"
-        f'export CUDA_VISIBLE_DEVICES="${{CUDA_VISIBLE_DEVICES:-{visible}}}"\n'
-        '"$SKILLFLOW_PYTHON" -m llmkit_data.cli.sample \\\n'
-        f"    --prompts {q(prompts)} \\\n    --out {q(out)} \\\n    --model {q(model)} \\\n"
-        f"    --n_sample {positive('n_sample', params.n_sample)} \\\n"
-        f"    --temperature {q(params.temperature)} \\\n    --top_p {q(params.top_p)} \\\n"
-        f"    --max_tokens {positive('max_tokens', params.max_tokens)} \\\n"
-        f"    --gpu_per_model {per_model}\n"
-    )
-    spec = make_spec(opts, name=f"apps-sample-{slug(basename(out_host))}", command=command,
-                     image=profile.image(params.image_key), gpus_per_node=gpus, mounts=paths.mounts)
-    return RecipeJob(spec=spec, outputs=(out_host,), dirs=(parent(out_host),))
+                                         f"{out_host}/model/model.safetensors.index.json"), dirs=(out_host,),
+                     inputs=(abs_path("pretrain", params.pretrain), data_host))
 
 
 # Sampling requests are plain temperature + top-p, as vLLM's defaults make them. llama-cpp-python's
@@ -274,9 +263,11 @@ def native_apps_sampling_job(params: NativeSamplingParams, profile: ClusterProfi
     command = _server_step(params.server, kind, model, work, (parent(out),))
     gpus = positive("server.num_gpus", params.server.num_gpus) if kind == "vllm" else 0
     spec = make_spec(opts, name=f"apps-sample-{slug(basename(parent(out_host)))}", command=command,
-                     image=profile.image(params.image_key) if kind == "vllm" else None, gpus_per_node=gpus,
+                     image=(profile.image(params.image_key) if native_image(profile, kind) else None),
+                     gpus_per_node=gpus,
                      mounts=paths.mounts)
-    return RecipeJob(spec=spec, outputs=(out_host, f"{out_host}.done"), dirs=(parent(out_host),))
+    inputs = ([abs_path("model", params.model)] if params.model.startswith("/") else []) + [src_host]
+    return RecipeJob(spec=spec, outputs=(out_host, f"{out_host}.done"), dirs=(parent(out_host),), inputs=tuple(inputs))
 
 
 @dataclass(frozen=True)
@@ -314,4 +305,5 @@ def apps_eval_job(params: AppsEvalParams, profile: ClusterProfile, opts: JobOpti
     command = '"$SKILLFLOW_CLI" apps eval \\\n    ' + " \\\n    ".join(lines) + "\n"
     spec = make_spec(opts, name=f"apps-eval-{slug(basename(parent(samples_host)))}", command=command,
                      image=profile.image(params.image_key), cpus_per_task=params.cpus, mounts=paths.mounts)
-    return RecipeJob(spec=spec, outputs=(f"{out_host}/summary.json", f"{out_host}/results.jsonl"), dirs=(out_host,))
+    return RecipeJob(spec=spec, outputs=(f"{out_host}/summary.json", f"{out_host}/results.jsonl"), dirs=(out_host,),
+                     inputs=(samples_host, problems_host))

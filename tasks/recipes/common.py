@@ -36,17 +36,20 @@ class JobOptions:
 
 @dataclass(frozen=True)
 class RecipeJob:
-    """A built step: the job, what it writes, and what must exist before ``sbatch``.
+    """A built step: the job, what it reads, what it writes, and what must exist before ``sbatch``.
 
     ``dirs`` are host directories to create (``mkdir -p``) before submission: container runtimes
     refuse to mount a source that does not exist yet, exactly why NeMo-Skills' wrappers create
     the output folder on the login node before calling sbatch. ``outputs`` are the files a
-    sensor checks afterwards; exit codes are not trusted (openmath spec §12.1).
+    sensor checks afterwards; exit codes are not trusted (openmath spec §12.1). ``inputs`` are the
+    host paths (files or folders) the step reads: each must be written by an earlier job of the
+    same plan or be a declared input of the form or profile (``tasks.plan`` checks the flow).
     """
 
     spec: JobSpec
     outputs: tuple[str, ...] = ()
     dirs: tuple[str, ...] = ()
+    inputs: tuple[str, ...] = ()
 
 
 class PathMap:
@@ -73,6 +76,32 @@ class PathMap:
     @property
     def mounts(self) -> tuple[str, ...]:
         return tuple(f"{host}:{inside}" for inside, host in self._mounts.items())
+
+
+def same_path_mounts(profile: ClusterProfile, *folders: str | None) -> tuple[str, ...]:
+    """Mounts that make each host folder visible at its own path inside a container.
+
+    CPU steps of the ``skillflow`` CLI name host paths in their commands (they are planned
+    without a :class:`PathMap`); a folder already visible at the same path through one of the
+    profile's own mounts needs nothing more. Without a container runtime there is nothing to mount.
+    """
+    if profile.runtime == "none":
+        return ()
+    visible = []
+    for mount in profile.mounts:
+        parts = mount.split(":")
+        src, dst = parts[0].rstrip("/"), (parts[1] if len(parts) > 1 and parts[1] not in ("ro", "rw") else parts[0])
+        if src == dst.rstrip("/"):
+            visible.append(src)
+    out: list[str] = []
+    for folder in folders:
+        if not folder:
+            continue
+        folder = folder.rstrip("/") or "/"
+        if any(folder == v or folder.startswith(v + "/") for v in visible):
+            continue
+        out.append(f"{folder}:{folder}")
+    return tuple(dict.fromkeys(out))
 
 
 def q(value: Any) -> str:

@@ -152,11 +152,32 @@ def nemo_skills_sandbox(profile: ClusterProfile) -> Sidecar:
 
 # --------------------------------------------------------------------------------- native engine
 
-def native_sandbox() -> Sidecar:
-    """``skillflow sandbox serve`` on the job's own port, on the host (no GPU, no container)."""
+def native_sandbox(profile: ClusterProfile) -> Sidecar:
+    """``skillflow sandbox serve`` on the job's own port, never on a GPU.
+
+    With a container runtime it runs in the profile's sandbox image (where ``skillflow`` exists,
+    and the only place model-written code may run), started through the image's ``/start.sh``,
+    which binds loopback inside a Slurm job and reads the port from ``SKILLFLOW_SANDBOX_PORT``.
+    Without containers (the local profile) it is the host's ``skillflow``.
+    """
+    port = f"export SKILLFLOW_SANDBOX_PORT={SANDBOX_PORT_EXPR}\n"
+    if profile.runtime != "none":
+        return Sidecar(name="sandbox", image=profile.image("sandbox"),
+                       command=port + "/entrypoint.sh && exec /start.sh")
     return Sidecar(name="sandbox", command=(
-        f"SKILLFLOW_SANDBOX_PORT={SANDBOX_PORT_EXPR}\n"
-        'exec "$SKILLFLOW_CLI" sandbox serve --host 127.0.0.1 --port "$SKILLFLOW_SANDBOX_PORT"'))
+        port + 'exec "$SKILLFLOW_CLI" sandbox serve --host 127.0.0.1 --port "$SKILLFLOW_SANDBOX_PORT"'))
+
+
+def native_image(profile: ClusterProfile, kind: str) -> str | None:
+    """The image of a native generation step: vLLM's (it also carries ``skillflow``) for ``vllm``
+    and ``external``; on a profile with containers nothing runs outside an image, and no image
+    of ours has llama.cpp's server."""
+    if profile.runtime == "none":
+        return None
+    if kind == "llama_cpp":
+        raise RecipeError(f"server.kind 'llama_cpp' runs only on a profile without containers; profile "
+                          f"{profile.name!r} serves with vllm (or an external server)")
+    return profile.image("vllm")
 
 
 def native_server_command(server: NativeServer, kind: str, model: str) -> str:

@@ -14,9 +14,9 @@ from typing import Sequence
 from tasks.profiles import ClusterProfile
 from tasks.recipes.common import (JobOptions, PathMap, RecipeError, RecipeJob, abs_path, basename, ident, make_spec,
                                   parent, positive, q, slug, slurm_time_seconds, words)
-from tasks.recipes.engines import (NativeServer, NemoSkillsServer, check_engine, native_generate, native_sandbox,
-                                   native_step, nemo_skills_image, nemo_skills_sandbox, nemo_skills_server,
-                                   nemo_skills_step)
+from tasks.recipes.engines import (NativeServer, NemoSkillsServer, check_engine, native_generate, native_image,
+                                   native_sandbox, native_step, nemo_skills_image, nemo_skills_sandbox,
+                                   nemo_skills_server, nemo_skills_step)
 
 
 @dataclass(frozen=True)
@@ -68,10 +68,22 @@ KNOWN_FIXES: tuple[KnownFix, ...] = (
              "openmath §8.2"),
     KnownFix("sft-walltime", ("nemo_sft",),
              "without partition timeouts the job asks for -t 10000:00:00:00 and sets no max_time_per_run",
-             "walltime comes from the profile; exp_manager.max_time_per_run = walltime - 15 min (upstream's "
-             "margin) and --signal=TERM@lead gives NeMo time to checkpoint; a resubmission resumes "
-             "(resume_if_exists in sft_config_codegen)",
+             "walltime comes from the profile; exp_manager.max_time_per_run = walltime minus the row's start-up, "
+             "validation and save budgets and the chosen margin (NeMo-Aligner's timer starts only at fit(), and "
+             "its time-limit path validates before it saves); no --signal, since nothing at NeMo-Aligner b0da1ef "
+             "handles SIGTERM; a resubmission resumes (resume_if_exists in sft_config_codegen)",
              "openmath §1.2, §10.2"),
+    KnownFix("sft-batch-size-keys", ("nemo_sft",),
+             "++model.global_batch_size / ++model.micro_batch_size are overwritten by start_sft.py, which copies "
+             "model.data.train_ds.{global,micro}_batch_size into the model config",
+             "batch sizes are passed as ++model.data.train_ds.global_batch_size / micro_batch_size",
+             "NeMo-Skills 9b7f9d57 nemo_skills/finetuning/start_sft.py"),
+    KnownFix("nemo-to-hf-offline", ("nemo_to_hf",),
+             "nemo_to_hf.py loads config and tokenizer from the hub id (gated for Mistral and Llama-2) and builds "
+             "the model on one GPU",
+             "--hf-model-name is the base model's local HF folder, mounted under a folder named after the hub "
+             "model (the script checks for 'mistral' in that name), and --cpu-only keeps a 70B model off the GPU",
+             "NeMo-Skills 9b7f9d57 nemo_skills/conversion/nemo_to_hf.py"),
     KnownFix("untar-base-nemo", ("hf_to_nemo",),
              "the .nemo file is passed as --nemo_model, but checkpoint averaging reads model_config.yaml and "
              "the tokenizer from an untarred folder",
@@ -154,13 +166,33 @@ def _check_generation(params: EvalParams | LabelingParams) -> None:
     check_engine(params.engine)
     if params.engine == "nemo_skills" and not params.code_dir:
         raise RecipeError("code_dir (the NeMo-Skills checkout) is required for engine 'nemo_skills'")
-    if params.engine == "native" and not params.data_dir:
-        raise RecipeError("data_dir (prepared <benchmark>/<split>.jsonl files) is required for engine 'native'")
+    # Both engines read the prepared files: upstream through ++data_file (generate_solutions.py at
+    # 9b7f9d57 otherwise opens <checkout>/datasets/<name>/<split>.jsonl, which nothing here writes).
+    if not params.data_dir:
+        raise RecipeError("data_dir (prepared <benchmark>/<split>.jsonl files) is required")
+
+
+def _data_files(params: EvalParams | LabelingParams, names: Sequence[str]) -> list[str]:
+    """The prepared host files a generation job reads, one per dataset."""
+    data = abs_path("data_dir", params.data_dir)
+    return [f"{data}/{n}/{params.split_name}.jsonl" for n in names]
+
+
+def _generation_inputs(params: EvalParams | LabelingParams, profile: ClusterProfile,
+                       names: Sequence[str]) -> list[str]:
+    """Model (unless an external server), prepared data and, for upstream, the checkout."""
+    out = [] if (params.engine == "native" and params.native_server.resolved_kind(profile) == "external") \
+        else [abs_path("model_path", params.model_path)]
+    out += _data_files(params, names)
+    if params.engine == "nemo_skills":
+        out.append(abs_path("code_dir", params.code_dir))
+    return out
 
 
 def _generation_job(params: EvalParams | LabelingParams, profile: ClusterProfile, opts: JobOptions, name: str,
                     work_for, mkdirs: Sequence[str], outputs: Sequence[str], dirs: Sequence[str],
-                    array: str | None = None, throttle: int | None = None, prelude: str = "") -> RecipeJob:
+                    array: str | None = None, throttle: int | None = None, prelude: str = "",
+                    inputs: Sequence[str] = ()) -> RecipeJob:
     """Shared shape of eval and labeling jobs; ``work_for(paths)`` gives the engine's commands."""
     paths = PathMap(profile)
     model = paths.bind(abs_path("model_path", params.model_path), "/model")
@@ -169,8 +201,9 @@ def _generation_job(params: EvalParams | LabelingParams, profile: ClusterProfile
     if params.engine == "nemo_skills":
         server = params.nemo_server
         code = paths.bind(abs_path("code_dir", params.code_dir), "/code")
+        data = paths.bind(abs_path("data_dir", params.data_dir), "/data")
         server_cmd, tasks, ready = nemo_skills_server(server, model, code, basename(params.model_path))
-        command = prelude + nemo_skills_step(server_cmd, ready, code, work_for(code, model, results, None),
+        command = prelude + nemo_skills_step(server_cmd, ready, code, work_for(code, model, results, data),
                                              server.startup_timeout_s, step_dirs)
         fields = dict(image=nemo_skills_image(profile, server), nodes=server.num_nodes, ntasks_per_node=tasks,
                       gpus_per_node=server.num_gpus, sidecars=(nemo_skills_sandbox(profile),), env=dict(PMIX_ENV))
@@ -181,11 +214,11 @@ def _generation_job(params: EvalParams | LabelingParams, profile: ClusterProfile
         model_in_step = None if kind == "external" else model
         command = prelude + native_step(server, profile, model_in_step, work_for(None, model, results, data),
                                         step_dirs)
-        fields = dict(image=profile.image("vllm") if kind == "vllm" else None, nodes=1, ntasks_per_node=1,
-                      gpus_per_node=server.num_gpus if kind == "vllm" else 0, sidecars=(native_sandbox(),))
+        fields = dict(image=native_image(profile, kind), nodes=1, ntasks_per_node=1,
+                      gpus_per_node=server.num_gpus if kind == "vllm" else 0, sidecars=(native_sandbox(profile),))
     spec = make_spec(opts, name=name, command=command, mounts=paths.mounts, array=array, array_throttle=throttle,
                      **fields)
-    return RecipeJob(spec=spec, outputs=tuple(outputs), dirs=tuple(dirs))
+    return RecipeJob(spec=spec, outputs=tuple(outputs), dirs=tuple(dirs), inputs=tuple(inputs))
 
 
 def _hydra(key: str, value: object) -> str:
@@ -197,13 +230,12 @@ def _eval_work(params: EvalParams, benchmarks: Sequence[str], seeds: Sequence[in
     sampling = seeds is not None
     skip_filled = params.skip_filled if params.skip_filled is not None else sampling
 
-    def nemo_skills(code: str, model: str, results: str, data: None) -> list[str]:
+    def nemo_skills(code: str, model: str, results: str, data: str) -> list[str]:
         extra = [_hydra("+prompt", params.prompt_config),
                  _hydra("++prompt.few_shot_examples.num_few_shots", params.num_few_shots)]
         if skip_filled:
             extra.append("++skip_filled=True")
-        extra += [_hydra("++split_name", params.split_name),
-                  _hydra("++server.code_execution.max_code_executions", params.max_code_executions),
+        extra += [_hydra("++server.code_execution.max_code_executions", params.max_code_executions),
                   _hydra("++server.code_execution.stop_on_code_error", params.stop_on_code_error),
                   _hydra("++batch_size", params.batch_size)]
         if params.limit:
@@ -220,7 +252,9 @@ def _eval_work(params: EvalParams, benchmarks: Sequence[str], seeds: Sequence[in
                 sample.append(_hydra("inference.top_p", params.top_p))
             gen = " ".join(["python nemo_skills/inference/generate_solutions.py",
                             _hydra("server.server_type", params.nemo_server.server_type),
-                            "prompt.context_type=empty", _hydra("+dataset", bench), _hydra("output_file", target),
+                            "prompt.context_type=empty",
+                            _hydra("++data_file", f"{data}/{bench}/{params.split_name}.jsonl"),
+                            _hydra("output_file", target),
                             *sample, *extra])
             out += [f"echo {q('Evaluating benchmark ' + bench)}", gen,
                     f"python nemo_skills/evaluation/evaluate_results.py {_hydra('prediction_jsonl_files', target)}"]
@@ -267,9 +301,11 @@ def eval_greedy_job(params: EvalParams, profile: ClusterProfile, opts: JobOption
     benchmarks = _benchmarks(params)
     out = abs_path("output_dir", params.output_dir)
     return _generation_job(
-        params, profile, opts, f"eval-{slug(basename(params.model_path))}", _eval_work(params, benchmarks, None),
+        params, profile, opts,
+        f"eval-{slug(basename(params.model_path))}" + (f"-{benchmarks[0]}" if len(benchmarks) == 1 else ""),
+        _eval_work(params, benchmarks, None),
         mkdirs=[f"{out}/{b}" for b in benchmarks], outputs=[f"{out}/{b}/output-greedy.jsonl" for b in benchmarks],
-        dirs=[out])
+        dirs=[out], inputs=_generation_inputs(params, profile, benchmarks))
 
 
 def eval_sampling_chunk_job(seeds: Sequence[int], params: EvalParams, profile: ClusterProfile,
@@ -292,7 +328,8 @@ def eval_sampling_chunk_job(seeds: Sequence[int], params: EvalParams, profile: C
     return _generation_job(
         params, profile, opts, f"eval-{slug(basename(params.model_path))}-rs{seeds[0]}-{seeds[-1]}",
         _eval_work(params, benchmarks, seeds), mkdirs=[f"{out}/{b}" for b in benchmarks],
-        outputs=[f"{out}/{b}/output-rs{s}.jsonl" for b in benchmarks for s in seeds], dirs=[out])
+        outputs=[f"{out}/{b}/output-rs{s}.jsonl" for b in benchmarks for s in seeds], dirs=[out],
+        inputs=_generation_inputs(params, profile, benchmarks))
 
 
 def _seeded(prefix: str, suffix: str) -> str:
@@ -333,14 +370,14 @@ def labeling_array_job(num_runs: int, throttle: int | None, params: LabelingPara
     out = abs_path("output_dir", params.output_dir)
     prelude = f"export SKILLFLOW_SEED=$((SLURM_ARRAY_TASK_ID + {starting_seed}))\n"
 
-    def nemo_skills(code: str, model: str, results: str, data: None) -> list[str]:
+    def nemo_skills(code: str, model: str, results: str, data: str) -> list[str]:
         target_parts = (f"output_file={results}/output-rs", ".jsonl")
         extra = [_hydra("+prompt", params.prompt_config),
                  _hydra("++prompt.few_shot_examples.examples_type", params.examples_type),
                  _hydra("++prompt.few_shot_examples.num_few_shots", params.num_few_shots)]
         if params.context_type != "empty":
             extra.append(_hydra("++prompt.context_type", params.context_type))
-        extra += [_hydra("++dataset", dataset), _hydra("++split_name", split), *(q(o) for o in params.extra_overrides)]
+        extra += [_hydra("++data_file", f"{data}/{dataset}/{split}.jsonl"), *(q(o) for o in params.extra_overrides)]
         gen = " ".join(["python nemo_skills/inference/generate_solutions.py",
                         _hydra("server.server_type", params.nemo_server.server_type), "skip_filled=True",
                         'inference.random_seed="${SKILLFLOW_SEED}"',
@@ -361,7 +398,7 @@ def labeling_array_job(num_runs: int, throttle: int | None, params: LabelingPara
         params, profile, opts, f"labelling-{slug(basename(params.model_path))}",
         nemo_skills if params.engine == "nemo_skills" else native, mkdirs=[out],
         outputs=[f"{out}/output-rs{s}.jsonl" for s in seeds], dirs=[out],
-        array=array, throttle=throttle, prelude=prelude)
+        array=array, throttle=throttle, prelude=prelude, inputs=_generation_inputs(params, profile, [dataset]))
 
 
 def index_list(indices: Sequence[int]) -> str:
@@ -446,12 +483,15 @@ def trtllm_build_job(params: TrtllmBuildParams, profile: ClusterProfile,
         f'  echo "skillflow: no tokenizer file found in "{q(model)} >&2; exit 1\n'
         "fi\n"
     )
+    # Upstream starts every step with `srun --mpi=pmix` (pipeline/launcher.py); TensorRT-LLM's
+    # conversion and build use MPI too, so this step gets the same (srun reads SLURM_MPI_TYPE).
     spec = make_spec(opts, name=f"trtllm-build-{slug(basename(engine_host))}", command=command,
                      image=profile.image("trtllm"), gpus_per_node=positive("num_gpus", params.num_gpus),
-                     mounts=paths.mounts)
+                     mounts=paths.mounts, env=dict(PMIX_ENV))
     outputs = [f"{engine_host}/config.json", *(f"{engine_host}/rank{i}.engine" for i in range(tp * pp)),
                f"{engine_host}/tokenizer_config.json"]
-    return RecipeJob(spec=spec, outputs=tuple(outputs), dirs=(engine_host,))
+    return RecipeJob(spec=spec, outputs=tuple(outputs), dirs=(engine_host,),
+                     inputs=(abs_path("hf_model_path", params.hf_model_path), abs_path("code_dir", params.code_dir)))
 
 
 @dataclass(frozen=True)
@@ -488,7 +528,8 @@ def hf_to_nemo_job(params: HfToNemoParams, profile: ClusterProfile, opts: JobOpt
                      image=profile.image("nemo"), gpus_per_node=positive("num_gpus", params.num_gpus),
                      mounts=paths.mounts)
     untarred_host = out_host[: -len(".nemo")]
-    return RecipeJob(spec=spec, outputs=(out_host, f"{untarred_host}/model_config.yaml"), dirs=(parent(out_host),))
+    return RecipeJob(spec=spec, outputs=(out_host, f"{untarred_host}/model_config.yaml"), dirs=(parent(out_host),),
+                     inputs=(abs_path("hf_model_path", params.hf_model_path), abs_path("code_dir", params.code_dir)))
 
 
 # ------------------------------------------------------------------------------------------ SFT
@@ -531,20 +572,77 @@ class NemoSftParams:
     sft_data: str
     code_dir: str
     expname: str
+    # The SFT-ready validation file (``validation-sft.jsonl`` of ``skillflow data prepare gsm8k
+    # --split validation``); an earlier job of the plan writes it.
+    validation_file: str = ""
     gpus_per_node: int = 8
     num_nodes: int | None = None
     val_check_interval: int = 4000
-    validation_dataset: str = "gsm8k"
     config_name: str = "sft_config_codegen"
     wandb_project: str | None = None
-    # exp_manager.max_time_per_run = walltime - this (upstream subtracts 15 minutes to save).
-    checkpoint_margin_s: int = 900
-    # --signal=TERM@lead: NeMo's preemption handling saves on SIGTERM; Slurm's own end-of-walltime
-    # SIGTERM comes only KillWait seconds before SIGKILL, too short to write a 70B checkpoint.
-    signal_lead_s: int = 600
+    global_batch_size: int | None = None
+    micro_batch_size: int | None = None
+    # Idle GPU time at the end of each job we accept: see :func:`sft_time_limit`.
+    checkpoint_margin_s: int = 600
+    # None: the row's :data:`SFT_TIME_BUDGETS`.
+    budget: "SftTimeBudget | None" = None
     extra_overrides: tuple[str, ...] = ()
     # A row of the form (overrides, or a model outside the table); None = the table's row of ``model``.
     row: SftRow | None = None
+
+
+@dataclass(frozen=True)
+class SftTimeBudget:
+    """Seconds a NeMo-Aligner SFT job spends outside the timed training loop.
+
+    At b0da1ef the trainer starts its ``max_time_per_run`` clock in ``fit()``, after the model and
+    data are loaded (``startup_s``), and when the clock runs out it trains the current step, then
+    validates (``validation_s``: the code-generation accuracy on the validation file) and saves
+    (``save_s``: the distributed checkpoint and its ``-last`` copy) before it returns. Nothing
+    handles SIGTERM, so all of that must fit inside the walltime.
+    """
+
+    startup_s: int
+    validation_s: int
+    save_s: int
+    step_s: int
+
+
+# Budgets per model size on the paper's A100 nodes, deliberately generous (loading a TP8/PP2 .nemo
+# from Lustre, generating answers for 1000 validation problems, writing weights plus fp32 optimizer
+# state). A site that measured its own passes ``budget``; the margin bounds the waste, not the loss.
+SFT_TIME_BUDGETS: dict[str, SftTimeBudget] = {
+    "7B": SftTimeBudget(startup_s=600, validation_s=600, save_s=300, step_s=30),
+    "13B": SftTimeBudget(startup_s=900, validation_s=900, save_s=450, step_s=45),
+    "34B": SftTimeBudget(startup_s=1200, validation_s=1200, save_s=600, step_s=60),
+    "70B": SftTimeBudget(startup_s=1800, validation_s=1800, save_s=900, step_s=90),
+}
+
+
+def sft_budget_for(model: str) -> SftTimeBudget:
+    """The row's budget by the size in its name; unknown models get the largest (safest) one."""
+    for size in ("70B", "34B", "13B", "7B"):
+        if model.upper().endswith(size) or f"-{size}" in model.upper():
+            return SFT_TIME_BUDGETS[size]
+    return SFT_TIME_BUDGETS["70B"]
+
+
+def sft_time_limit(walltime_s: int, budget: SftTimeBudget, margin_s: int) -> int:
+    """``max_time_per_run`` in seconds so that a job saves and exits ``margin_s`` before walltime.
+
+    Job timeline: start-up, the timed loop (``max_time_per_run``), the step in flight when the
+    clock runs out, validation, save. Solving start + loop + step + validation + save + margin =
+    walltime gives the loop's length; the margin is the most GPU time a job leaves unused, and
+    no trained step is lost because the save happens inside the walltime.
+    """
+    overhead = budget.startup_s + budget.step_s + budget.validation_s + budget.save_s + margin_s
+    loop = walltime_s - overhead
+    if loop < budget.step_s * 10:
+        raise RecipeError(
+            f"time={walltime_s}s leaves {max(loop, 0)}s of training after start-up ({budget.startup_s}s), "
+            f"validation ({budget.validation_s}s), save ({budget.save_s}s), one step ({budget.step_s}s) and the "
+            f"margin ({margin_s}s); ask for a longer walltime")
+    return loop
 
 
 def _nemo_duration(seconds: int) -> str:
@@ -571,13 +669,14 @@ def nemo_sft_job(params: NemoSftParams, profile: ClusterProfile, opts: JobOption
     data_host = abs_path("sft_data", params.sft_data)
     data = paths.bind(parent(data_host), "/data") + "/" + basename(data_host)
     nemo_model = paths.bind(abs_path("nemo_model", params.nemo_model), "/nemo_model")
-    validation = ident("validation_dataset", params.validation_dataset)
+    validation_host = abs_path("validation_file", params.validation_file)
+    validation = paths.bind(parent(validation_host), "/validation") + "/" + basename(validation_host)
     time = opts.time or profile.default_time or profile.max_time
     overrides = [
         f"--config-name={q(params.config_name)}", q(f"--config-path={code}/nemo_skills/finetuning/"),
         f"trainer.devices={gpn}", f"trainer.num_nodes={nodes}",
         _hydra("model.restore_from_path", nemo_model),
-        _hydra("model.data.validation_ds.file_path", f"{code}/datasets/{validation}/validation-sft.jsonl"),
+        _hydra("model.data.validation_ds.file_path", validation),
     ]
     if params.wandb_project:
         overrides += ["exp_manager.create_wandb_logger=True", _hydra("exp_manager.wandb_logger_kwargs.name", params.expname),
@@ -588,12 +687,16 @@ def nemo_sft_job(params: NemoSftParams, profile: ClusterProfile, opts: JobOption
         overrides += ["exp_manager.create_wandb_logger=False", "+exp_manager.create_tensorboard_logger=True"]
     overrides += [_hydra("exp_manager.name", params.expname), _hydra("exp_manager.explicit_log_dir", results),
                   _hydra("exp_manager.exp_dir", results)]
-    signal = None
     if time:
-        walltime = slurm_time_seconds(time)
-        overrides.append(f"++exp_manager.max_time_per_run={_nemo_duration(walltime - params.checkpoint_margin_s)}")
-        if 0 < params.signal_lead_s < walltime:
-            signal = f"TERM@{int(params.signal_lead_s)}"
+        budget = params.budget or sft_budget_for(params.model)
+        loop = sft_time_limit(slurm_time_seconds(time), budget, positive("checkpoint_margin_s",
+                                                                         params.checkpoint_margin_s, 0))
+        overrides.append(f"++exp_manager.max_time_per_run={_nemo_duration(loop)}")
+    # start_sft.py copies these two into the model config; ++model.global_batch_size would be overwritten.
+    for key in ("global_batch_size", "micro_batch_size"):
+        value = getattr(params, key)
+        if value is not None:
+            overrides.append(f"++model.data.train_ds.{key}={positive(key, value)}")
     overrides += [  # the seed doc's own overrides, in its order
         _hydra("++model.data.train_ds.file_path", data), f"++trainer.sft.max_epochs={row.epochs}",
         f"++trainer.sft.val_check_interval={positive('val_check_interval', params.val_check_interval)}",
@@ -606,15 +709,16 @@ def nemo_sft_job(params: NemoSftParams, profile: ClusterProfile, opts: JobOption
         + "export HYDRA_FULL_ERROR=1\n"
         + f'export PYTHONPATH="${{PYTHONPATH:-}}:"{q(code)}\n'
         + 'echo "Starting training"\n'
-        # exec: the signal Slurm sends before walltime reaches Python, not a wrapping shell.
-        + f"NVTE_APPLY_QK_LAYER_SCALING=1 exec python {q(code + '/nemo_skills/finetuning/start_sft.py')} \\\n    "
+        + f"NVTE_APPLY_QK_LAYER_SCALING=1 python {q(code + '/nemo_skills/finetuning/start_sft.py')} \\\n    "
         + " \\\n    ".join(overrides) + "\n"
     )
     spec = make_spec(opts, name=f"sft-{slug(params.expname)}", command=command, image=profile.image("nemo"),
                      nodes=nodes, ntasks_per_node=gpn, gpus_per_node=gpn, mounts=paths.mounts,
-                     sidecars=(nemo_skills_sandbox(profile),), signal=signal, env=dict(PMIX_ENV))
+                     sidecars=(nemo_skills_sandbox(profile),), env=dict(PMIX_ENV))
     out = abs_path("output_dir", params.output_dir)
-    return RecipeJob(spec=spec, outputs=(f"{out}/checkpoints",), dirs=(out,))
+    return RecipeJob(spec=spec, outputs=(f"{out}/checkpoints",), dirs=(out,),
+                     inputs=(abs_path("nemo_model", params.nemo_model), data_host, validation_host,
+                             abs_path("code_dir", params.code_dir)))
 
 
 @dataclass(frozen=True)
@@ -655,20 +759,27 @@ def average_checkpoints_job(params: AverageCheckpointsParams, profile: ClusterPr
     spec = make_spec(opts, name=f"prepare-for-eval-{slug(basename(out_host))}", command=command,
                      image=profile.image("nemo"), gpus_per_node=positive("num_gpus", params.num_gpus),
                      mounts=paths.mounts)
-    return RecipeJob(spec=spec, outputs=(out_host,), dirs=(parent(out_host),))
+    return RecipeJob(spec=spec, outputs=(out_host,), dirs=(parent(out_host),),
+                     inputs=(abs_path("checkpoint_dir", params.checkpoint_dir), abs_path("nemo_model", params.nemo_model),
+                             abs_path("code_dir", params.code_dir)))
 
 
 @dataclass(frozen=True)
 class NemoToHfParams:
-    """``.nemo`` (file or untarred folder) -> HF folder; then :func:`trtllm_build_job` for eval."""
+    """``.nemo`` (file or untarred folder) -> HF folder; then :func:`trtllm_build_job` for eval.
+
+    ``hf_base`` is the base model's HF folder on the cluster: config and tokenizer come from it,
+    never from the hub. ``hf_model_name`` (the hub id) only names the folder it is mounted as.
+    """
 
     nemo_path: str
     out_dir: str
     hf_model_name: str
     code_dir: str
+    hf_base: str = ""
     precision: str = "bf16"
     max_shard_size: str = "10GB"
-    num_gpus: int = 1
+    num_gpus: int = 0
 
 
 def nemo_to_hf_job(params: NemoToHfParams, profile: ClusterProfile, opts: JobOptions = JobOptions()) -> RecipeJob:
@@ -678,13 +789,18 @@ def nemo_to_hf_job(params: NemoToHfParams, profile: ClusterProfile, opts: JobOpt
     src = paths.bind(src_host, "/nemo_model.nemo" if src_host.endswith(".nemo") else "/nemo_model")
     out_host = abs_path("out_dir", params.out_dir)
     out = paths.bind(out_host, "/output")
+    base_host = abs_path("hf_base", params.hf_base)
+    # nemo_to_hf.py applies its Mistral settings when 'mistral' is in --hf-model-name, so the
+    # folder keeps the hub model's name; without containers the host folder's own name is used.
+    base = paths.bind(base_host, "/hf_base/" + slug(basename(params.hf_model_name or base_host)))
     command = (
-        f'export PYTHONPATH={q(code)} && cd {q(code)} || exit 1\n'
+        f'export PYTHONPATH={q(code)} HF_HUB_OFFLINE=1 && cd {q(code)} || exit 1\n'
         f"python nemo_skills/conversion/nemo_to_hf.py --in-path {q(src)} --out-path {q(out)} "
-        f"--hf-model-name {q(params.hf_model_name)} --precision {q(params.precision)} "
-        f"--max-shard-size {q(params.max_shard_size)}\n"
+        f"--hf-model-name {q(base)} --precision {q(params.precision)} "
+        f"--max-shard-size {q(params.max_shard_size)} --cpu-only\n"
     )
     spec = make_spec(opts, name=f"nemo-to-hf-{slug(basename(out_host))}", command=command,
-                     image=profile.image("nemo"), gpus_per_node=positive("num_gpus", params.num_gpus),
+                     image=profile.image("nemo"), gpus_per_node=positive("num_gpus", params.num_gpus, 0),
                      mounts=paths.mounts)
-    return RecipeJob(spec=spec, outputs=(f"{out_host}/config.json",), dirs=(out_host,))
+    return RecipeJob(spec=spec, outputs=(f"{out_host}/config.json",), dirs=(out_host,),
+                     inputs=(src_host, base_host, abs_path("code_dir", params.code_dir)))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from tasks.profiles import ClusterProfile
 from tasks.recipes.common import (JobOptions, RecipeError, RecipeJob, abs_path, basename, make_spec, parent,
-                                  positive, q, slug, slurm_time_seconds)
+                                  positive, q, same_path_mounts, slug, slurm_time_seconds)
 
 # OpenMathInstruct-1 on the Hugging Face hub: the filtered correct solutions the paper trains on.
 OMI1_REPO = "nvidia/OpenMathInstruct-1"
@@ -48,7 +48,7 @@ def gguf_to_hf_job(gguf_path: str, out_dir: str, profile: ClusterProfile, opts: 
     out = abs_path("out_dir", out_dir)
     command = f"{q(_train_python(profile))} -m tasks.sft.cli gguf-to-hf {q(src)} {q(out)}\n"
     spec = make_spec(opts, name=f"gguf-to-hf-{slug(basename(out))}", command=command)
-    return RecipeJob(spec=spec, outputs=(f"{out}/config.json",), dirs=(parent(out),))
+    return RecipeJob(spec=spec, outputs=(f"{out}/config.json",), dirs=(parent(out),), inputs=(src,))
 
 
 @dataclass(frozen=True)
@@ -73,10 +73,12 @@ class LocalSftParams:
     max_seq_length: int = 4096
     val_check_interval: int = 4000
     save_top_k: int = 8
-    # The trainer saves and stops this long before walltime (NeMo's max_time_per_run margin) ...
+    # The trainer saves and stops this long before walltime (NeMo's max_time_per_run margin); its
+    # clock starts with the process, so the margin covers the step in flight and the save.
     checkpoint_margin_s: int = 900
-    # ... and Slurm signals it this long before walltime, in case the margin was not enough.
-    signal_lead_s: int = 600
+    # Seconds before walltime for a Slurm signal; 0 (the default) sends none: continuation relies
+    # on the time limit alone, as it must for NeMo-Aligner, which handles no signal.
+    signal_lead_s: int = 0
     threads: int = 0
     # OpenRLHF's chat format (apps): message lists under these keys, rendered with the chat template.
     input_key: str = "input"
@@ -115,15 +117,23 @@ def local_sft_job(params: LocalSftParams, profile: ClusterProfile, opts: JobOpti
         args.append("--apply-chat-template")
     time = opts.time or profile.default_time or profile.max_time
     signal = None
+    deadline = ""
     if time:
         walltime = slurm_time_seconds(time)
         if walltime > params.checkpoint_margin_s > 0:
-            args += ["--max-time-s", walltime - params.checkpoint_margin_s]
+            # From the job's own start (imports and model loading included): the trainer stops at
+            # the end of the last step that fits before it, then saves inside the margin.
+            deadline = f' --deadline-epoch "$(( $(date +%s) + {walltime - params.checkpoint_margin_s} ))"'
         if 0 < params.signal_lead_s < walltime:
             signal = f"TERM@{int(params.signal_lead_s)}"
-    command = (f"exec {q(_train_python(profile))} -m tasks.sft.local_train " + " ".join(q(a) for a in args) + "\n")
+    command = (f"exec {q(_train_python(profile))} -m tasks.sft.local_train " + " ".join(q(a) for a in args)
+               + deadline + "\n")
     spec = make_spec(opts, name=f"sft-{slug(basename(out))}", command=command, signal=signal)
-    return RecipeJob(spec=spec, outputs=(f"{out}/status.json",), dirs=(out,))
+    inputs = [abs_path("hf_model", params.hf_model), abs_path("train_data", params.train_data)]
+    if params.validation_data:
+        inputs.append(abs_path("validation_data", params.validation_data))
+    return RecipeJob(spec=spec, outputs=(f"{out}/status.json", f"{out}/checkpoints"), dirs=(out,),
+                     inputs=tuple(inputs))
 
 
 def local_average_job(experiment_dir: str, out_dir: str, profile: ClusterProfile,
@@ -133,7 +143,7 @@ def local_average_job(experiment_dir: str, out_dir: str, profile: ClusterProfile
     out = abs_path("out_dir", out_dir)
     command = f"{q(_train_python(profile))} -m tasks.sft.average_topk {q(exp + '/checkpoints')} {q(out)}\n"
     spec = make_spec(opts, name=f"average-{slug(basename(out))}", command=command)
-    return RecipeJob(spec=spec, outputs=(f"{out}/config.json",), dirs=(parent(out),))
+    return RecipeJob(spec=spec, outputs=(f"{out}/config.json",), dirs=(parent(out),), inputs=(f"{exp}/checkpoints",))
 
 
 def hf_to_gguf_job(hf_dir: str, template_gguf: str, out_file: str, profile: ClusterProfile,
@@ -146,7 +156,8 @@ def hf_to_gguf_job(hf_dir: str, template_gguf: str, out_file: str, profile: Clus
     command = (f"{q(_train_python(profile))} -m tasks.sft.cli hf-to-gguf {q(src)} "
                f"{q(abs_path('template_gguf', template_gguf))} {q(out)}\n")
     spec = make_spec(opts, name=f"hf-to-gguf-{slug(basename(out))}", command=command)
-    return RecipeJob(spec=spec, outputs=(out,), dirs=(parent(out),))
+    return RecipeJob(spec=spec, outputs=(out,), dirs=(parent(out),),
+                     inputs=(src, abs_path("template_gguf", template_gguf)))
 
 
 def checkpoint_upload_job(folder: str, dest: str, result_file: str, profile: ClusterProfile,
@@ -162,8 +173,8 @@ def checkpoint_upload_job(folder: str, dest: str, result_file: str, profile: Clu
     result = abs_path("result_file", result_file)
     command = f'"$SKILLFLOW_CLI" checkpoint upload {q(src)} {q(dest)} --result {q(result)}\n'
     spec = make_spec(opts, name=f"upload-{slug(basename(src))}", command=command, image=profile.image("nemo_skills"),
-                     env=dict(profile.storage_env))
-    return RecipeJob(spec=spec, outputs=(result,), dirs=(parent(result),))
+                     env=dict(profile.storage_env), mounts=same_path_mounts(profile, src, parent(result)))
+    return RecipeJob(spec=spec, outputs=(result,), dirs=(parent(result),), inputs=(src,))
 
 
 def omi1_download_job(out_dir: str, revision: str, profile: ClusterProfile, opts: JobOptions = JobOptions()) -> RecipeJob:
@@ -186,6 +197,7 @@ def omi1_download_job(out_dir: str, revision: str, profile: ClusterProfile, opts
         f"if [ -f checksums.sha256 ]; then sha256sum -c checksums.sha256 || exit 1; "
         f"else sha256sum {files} > checksums.sha256.tmp && mv checksums.sha256.tmp checksums.sha256; fi\n"
     )
-    spec = make_spec(opts, name="download-openmathinstruct-1", command=command, image=profile.image("nemo_skills"))
+    spec = make_spec(opts, name="download-openmathinstruct-1", command=command, image=profile.image("nemo_skills"),
+                     mounts=same_path_mounts(profile, out))
     return RecipeJob(spec=spec, outputs=tuple(f"{out}/{f}" for f in OMI1_FILES) + (f"{out}/checksums.sha256",),
                      dirs=(out,))

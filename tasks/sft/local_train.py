@@ -9,9 +9,13 @@ the validation metric -- and the parts that make a long run survive a cluster:
 
 * it resumes from the newest complete checkpoint in ``--out`` by itself, so a continuation job is
   the same command as the first job;
-* SIGTERM/SIGUSR1 (Slurm's ``--signal`` before walltime, or the time limit itself) and
-  ``--max-time-s`` (NeMo's ``exp_manager.max_time_per_run``) make it save and stop at the end of
-  the current step instead of losing the work since the last validation;
+* ``--deadline-epoch`` (the job script sets it from its own start: walltime minus the margin)
+  makes it save and stop at the end of the last step that can finish before the deadline, judged
+  by the duration of the step just done, so no trained step is lost even when a loaded machine
+  makes steps slow; ``--max-time-s`` (NeMo's ``exp_manager.max_time_per_run``) and SIGTERM/SIGUSR1
+  stop it at the end of the current step too;
+* ``status.json`` keeps a ``history`` entry per job (Slurm job id, the step it resumed from, the
+  step it saved and stopped at, why), so what each job of a chain did is on disk;
 * ``status.json`` says where training stands (``done`` or not), because Slurm's state cannot:
   a job stopped for walltime after saving ends COMPLETED.
 
@@ -164,11 +168,23 @@ def _callbacks(args, stop_reason: dict, started: float):
     from transformers import TrainerCallback
 
     class StopAndSave(TrainerCallback):
-        """Save and stop at the end of the step after a signal or past the time budget."""
+        """Save and stop at the end of the step after a signal, past the time budget, or when the
+        next step (as long as the one just done) would end after the deadline."""
+
+        last_end = None
+
+        def on_step_begin(self, targs, state, control, **kw):
+            if self.last_end is None:
+                self.last_end = time.time()
+            return control
 
         def on_step_end(self, targs, state, control, **kw):
+            now = time.time()
+            step_s, self.last_end = now - (self.last_end or now), now
             if not stop_reason.get("why") and args.max_time_s and time.monotonic() - started > args.max_time_s:
                 stop_reason["why"] = f"max_time_s={args.max_time_s}"
+            if not stop_reason.get("why") and args.deadline_epoch and now + step_s > args.deadline_epoch:
+                stop_reason["why"] = f"deadline (next step of ~{step_s:.0f} s would end past it)"
             if stop_reason.get("why"):
                 print(f"Stopping at step {state.global_step}: {stop_reason['why']}; saving a checkpoint", flush=True)
                 control.should_save = True
@@ -288,11 +304,18 @@ def train(args) -> dict:
     else:
         trainer.train(resume_from_checkpoint=resume_from)
         step = trainer.state.global_step
+    history = []
+    try:
+        history = list(json.loads((out / STATUS).read_text()).get("history") or [])
+    except (OSError, ValueError):
+        pass
+    history.append({"slurm_job_id": os.environ.get("SLURM_JOB_ID"), "resumed_from_step": resume[-1][0] if resume else 0,
+                    "stopped_at_step": step, "stopped_by": stop_reason.get("why")})
     status = {"global_step": step, "max_steps": max_steps, "done": step >= max_steps,
               "stopped_by": stop_reason.get("why"), "resumed_from": resume_from,
               "steps_per_epoch": steps_per_epoch, "epochs": args.epochs,
               "checkpoints": [p.name for _, p in complete_checkpoints(ckpt_dir)],
-              "seconds": round(time.monotonic() - started, 1)}
+              "seconds": round(time.monotonic() - started, 1), "history": history}
     write_json_atomic(out / STATUS, status)
     print("status: " + json.dumps(status), flush=True)
     return status
@@ -322,6 +345,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dropout", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--max-time-s", type=int, default=0, help="save and stop after this many seconds (0: never)")
+    p.add_argument("--deadline-epoch", type=float, default=0,
+                   help="save and stop before this time (seconds since the epoch) at the end of the last step "
+                        "that can finish by then (0: none)")
     p.add_argument("--threads", type=int, default=0)
     return p
 

@@ -164,7 +164,9 @@ def render_sbatch(spec: JobSpec, profile: ClusterProfile) -> str:
 
 def _sidecar_lines(i: int, sidecar: Sidecar, spec: JobSpec, profile: ClusterProfile, mounts: tuple[str, ...],
                    workdir: str) -> list[str]:
-    flags, prefix = _container_prefix(profile, sidecar.image, mounts, workdir)
+    # A sidecar in its own image (the code sandbox) gets none of the job's mounts, as upstream's
+    # launcher starts the sandbox: model-written code must not reach the model, code or results.
+    flags, prefix = _container_prefix(profile, sidecar.image, (), None)
     # One copy per node, sharing the allocation's CPUs with the main step (--overlap), and no
     # GPUs: the sandbox must never hold a device the model server needs.
     srun = ["srun", "--overlap", f"--nodes={spec.nodes}", f"--ntasks={spec.nodes}", "--ntasks-per-node=1",

@@ -125,16 +125,22 @@ def test_labeling_arrays_have_the_papers_settings(local):
     assert gen.max_code_executions == 3 and gen.stop_on_code_error is True
 
 
-def test_nemo_skills_labeling_passes_code_settings_and_reads_checkout_datasets(pyxis):
+def test_nemo_skills_labeling_passes_code_settings_and_reads_the_prepared_data(pyxis):
+    """Upstream generate_solutions.py (9b7f9d57) reads ++data_file when given; the run's own data
+    folder is mounted at /data, so nothing is written into the shared NeMo-Skills checkout."""
     req = smoke(engine="nemo_skills", code_dir="/lustre/NeMo-Skills", model="/lustre/mixtral-trt", num_gpus=8)
     plan = dg.build_plan(req, pyxis, OUT)
-    assert plan["data_dir"] == "/lustre/NeMo-Skills/datasets"
-    assert "--output /lustre/NeMo-Skills/datasets/gsm8k-masked/train_full.jsonl" in plan["mask"]["command"]
+    assert plan["data_dir"] == f"{OUT}/data"
+    assert f"--output {OUT}/data/gsm8k-masked/train_full.jsonl" in plan["mask"]["command"]
     todo, _ = dg.pending_jobs(req, pyxis, OUT, "labeling", {})
     cmd = todo[0]["job"]["command"]
     for piece in ("++server.code_execution.max_code_executions=3", "++server.code_execution.stop_on_code_error=True",
-                  "++prompt.few_shot_examples.num_few_shots=5", "inference.temperature=1.0", "++split_name=train_full"):
+                  "++prompt.few_shot_examples.num_few_shots=5", "inference.temperature=1.0",
+                  "++data_file=/data/gsm8k/train_full.jsonl"):
         assert piece in cmd
+    assert f"{OUT}/data:/data" in todo[0]["job"]["mounts"] and "datasets" not in cmd
+    # CPU steps run in the image that carries the skillflow CLI.
+    assert plan["mask"]["image"] == pyxis.images["nemo_skills"] == plan["collect"]["image"]
     # nemo_skills jobs end with an MPI error even on success: outputs decide.
     assert todo[0]["expected_outputs"] == [f"{OUT}/synthetic-solutions/gsm8k/output-rs{s}.jsonl" for s in (0, 1)]
 

@@ -30,7 +30,8 @@ def labeling(**kw) -> openmath.LabelingParams:
 
 def sft(model: str, **kw) -> openmath.NemoSftParams:
     return openmath.NemoSftParams(model=model, nemo_model="/m/base", output_dir="/m/train", sft_data="/m/sft.jsonl",
-                                  code_dir="/m/code", expname="exp", **kw)
+                                  validation_file="/m/data/gsm8k/validation-sft.jsonl", code_dir="/m/code",
+                                  expname="exp", **kw)
 
 
 @pytest.mark.parametrize("engine", ["nemo_skills", "native"])
@@ -49,7 +50,9 @@ def test_labeling_applies_num_few_shots_fix(pyxis: ClusterProfile) -> None:
     assert "++prompt.context_type" not in command  # empty context is the default, as in the seed doc
     masked = openmath.labeling_array_job(2, None, labeling(dataset="math-masked", context_type="masked_solution"),
                                          pyxis).spec.command
-    assert "++prompt.context_type=masked_solution ++dataset=math-masked" in masked
+    # upstream reads the prepared file (++data_file), never <checkout>/datasets
+    assert "++prompt.context_type=masked_solution ++data_file=/data/math-masked/train_full.jsonl" in masked
+    assert "++dataset" not in masked and "++split_name" not in masked
 
 
 def test_known_fixes_are_unique_and_described() -> None:
@@ -59,7 +62,7 @@ def test_known_fixes_are_unique_and_described() -> None:
 
 
 def test_eval_greedy_uses_seed_values_and_all_benchmarks(pyxis: ClusterProfile) -> None:
-    params = openmath.EvalParams(model_path="/m/engine", output_dir="/m/eval", code_dir="/m/code")
+    params = openmath.EvalParams(model_path="/m/engine", output_dir="/m/eval", code_dir="/m/code", data_dir="/m/data")
     job = openmath.eval_greedy_job(params, pyxis)
     assert job.spec.ntasks_per_node == 8 and job.spec.gpus_per_node == 8
     assert job.spec.image == pyxis.images["trtllm"] and job.spec.sidecars[0].image == pyxis.images["sandbox"]
@@ -70,10 +73,12 @@ def test_eval_greedy_uses_seed_values_and_all_benchmarks(pyxis: ClusterProfile) 
         assert job.spec.command.count(flag) == 8
     assert "skip_filled" not in job.spec.command
     assert "HF_TOKEN" not in job.spec.command
+    assert "++data_file=/data/gsm8k/test.jsonl" in job.spec.command and "+dataset=" not in job.spec.command
+    assert set(job.inputs) == {"/m/engine", "/m/code", *(f"/m/data/{b}/test.jsonl" for b in openmath.SEED_BENCHMARKS)}
 
 
 def test_sampling_chunk_runs_only_its_seeds(pyxis: ClusterProfile) -> None:
-    params = openmath.EvalParams(model_path="/m/engine", output_dir="/m/eval", code_dir="/m/code",
+    params = openmath.EvalParams(model_path="/m/engine", output_dir="/m/eval", code_dir="/m/code", data_dir="/m/data",
                                  benchmarks=openmath.SAMPLING_BENCHMARKS)
     job = openmath.eval_sampling_chunk_job(range(40, 50), params, pyxis)
     assert "output-greedy" not in job.spec.command
@@ -90,11 +95,14 @@ def test_generation_engines_need_their_inputs(pyxis: ClusterProfile) -> None:
         openmath.eval_greedy_job(openmath.EvalParams(model_path="/m", output_dir="/o", engine="native"), pyxis)
     with pytest.raises(RecipeError, match="engine"):
         openmath.eval_greedy_job(openmath.EvalParams(model_path="/m", output_dir="/o", engine="trt"), pyxis)
+    with pytest.raises(RecipeError, match="data_dir"):
+        openmath.eval_greedy_job(openmath.EvalParams(model_path="/m", output_dir="/o", code_dir="/c"), pyxis)
     with pytest.raises(RecipeError, match="benchmarks"):
-        openmath.eval_greedy_job(openmath.EvalParams(model_path="/m", output_dir="/o", code_dir="/c",
+        openmath.eval_greedy_job(openmath.EvalParams(model_path="/m", output_dir="/o", code_dir="/c", data_dir="/d",
                                                      benchmarks=("../etc",)), pyxis)
     with pytest.raises(RecipeError, match="absolute"):
-        openmath.eval_greedy_job(openmath.EvalParams(model_path="models/x", output_dir="/o", code_dir="/c"), pyxis)
+        openmath.eval_greedy_job(openmath.EvalParams(model_path="models/x", output_dir="/o", code_dir="/c",
+                                                     data_dir="/d"), pyxis)
 
 
 def test_native_engine_picks_server_per_profile(pyxis: ClusterProfile, local: ClusterProfile) -> None:
@@ -105,6 +113,12 @@ def test_native_engine_picks_server_per_profile(pyxis: ClusterProfile, local: Cl
     assert "-m llama_cpp.server" in cpu.command and "/v1/models" in cpu.command
     assert cpu.gpus_per_node == 0 and cpu.image is None
     assert 'sandbox serve --host 127.0.0.1 --port "$SKILLFLOW_SANDBOX_PORT"' in cpu.sidecars[0].command
+    # With containers the sandbox runs in its image (skillflow exists only there), and llama.cpp,
+    # which no image carries, is refused rather than run on the bare node.
+    assert gpu.sidecars[0].image == pyxis.images["sandbox"] and "/start.sh" in gpu.sidecars[0].command
+    with pytest.raises(RecipeError, match="llama_cpp"):
+        openmath.eval_greedy_job(dataclasses.replace(params, native_server=openmath.NativeServer(kind="llama_cpp")),
+                                 pyxis)
 
 
 def test_images_come_from_the_profile(pyxis: ClusterProfile) -> None:
@@ -139,12 +153,58 @@ def test_sft_table_rows_drive_resources(pyxis: ClusterProfile) -> None:
 
 
 def test_sft_checkpoints_before_walltime(pyxis: ClusterProfile) -> None:
+    # 24 h minus the 7B budget (600 s start-up, 30 s step, 600 s validation, 300 s save) and the 600 s margin.
     spec = openmath.nemo_sft_job(sft("Mistral-7B"), pyxis, JobOptions(time="1-00:00:00")).spec
-    assert "++exp_manager.max_time_per_run=00:23:45:00" in spec.command and spec.signal == "TERM@600"
-    assert "exec python" in spec.command  # the signal reaches Python, not a wrapping shell
+    assert "++exp_manager.max_time_per_run=00:23:24:30" in spec.command
+    # Nothing at NeMo-Aligner b0da1ef handles SIGTERM: a signal would only kill the ranks early.
+    assert spec.signal is None
     untimed = dataclasses.replace(pyxis, default_time=None, max_time=None)
     spec = openmath.nemo_sft_job(sft("Mistral-7B"), untimed).spec
     assert spec.signal is None and "max_time_per_run" not in spec.command
+    with pytest.raises(RecipeError, match="longer walltime"):
+        openmath.nemo_sft_job(sft("CodeLlama-70B"), pyxis, JobOptions(time="01:00:00"))
+
+
+@pytest.mark.parametrize("model", sorted(openmath.SFT_TABLE))
+@pytest.mark.parametrize("time", ["04:00:00", "1-00:00:00"])
+def test_every_table_row_saves_within_the_margin(pyxis: ClusterProfile, model: str, time: str) -> None:
+    """For each row of the paper's table: start-up + timed loop + the step in flight + validation +
+    save ends inside the walltime, and leaves no more than the margin unused."""
+    params = sft(model)
+    spec = openmath.nemo_sft_job(params, pyxis, JobOptions(time=time)).spec
+    value = next(w.split("=", 1)[1] for w in spec.command.split() if w.startswith("++exp_manager.max_time_per_run="))
+    days, hours, minutes, seconds = (int(x) for x in value.split(":"))
+    loop = ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+    budget = openmath.sft_budget_for(model)
+    end = budget.startup_s + loop + budget.step_s + budget.validation_s + budget.save_s
+    walltime = slurm_time_seconds(time)
+    assert end <= walltime and walltime - end <= params.checkpoint_margin_s
+    assert "--signal" not in " ".join(spec.extra_sbatch_args) and spec.signal is None
+
+
+def test_sft_batch_sizes_reach_the_trainer(pyxis: ClusterProfile) -> None:
+    """start_sft.py (9b7f9d57) copies model.data.train_ds.{global,micro}_batch_size into the model."""
+    command = openmath.nemo_sft_job(sft("Mistral-7B", global_batch_size=64, micro_batch_size=2), pyxis).spec.command
+    assert "++model.data.train_ds.global_batch_size=64" in command
+    assert "++model.data.train_ds.micro_batch_size=2" in command
+    assert "++model.global_batch_size" not in command and "++model.micro_batch_size" not in command
+
+
+def test_sft_validation_file_is_an_input(pyxis: ClusterProfile) -> None:
+    job = openmath.nemo_sft_job(sft("Mistral-7B"), pyxis)
+    assert "model.data.validation_ds.file_path=/validation/validation-sft.jsonl" in job.spec.command
+    assert "/m/data/gsm8k/validation-sft.jsonl" in job.inputs and "/code/datasets" not in job.spec.command
+
+
+def test_nemo_to_hf_is_offline_and_on_the_cpu(pyxis: ClusterProfile) -> None:
+    job = openmath.nemo_to_hf_job(openmath.NemoToHfParams(
+        nemo_path="/m/final/model.nemo", out_dir="/m/final/hf", hf_model_name="mistralai/Mistral-7B-v0.1",
+        code_dir="/c", hf_base="/m/models/base-hf"), pyxis)
+    # nemo_to_hf.py applies its Mistral config when 'mistral' is in --hf-model-name: the mount keeps the name.
+    assert "--hf-model-name /hf_base/Mistral-7B-v0.1" in job.spec.command and "--cpu-only" in job.spec.command
+    assert "/m/models/base-hf:/hf_base/Mistral-7B-v0.1" in job.spec.mounts
+    assert "mistralai/" not in job.spec.command and "HF_HUB_OFFLINE=1" in job.spec.command
+    assert job.spec.gpus_per_node == 0 and "/m/models/base-hf" in job.inputs
 
 
 def test_sft_wandb_key_is_never_rendered(pyxis: ClusterProfile, monkeypatch) -> None:
@@ -170,7 +230,7 @@ def test_openrlhf_job_shape_and_flags(pyxis: ClusterProfile) -> None:
     for flag in ("--pretrain /model", "--dataset /data/train_sft.jsonl", "--save_path /output/model",
                  "--max_len 2048", "--input_key question", "--output_key response", "--apply_chat_template",
                  "--train_batch_size 256", "--micro_train_batch_size 2", "--max_epochs 2", "--max_samples 5000000",
-                 "--save_steps 16000", "--logging_steps 1", "--eval_steps -1", "--zero_stage 3", "--seed 42",
+                 "--save_steps 17", "--logging_steps 1", "--eval_steps -1", "--zero_stage 3", "--seed 42",
                  "--bf16", "--flash_attn", "--learning_rate 2e-5", "--packing_samples",
                  "--use_tensorboard /output/runs", "--gradient_checkpointing"):
         assert f"{flag} \\" in spec.command or spec.command.rstrip().endswith(flag), flag
@@ -180,11 +240,16 @@ def test_openrlhf_job_shape_and_flags(pyxis: ClusterProfile) -> None:
                                                      train_batch_size=100), pyxis)
 
 
-def test_vllm_sampling_seed_values(pyxis: ClusterProfile) -> None:
-    job = apps.vllm_sampling_job(apps.VllmSamplingParams(model="/o/run/model", prompts="/d/test.jsonl",
-                                                         out="/o/run/samples.jsonl"), pyxis)
-    for flag in ("--n_sample 10", "--temperature 0.6", "--top_p 0.95", "--max_tokens 2048", "--gpu_per_model 4"):
-        assert flag in job.spec.command
-    assert job.spec.gpus_per_node == 4 and "VLLM_WORKER_MULTIPROC_METHOD=spawn" in job.spec.command
-    assert 'CUDA_VISIBLE_DEVICES="${CUDA_VISIBLE_DEVICES:-0,1,2,3}"' in job.spec.command
-    assert job.outputs == ("/o/run/samples.jsonl",) and job.dirs == ("/o/run",)
+def test_openrlhf_resumes_across_walltime(pyxis: ClusterProfile) -> None:
+    """OpenRLHF 0.5.3 has no time limit: checkpoints every (margin - save) / step steps, and a job
+    passes --load_checkpoint only once DeepSpeed's `latest` file exists (OpenRLHF raises otherwise)."""
+    assert apps.openrlhf_save_steps(900, 45, 120) == 17
+    with pytest.raises(RecipeError, match="checkpoint_margin_s"):
+        apps.openrlhf_save_steps(100, 45, 120)
+    job = apps.openrlhf_sft_job(apps.OpenrlhfSftParams(pretrain="/m/ds", dataset="/d/train_sft.jsonl",
+                                                       output_dir="/o/run", checkpoint_margin_s=1800), pyxis)
+    command = job.spec.command
+    assert "--save_steps 37" in command and "--ckpt_path /output/ckpt/checkpoints_sft" in command
+    assert "if [ -f /output/ckpt/checkpoints_sft/latest ]" in command
+    assert 'SKILLFLOW_RESUME=(--load_checkpoint)' in command and '"${SKILLFLOW_RESUME[@]}"' in command
+    assert job.inputs == ("/m/ds", "/d/train_sft.jsonl")

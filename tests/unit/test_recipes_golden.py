@@ -79,7 +79,8 @@ def trtllm_build(p: ClusterProfile) -> RecipeJob:
 def nemo_sft(model: str, expname: str) -> Callable[[ClusterProfile], RecipeJob]:
     return lambda p: openmath.nemo_sft_job(openmath.NemoSftParams(
         model=model, nemo_model=f"{ROOT}/models/{expname}-base", output_dir=f"{ROOT}/checkpoints/{expname}/training",
-        sft_data=f"{ROOT}/data/sft-data.jsonl", code_dir=CODE, expname=expname), p)
+        sft_data=f"{ROOT}/data/sft-data.jsonl", validation_file=f"{ROOT}/data/gsm8k/validation-sft.jsonl",
+        code_dir=CODE, expname=expname), p, JobOptions(time=p.max_time))
 
 
 def hf_to_nemo(p: ClusterProfile) -> RecipeJob:
@@ -98,20 +99,13 @@ def average_checkpoints(p: ClusterProfile) -> RecipeJob:
 def nemo_to_hf(p: ClusterProfile) -> RecipeJob:
     return openmath.nemo_to_hf_job(openmath.NemoToHfParams(
         nemo_path=f"{ROOT}/checkpoints/openmath-mistral-7b.nemo", out_dir=f"{ROOT}/models/openmath-mistral-7b-hf",
-        hf_model_name="mistralai/Mistral-7B-v0.1", code_dir=CODE), p)
+        hf_model_name="mistralai/Mistral-7B-v0.1", code_dir=CODE, hf_base=f"{ROOT}/models/Mistral-7B-v0.1"), p)
 
 
 def openrlhf_sft(p: ClusterProfile) -> RecipeJob:
     return apps.openrlhf_sft_job(apps.OpenrlhfSftParams(
         pretrain="/shared/apps/models/deepseek-coder-6.7b-instruct", dataset="/shared/apps/data/train_sft.jsonl",
         output_dir="/shared/apps/runs/openrlhf-sft-packing"), p, JobOptions(time="12:00:00"))
-
-
-def vllm_sampling(p: ClusterProfile) -> RecipeJob:
-    return apps.vllm_sampling_job(apps.VllmSamplingParams(
-        model="/shared/apps/runs/openrlhf-sft-packing/model", prompts="/shared/apps/data/test_prompts.jsonl",
-        out="/shared/apps/runs/openrlhf-sft-packing/samples.jsonl"), p)
-
 
 
 def native_apps_sampling(p: ClusterProfile) -> RecipeJob:
@@ -142,7 +136,6 @@ CASES: dict[str, Callable[[ClusterProfile], RecipeJob]] = {
     "openmath-average-checkpoints": average_checkpoints,
     "openmath-nemo-to-hf": nemo_to_hf,
     "apps-openrlhf-sft": openrlhf_sft,
-    "apps-vllm-sampling": vllm_sampling,
     "apps-native-sampling": native_apps_sampling,
     "apps-eval": apps_eval,
 }
@@ -205,5 +198,5 @@ def test_golden_files_hold_no_machine_path() -> None:
         text = path.read_text()
         assert repo not in text, f"{path.name} contains this checkout's path {repo}"
         assert home == "/" or home not in text, f"{path.name} contains the home directory {home}"
-    local = (GOLDEN / golden_name("apps-vllm-sampling", "local")).read_text()
+    local = (GOLDEN / golden_name("apps-native-sampling", "local")).read_text()
     assert "/opt/skillflow/.venv/bin/python" in local and "/var/lib/skillflow/cluster/work" in local

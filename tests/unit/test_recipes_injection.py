@@ -122,26 +122,27 @@ BUILDERS: dict[str, Callable[[dict, str], RecipeJob]] = {
         b["profile"]),
     "eval-nemo-skills": lambda b, p: openmath.eval_sampling_chunk_job(range(0, 2), openmath.EvalParams(
         model_path=f"{b['tmp']}/engine {p}", output_dir=f"{b['tmp']}/out {p}", code_dir=_dir(f"{b['tmp']}/code"),
-        benchmarks=("gsm8k",), prompt_config=p, extra_overrides=(f"++x={p}",)), b["profile"]),
+        data_dir=f"{b['tmp']}/data {p}", benchmarks=("gsm8k",), prompt_config=p, extra_overrides=(f"++x={p}",)),
+        b["profile"]),
     "labeling-native": lambda b, p: openmath.labeling_array_job(4, 2, openmath.LabelingParams(
         model_path=f"{b['tmp']}/model.gguf", output_dir=f"{b['tmp']}/out {p}", dataset="gsm8k", examples_type=p,
         engine="native", data_dir=f"{b['tmp']}/data", native_server=_native(p)), b["profile"], starting_seed=7),
     "labeling-nemo-skills": lambda b, p: openmath.labeling_array_job(4, None, openmath.LabelingParams(
         model_path=f"{b['tmp']}/engine", output_dir=f"{b['tmp']}/out {p}", dataset="gsm8k", examples_type=p,
-        code_dir=_dir(f"{b['tmp']}/code {p}")), b["profile"]),
+        code_dir=_dir(f"{b['tmp']}/code {p}"), data_dir=f"{b['tmp']}/data"), b["profile"]),
     "trtllm-build": lambda b, p: openmath.trtllm_build_job(openmath.TrtllmBuildParams(
         hf_model_path=_hf(f"{b['tmp']}/hf {p}"), engine_dir=f"{b['tmp']}/engine {p}", code_dir=_dir(f"{b['tmp']}/code"),
         dtype=p, extra_build_args=(p,)), b["profile"]),
     "nemo-sft": lambda b, p: openmath.nemo_sft_job(openmath.NemoSftParams(
         model="Mistral-7B", nemo_model=f"{b['tmp']}/base {p}", output_dir=f"{b['tmp']}/train {p}",
-        sft_data=f"{b['tmp']}/data/sft {p}.jsonl", code_dir=f"{b['tmp']}/code", expname=p,
-        extra_overrides=(p,)), b["profile"], JobOptions(time="01:00:00")),
+        sft_data=f"{b['tmp']}/data/sft {p}.jsonl", validation_file=f"{b['tmp']}/data/validation {p}.jsonl",
+        code_dir=f"{b['tmp']}/code", expname=p, extra_overrides=(p,)), b["profile"], JobOptions(time="02:00:00")),
     "openrlhf-sft": lambda b, p: apps.openrlhf_sft_job(apps.OpenrlhfSftParams(
         pretrain=f"{b['tmp']}/model {p}", dataset=f"{b['tmp']}/train {p}.jsonl", output_dir=f"{b['tmp']}/out {p}",
         input_key=p, learning_rate=p), b["profile"]),
-    "vllm-sampling": lambda b, p: apps.vllm_sampling_job(apps.VllmSamplingParams(
-        model=f"{b['tmp']}/model {p}", prompts=f"{b['tmp']}/prompts {p}.jsonl", out=f"{b['tmp']}/samples {p}.jsonl"),
-        b["profile"]),
+    "apps-eval": lambda b, p: apps.apps_eval_job(apps.AppsEvalParams(
+        samples=f"{b['tmp']}/samples {p}.jsonl", problems=f"{b['tmp']}/problems {p}.jsonl",
+        out_dir=f"{b['tmp']}/eval {p}"), b["profile"]),
 }
 
 
@@ -160,8 +161,8 @@ def test_payloads_stay_literal_when_the_script_runs(name: str, sandbox: dict) ->
 
 def test_the_shims_do_run_the_main_step(sandbox: dict) -> None:
     """Guards the test itself: the executed script really invoked the tools it names."""
-    log = run_script(sandbox, BUILDERS["vllm-sampling"](sandbox, "plain"))
-    assert "== python" in log and "llmkit_data.cli.sample" in log and "--n_sample" in log
+    log = run_script(sandbox, BUILDERS["apps-eval"](sandbox, "plain"))
+    assert "== skillflow" in log and "apps" in log and "--samples" in log
 
 
 @pytest.mark.parametrize("payload", ["$(touch /tmp/pwned)", "; rm -rf /", "`id`"])
@@ -174,10 +175,11 @@ def test_rendered_scripts_parse_with_payloads(payload: str, profile_name: str, m
     jobs = [
         openmath.labeling_array_job(2, None, openmath.LabelingParams(
             model_path="/m/engine", output_dir="/m/out", dataset="math", examples_type=payload, code_dir="/m/code",
-            prompt_config=payload, extra_overrides=(payload,)), profile),
+            data_dir="/m/data", prompt_config=payload, extra_overrides=(payload,)), profile),
         openmath.nemo_sft_job(openmath.NemoSftParams(
             model="CodeLlama-70B", nemo_model="/m/base", output_dir="/m/train", sft_data="/m/sft.jsonl",
-            code_dir="/m/code", expname=payload, wandb_project=payload), profile),
+            validation_file="/m/validation-sft.jsonl", code_dir="/m/code", expname=payload, wandb_project=payload),
+            profile, JobOptions(time="04:00:00")),
         apps.openrlhf_sft_job(apps.OpenrlhfSftParams(pretrain="/m/model", dataset="/m/train.jsonl",
                                                     output_dir="/m/out", output_key=payload), profile),
     ]
@@ -195,18 +197,18 @@ def test_container_mounts_refuse_shell_characters(monkeypatch) -> None:
     monkeypatch.setenv("SKILLFLOW_VAR", "/var/lib/skillflow")
     profile = load_profile("example-pyxis")
     with pytest.raises(JobSpecError, match="mounts"):
-        apps.vllm_sampling_job(apps.VllmSamplingParams(model="/m/model$(touch /tmp/pwned)", prompts="/m/p.jsonl",
-                                                       out="/m/s.jsonl"), profile)
+        apps.apps_eval_job(apps.AppsEvalParams(samples="/m/s$(touch /tmp/pwned).jsonl", problems="/m/p.jsonl",
+                                               out_dir="/m/eval"), profile)
 
 
 def test_sbatch_values_from_options_are_validated(monkeypatch) -> None:
     monkeypatch.setenv("SKILLFLOW_ROOT", "/opt/skillflow")
     monkeypatch.setenv("SKILLFLOW_VAR", "/var/lib/skillflow")
     profile = load_profile("example-pyxis")
-    params = apps.VllmSamplingParams(model="/m/model", prompts="/m/p.jsonl", out="/m/s.jsonl")
+    params = apps.AppsEvalParams(samples="/m/s.jsonl", problems="/m/p.jsonl", out_dir="/m/eval")
     with pytest.raises(JobSpecError, match="partition"):
-        apps.vllm_sampling_job(params, profile, JobOptions(partition="batch\n#SBATCH --uid=0"))
+        apps.apps_eval_job(params, profile, JobOptions(partition="batch\n#SBATCH --uid=0"))
     with pytest.raises(JobSpecError, match="time"):
-        apps.vllm_sampling_job(params, profile, JobOptions(time="1:00:00; touch /tmp/pwned"))
+        apps.apps_eval_job(params, profile, JobOptions(time="1:00:00; touch /tmp/pwned"))
     with pytest.raises(JobSpecError, match="dependency"):
-        apps.vllm_sampling_job(params, profile, JobOptions(dependency=("afterok:1 --wrap=id",)))
+        apps.apps_eval_job(params, profile, JobOptions(dependency=("afterok:1 --wrap=id",)))

@@ -1,0 +1,267 @@
+"""What a DAG run would submit, before it submits anything: the plan as data, its checks, its files.
+
+Every DAG that runs Slurm jobs has a ``build_plan`` of its own (:mod:`tasks.openmath_eval`,
+:mod:`tasks.openmath_sft`, :mod:`tasks.openmath_datagen`, :mod:`tasks.apps_plan`); each returns,
+beside the keys its DAG wires, ``planned`` (every job in submission order, with the Airflow task
+that submits it, what it reads and what it writes) and ``declared_inputs`` (the cluster paths the
+form or the profile vouch for). :func:`plan_dag` calls that same ``build_plan`` -- the DAG's
+``plan`` task calls :func:`plan_dag` too, so the plan a user reads is the plan that runs -- and
+:func:`check_plan` runs every plan-time check over it. :func:`write_plan` renders one sbatch file
+per job and ``plan.json``; ``skillflow plan`` (:mod:`operators.plan_cli`) is its command line.
+
+A job whose task is mapped (sampling chunks, labeling arrays, greedy decoding per benchmark)
+appears once per map entry, with ``key`` telling them apart. Jobs that a run submits only when
+their outputs are missing are all listed: the plan is the run from scratch.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from tasks.profiles import ClusterProfile
+
+PLAN_FORMAT = 1
+
+
+class PlanCheckError(ValueError):
+    """The plan cannot run as planned; the message lists every problem, each naming job and path."""
+
+
+@dataclass(frozen=True)
+class PlannedJob:
+    """One Slurm job of the plan: the Airflow task that submits it and the job it submits."""
+
+    task_id: str
+    job: dict[str, Any]
+    inputs: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
+    dirs: tuple[str, ...] = ()
+    # Tells the entries of a mapped task apart (benchmark, seed chunk, labeling configuration).
+    key: str | None = None
+
+    @property
+    def label(self) -> str:
+        """``task_id`` or ``task_id[key]``: how messages name the job."""
+        return self.task_id if self.key is None else f"{self.task_id}[{self.key}]"
+
+    @property
+    def file_name(self) -> str:
+        """The sbatch file's name: the task id, plus the map key for mapped tasks."""
+        stem = self.task_id if self.key is None else f"{self.task_id}.{self.key}"
+        return re.sub(r"[^A-Za-z0-9._+-]+", "-", stem) + ".sbatch"
+
+    @property
+    def images(self) -> tuple[str, ...]:
+        """The container images the job starts: the main step's, then each sidecar's."""
+        found = [self.job.get("image")] + [s.get("image") for s in self.job.get("sidecars") or ()]
+        return tuple(i for i in found if i)
+
+
+@dataclass
+class Plan:
+    """A DAG run's jobs on one profile, plus what the DAG's own tasks need (``details``)."""
+
+    dag_id: str
+    profile: ClusterProfile
+    params: dict[str, Any]
+    jobs: list[PlannedJob]
+    # Cluster path -> where it comes from ("param 'model'", "profile models.smollm2"...).
+    declared_inputs: dict[str, str] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def _planned_jobs(details: dict[str, Any]) -> list[PlannedJob]:
+    out = []
+    for entry in details.get("planned") or ():
+        if not entry.get("job"):
+            continue
+        out.append(PlannedJob(task_id=entry["task_id"], job=entry["job"], inputs=tuple(entry.get("inputs") or ()),
+                              outputs=tuple(entry.get("outputs") or ()), dirs=tuple(entry.get("dirs") or ()),
+                              key=entry.get("key")))
+    return out
+
+
+def from_details(dag_id: str, profile: ClusterProfile, params: dict[str, Any], details: dict[str, Any]) -> Plan:
+    """A :class:`Plan` over the dict a ``build_plan`` returned; ``planned`` and ``declared_inputs``
+    are taken out of it, so what reaches XCom is the DAG's own plan without the duplicate."""
+    details = dict(details)
+    jobs = _planned_jobs({"planned": details.pop("planned", [])})
+    declared = {path: f"param '{param}'" for param, path in (details.pop("declared_inputs", {}) or {}).items()
+                if path}
+    return Plan(dag_id=dag_id, profile=profile, params=dict(params), jobs=jobs, declared_inputs=declared,
+                details=details)
+
+
+# ----------------------------------------------------------------------------- the DAGs' planners
+
+def _run_dir(profile: ClusterProfile, dag_id: str, run_id: str) -> str:
+    from tasks.openmath_eval import output_dir
+
+    return output_dir(profile, dag_id, run_id)
+
+
+def _eval(params: dict[str, Any], profile: ClusterProfile, run_id: str, **_: Any) -> dict[str, Any]:
+    from tasks.openmath_eval import EvalRequest, build_plan
+
+    return build_plan(EvalRequest.from_params(params), profile, _run_dir(profile, "openmath_eval", run_id))
+
+
+def _datagen(params: dict[str, Any], profile: ClusterProfile, run_id: str, **_: Any) -> dict[str, Any]:
+    from tasks.openmath_datagen import DatagenRequest, build_plan
+
+    return build_plan(DatagenRequest.from_params(params), profile, _run_dir(profile, "openmath_datagen", run_id))
+
+
+def _apps(params: dict[str, Any], profile: ClusterProfile, run_id: str, s3_prefix: str | None = None,
+          **_: Any) -> dict[str, Any]:
+    from tasks.apps_plan import AppsSftRequest, build_plan
+
+    prefix = s3_prefix or f"s3://{profile.bucket}/apps_sft/{_safe(run_id)}"
+    return build_plan(AppsSftRequest.from_params(params), profile, _run_dir(profile, "apps_sft", run_id),
+                      s3_prefix=prefix)
+
+
+def _sft(params: dict[str, Any], profile: ClusterProfile, run_id: str, data_path: str | None = "",
+         s3_prefix: str | None = None, **_: Any) -> dict[str, Any]:
+    from tasks.openmath_sft import SftRequest, build_plan, planned_data_path
+
+    exp = _run_dir(profile, "openmath_sft", run_id)
+    if data_path == "":  # not resolved by the DAG (the CLI): where the form's data would be
+        data_path = planned_data_path(params.get("data", "asset"), f"{exp}/data")
+    prefix = s3_prefix or f"s3://{profile.bucket}/openmath_sft/{run_id}"
+    return build_plan(SftRequest.from_params(params), profile, exp, data_path, s3_prefix=prefix)
+
+
+def _safe(run_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", run_id)
+
+
+PLANNERS: dict[str, Callable[..., dict[str, Any]]] = {
+    "openmath_eval": _eval,
+    "openmath_sft": _sft,
+    "openmath_datagen": _datagen,
+    "apps_sft": _apps,
+}
+
+
+def plan_dag(dag_id: str, params: dict[str, Any], profile: ClusterProfile, run_id: str = "plan",
+             check: bool = True, **context: Any) -> Plan:
+    """The plan of one DAG run: ``params`` is the full form (the DAG's defaults filled in).
+
+    ``context`` carries what the DAG resolved before planning (``data_path``, ``s3_prefix``).
+    Raises the DAG's own ``PlanError`` for a bad param and :class:`PlanCheckError` when a
+    plan-time check fails (unless ``check`` is False).
+    """
+    if dag_id not in PLANNERS:
+        raise ValueError(f"DAG {dag_id!r} submits no planned Slurm jobs (planned DAGs: {', '.join(sorted(PLANNERS))})")
+    details = PLANNERS[dag_id](params, profile, run_id, **context)
+    plan = from_details(dag_id, profile, params, details)
+    if check:
+        check_plan(plan)
+    return plan
+
+
+# ---------------------------------------------------------------------------------- checks
+
+def _covers(made: str, wanted: str) -> bool:
+    """Whether writing ``made`` provides ``wanted``: the same path, a file inside a written
+    folder, or a folder that a written file lives in."""
+    made, wanted = made.rstrip("/"), wanted.rstrip("/")
+    return made == wanted or wanted.startswith(made + "/") or made.startswith(wanted + "/")
+
+
+def data_flow_errors(plan: Plan) -> list[str]:
+    """Every input of every job must be written by an earlier job or be a declared input."""
+    errors = []
+    made: list[str] = []
+    declared = list(plan.declared_inputs)
+    for job in plan.jobs:
+        for path in job.inputs:
+            if any(_covers(m, path) for m in made) or any(_covers(d, path) for d in declared):
+                continue
+            later = [j.label for j in plan.jobs if j is not job and any(_covers(o, path) for o in j.outputs)]
+            why = f"it is written only later, by {', '.join(later)}" if later else "nothing writes it"
+            errors.append(f"job {job.label} reads {path}, but {why} (and no param or profile declares it)")
+        made += job.outputs
+    return errors
+
+
+# Plan-time checks: each takes the plan and returns messages (empty when it passes). Other checks
+# (profile limits, images) register here; check_plan reports all failures at once.
+PLAN_CHECKS: list[Callable[[Plan], list[str]]] = [data_flow_errors]
+
+
+def plan_errors(plan: Plan) -> list[str]:
+    return [message for check in PLAN_CHECKS for message in check(plan)]
+
+
+def check_plan(plan: Plan) -> None:
+    errors = plan_errors(plan)
+    if errors:
+        raise PlanCheckError(f"plan of {plan.dag_id} on profile {plan.profile.name!r} fails {len(errors)} check(s):\n- "
+                             + "\n- ".join(errors))
+
+
+# ---------------------------------------------------------------------------------- output
+
+def job_summary(job: PlannedJob, profile: ClusterProfile) -> dict[str, Any]:
+    spec = job.job
+    return {
+        "task_id": job.task_id,
+        "key": job.key,
+        "file": job.file_name,
+        "job_name": spec.get("name"),
+        "images": list(job.images),
+        "time": spec.get("time") or profile.default_time,
+        "partition": spec.get("partition") or profile.partition,
+        "nodes": spec.get("nodes", 1),
+        "ntasks_per_node": spec.get("ntasks_per_node", 1),
+        "gpus_per_node": spec.get("gpus_per_node", 0),
+        "array": spec.get("array"),
+        "inputs": list(job.inputs),
+        "outputs": list(job.outputs),
+        "dirs": list(job.dirs),
+        "spec": spec,
+    }
+
+
+def plan_json(plan: Plan) -> dict[str, Any]:
+    """``plan.json``: the form, the profile, the declared inputs and every job."""
+    return {
+        "format": PLAN_FORMAT,
+        "dag_id": plan.dag_id,
+        "profile": plan.profile.name,
+        "params": plan.params,
+        "declared_inputs": [{"path": p, "from": why} for p, why in plan.declared_inputs.items()],
+        "jobs": [job_summary(j, plan.profile) for j in plan.jobs],
+        "errors": plan_errors(plan),
+    }
+
+
+def render_job(job: PlannedJob, profile: ClusterProfile) -> str:
+    from tasks.slurm.render import render_sbatch
+    from tasks.slurm.spec import JobSpec
+
+    return render_sbatch(JobSpec.from_dict(job.job), profile)
+
+
+def write_plan(plan: Plan, out_dir: str | Path) -> list[Path]:
+    """One ``<task>.sbatch`` per job and ``plan.json`` into ``out_dir``; returns the files written."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    names = [j.file_name for j in plan.jobs]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:  # pragma: no cover - a planner bug, not a user error
+        raise ValueError(f"two jobs of the plan would share the file name(s) {duplicates}")
+    for job in plan.jobs:
+        path = out / job.file_name
+        path.write_text(render_job(job, plan.profile))
+        written.append(path)
+    index = out / "plan.json"
+    index.write_text(json.dumps(plan_json(plan), indent=2, sort_keys=False, default=str) + "\n")
+    written.append(index)
+    return written
