@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from tasks.profiles import ClusterProfile
+from tasks.profiles import ClusterProfile, ProfileError
+from tasks.slurm.plan_checks import missing_image_message, profile_limit_errors
 
 PLAN_FORMAT = 1
 
@@ -157,7 +158,13 @@ def plan_dag(dag_id: str, params: dict[str, Any], profile: ClusterProfile, run_i
     """
     if dag_id not in PLANNERS:
         raise ValueError(f"DAG {dag_id!r} submits no planned Slurm jobs (planned DAGs: {', '.join(sorted(PLANNERS))})")
-    details = PLANNERS[dag_id](params, profile, run_id, **context)
+    try:
+        details = PLANNERS[dag_id](params, profile, run_id, **context)
+    except ProfileError as exc:  # a recipe asked for an image key the profile lacks
+        message = missing_image_message(exc, profile, params, dag_id)
+        if message is None:
+            raise
+        raise PlanCheckError(message) from None
     plan = from_details(dag_id, profile, params, details)
     if check:
         check_plan(plan)
@@ -191,7 +198,7 @@ def data_flow_errors(plan: Plan) -> list[str]:
 
 # Plan-time checks: each takes the plan and returns messages (empty when it passes). Other checks
 # (profile limits, images) register here; check_plan reports all failures at once.
-PLAN_CHECKS: list[Callable[[Plan], list[str]]] = [data_flow_errors]
+PLAN_CHECKS: list[Callable[[Plan], list[str]]] = [data_flow_errors, profile_limit_errors]
 
 
 def plan_errors(plan: Plan) -> list[str]:
