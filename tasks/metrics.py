@@ -124,14 +124,11 @@ def compute_metrics(files: Sequence[os.PathLike | str], mode: str, *,
     """Metrics of ``mode`` over ``files`` (graded with ``skillflow grade``).
 
     ``greedy`` takes exactly one file; ``majority``/``pass`` take the files in the given order
-    (use :func:`sort_sample_files`; the order only matters for majority ties).
+    (use :func:`sort_sample_files`; the order only matters for majority ties). The number of files
+    is checked by :func:`question_outcomes`; the mode here too, before any file is read.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-    if not files:
-        raise MetricsError("no files given")
-    if mode == "greedy" and len(files) != 1:
-        raise MetricsError(f"greedy takes one file, got {len(files)}")
     correct, no_answer = question_outcomes([GradedFile(f) for f in files], mode, allow_incomplete=allow_incomplete)
     return as_percentages(len(correct), sum(correct), sum(no_answer))
 

@@ -2,8 +2,9 @@
 
 One pass through what the mission's users do: log in, open `openmath_eval`'s trigger form, check its
 sections and defaults, see a bad value refused naming the param, trigger a tiny run, follow the
-task's Slurm log link and MLflow link, and on MLflow open the run's metrics, its summary artifact and
-the comparison of two runs. Screenshots of every step: ``var/test-artifacts/browser/``.
+task's Slurm log link and MLflow link, and on MLflow open the run's metrics, its summary artifact,
+the comparison of two runs, the run's accuracy plot with interval bars, and the run that
+`skillflow compare` logs for the two (its A-beside-B plot rendered as an image). Screenshots of every step: ``var/test-artifacts/browser/``.
 """
 from __future__ import annotations
 
@@ -62,6 +63,15 @@ def _follow(context, page, link):
         target = page
     target.wait_for_load_state()
     return target
+
+
+def _show_png(page, folder: str, name: str) -> None:
+    """Open ``folder/name`` in MLflow's artifact tree and wait until the browser has decoded it as
+    an image of plot size (the UI's logo and icons are far smaller)."""
+    page.get_by_text(folder, exact=True).first.click()
+    page.get_by_text(name, exact=True).first.click()
+    page.wait_for_function("() => [...document.images].some(i => i.complete && i.naturalWidth >= 400)",
+                           timeout=TIMEOUT_MS)
 
 
 def test_trigger_form_run_links_and_mlflow_pages(stack, steps):
@@ -188,6 +198,32 @@ def test_trigger_form_run_links_and_mlflow_pages(stack, steps):
             text = mlflow_page.locator("body").inner_text()
             assert report["mlflow_run_id"] in text and other["mlflow_run_id"] in text, text[:2000]
             steps.shot(mlflow_page, "compare two runs", full_page=True)
+
+            step = "accuracy plot"
+            # Each evaluation run logs plots/accuracy.png (accuracy per benchmark with 95% interval
+            # bars); the UI's artifact view must show it as an image, not a download link.
+            mlflow_page.goto(f"{mlflow_base}/#/experiments/{experiment}/runs/{report['mlflow_run_id']}/artifacts")
+            _show_png(mlflow_page, "plots", "accuracy.png")
+            steps.shot(mlflow_page, "accuracy plot with intervals")
+
+            step = "comparison run"
+            # `skillflow compare` on the two runs' ids, logged as a run of its own; its A-beside-B plot
+            # and table are what a user opens in the MLflow UI.
+            from operators.tracking import mlflow_runs
+            from tasks.cli import main as skillflow
+
+            compare_exp = f"{TINY['experiment']}-compare"
+            assert skillflow(["compare", report["mlflow_run_id"], other["mlflow_run_id"],
+                              "--json", str(steps.folder / "compare.json"), "--mlflow-experiment", compare_exp]) == 0
+            mlc = mlflow_runs.client("mlflow_local")
+            compare_exp_id = mlflow_runs.experiment_id(mlc, compare_exp)
+            logged = [r for r in mlc.search_runs([compare_exp_id])
+                      if r.data.tags.get("skillflow.compare.run_a") == report["mlflow_run_id"]
+                      and r.data.tags.get("skillflow.compare.run_b") == other["mlflow_run_id"]]
+            assert len(logged) == 1, [r.data.tags for r in logged]
+            mlflow_page.goto(f"{mlflow_base}/#/experiments/{compare_exp_id}/runs/{logged[0].info.run_id}/artifacts")
+            _show_png(mlflow_page, "plots", "accuracy_a_vs_b.png")
+            steps.shot(mlflow_page, "comparison run plot")
         except Exception:
             steps.keep_failure(page, step)
             for other_page in context.pages:
