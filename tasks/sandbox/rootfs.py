@@ -129,7 +129,8 @@ def build(root: str, project_root: str) -> dict:
         os.symlink(target, f"{root}/dev/{name}")
     os.mkdir(root + "/proc", 0o555)
     mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=2")
-    os.mkdir(root + "/tmp", 0o755)
+    # exist_ok: an interpreter under /tmp (a venv in a checkout there) has already made it.
+    os.makedirs(root + "/tmp", 0o755, exist_ok=True)
     os.makedirs(root + SCRATCH, mode=0o755)
     _pivot(root)
     mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)

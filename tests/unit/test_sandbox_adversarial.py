@@ -389,3 +389,30 @@ def test_a_program_gets_one_core_however_many_processes_it_runs(pool, record_pro
     assert sum(last.values()) < wall_s * 1.0 + 0.4, (last, pool.isolation)
     record_property("measured", f"{len(last)} processes spinning for {wall_s:g} s of wall time got "
                                 f"{sum(last.values()):.2f} s of CPU together (one core)")
+
+
+def test_an_interpreter_under_tmp_still_gets_its_minimal_root(tmp_path):
+    """A checkout (and so its venv) under /tmp, as a CI clone may be: the minimal root then holds
+    the interpreter's folders below /tmp, and making /tmp must not fail the worker's start (it
+    did: FileExistsError, and every sandbox of that checkout refused to start)."""
+    import site
+    import venv
+
+    assert str(tmp_path).startswith("/tmp/"), tmp_path
+    env_dir = tmp_path / "venv"
+    venv.EnvBuilder(with_pip=False).create(env_dir)
+    python = env_dir / "bin" / "python"
+    own_site = subprocess.run([python, "-c", "import site; print(site.getsitepackages()[0])"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+    # The new interpreter sees this checkout and this venv's packages, as an editable install would.
+    Path(own_site, "skillflow-test.pth").write_text("\n".join([str(ROOT), *site.getsitepackages()]) + "\n")
+    code = ("from tasks.sandbox import SandboxPool\n"
+            "with SandboxPool(workers=1) as pool:\n"
+            "    iso = pool.isolation\n"
+            "    res = pool.run('import sys; print(sys.prefix)')\n"
+            "print(res.status, res.stdout.strip(), iso['minimal_root'], iso['namespaces'], sep='|')\n")
+    out = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    status, prefix, minimal_root, namespaces = out.stdout.strip().splitlines()[-1].split("|")
+    assert namespaces == "True", "no namespaces here: the containment promise is unchecked"
+    assert (status, prefix, minimal_root) == ("ok", str(env_dir), "True"), out.stdout
