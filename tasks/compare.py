@@ -177,7 +177,8 @@ def run(args) -> int:
 
         from tasks.compare_tracking import log_comparison
 
-        mlc = MlflowClient()
+        # The URI the help names, not whatever an earlier caller in this process made mlflow's global.
+        mlc = MlflowClient(os.environ.get("MLFLOW_TRACKING_URI"))
         exp = mlc.get_experiment_by_name(args.mlflow_experiment)
         exp_id = exp.experiment_id if exp else mlc.create_experiment(args.mlflow_experiment)
         run_id = log_comparison(mlc, exp_id, comparison.rows, comparison.flips, table, run_a=args.a, run_b=args.b,
@@ -206,7 +207,7 @@ def _resolve(source: str, scratch: Path) -> tuple[Path, dict[str, str] | None]:
     from tasks.s3_check import client as s3_from_env
 
     try:
-        run = MlflowClient().get_run(source)
+        run = MlflowClient(os.environ["MLFLOW_TRACKING_URI"]).get_run(source)
     except MlflowException as exc:
         raise RunSourceError(f"{source}: not a folder and not an MLflow run ({exc.message})") from None
     missing = [k for k in ("MLFLOW_S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY") if k not in os.environ]

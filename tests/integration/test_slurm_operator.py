@@ -178,20 +178,32 @@ def test_log_is_streamed_whole_lines_and_resumes_at_its_offset(stack, caplog):
     from operators.slurm.trigger import SlurmJobTrigger
 
     caplog.set_level(logging.INFO)
-    op = make_op({"name": "t-stream", "command": "echo first; printf 'part-one '; sleep 3; echo part-two; "
-                                                 "sleep 3; echo last"})
+    op = make_op({"name": "t-stream", "command": "echo first; printf 'part-one '; sleep 12; echo part-two; "
+                                                 "sleep 2; echo last"})
     ti = TaskInstanceStandIn()
     deferred = submit(op, ti)
     job_id = ti.xcoms["slurm_job_id"]
     kwargs = deferred.trigger.serialize()[1]
+    hook = SlurmHook("slurm_local", accounting="jobcomp")
+
+    def half_line_written() -> bool:
+        # Wait for the job itself (queueing takes longer on a loaded machine), not a guessed time;
+        # the log does not exist until the job starts.
+        return "part-one " in (hook.read_text(kwargs["log_path"]) or "")
+
+    deadline = time.monotonic() + 120
+    while not half_line_written():
+        assert time.monotonic() < deadline, "the job did not start within 120 s"
+        time.sleep(0.5)
 
     def captured(trigger):
         # The trigger logs through structlog; a plain logger lets caplog see its records.
         trigger._log = logging.getLogger("tests.slurm_trigger")
         return trigger
 
-    # Wake after 2 s: "first" is logged; "part-one " waits for the end of its line.
-    woke = run_trigger(captured(SlurmJobTrigger(**{**kwargs, "wake_after_s": 2.0})), timeout=60)
+    # Wake after 3 s, well inside the job's 12 s pause: "first" is logged; "part-one " waits for
+    # the end of its line.
+    woke = run_trigger(captured(SlurmJobTrigger(**{**kwargs, "wake_after_s": 3.0})), timeout=60)
     assert woke.payload["status"] == "wake"
     offset = woke.payload["log_offset"]
     before = _streamed(caplog, job_id)
@@ -204,7 +216,7 @@ def test_log_is_streamed_whole_lines_and_resumes_at_its_offset(stack, caplog):
     after = _streamed(caplog, job_id)
     # The job script's own last line (its exit status) follows; nothing before the offset repeats.
     assert after[:2] == ["part-one part-two", "last"] and not set(after) & set(before), after
-    log = SlurmHook("slurm_local", accounting="jobcomp").read_text(end.payload["log_path"]).encode()
+    log = hook.read_text(end.payload["log_path"]).encode()
     # The wake's offset is where the unfinished line starts; the end's is the whole file.
     assert log[offset:].startswith(b"part-one part-two\n") and log[:offset].endswith(b"first\n")
     assert end.payload["log_offset"] == len(log)
