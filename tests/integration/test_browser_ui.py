@@ -153,8 +153,9 @@ def test_trigger_form_run_links_and_mlflow_pages(stack, steps):
             steps.shot(page, "run finished")
 
             step = "slurm log link"
-            # The task instance's Details tab lists its extra links.
-            details = f"{base}/dags/openmath_eval/runs/{quoted}/tasks/greedy/details"
+            # The task instance's Details tab lists its extra links. `summarize` is a Slurm task that
+            # is not mapped (greedy is mapped per benchmark, so its page needs a map index).
+            details = f"{base}/dags/openmath_eval/runs/{quoted}/tasks/summarize/details"
             page.goto(details)
             log_link = page.get_by_role("link", name="Slurm job log")
             log_link.wait_for()
