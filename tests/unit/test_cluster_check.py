@@ -99,12 +99,12 @@ def test_a_missing_partition_lists_the_real_ones(tmp_path):
 
 def test_local_profile_plans_a_node_probe_and_a_sandbox_probe():
     profile = load_profile("local")
-    planned, rows = probes.plan_probes(profile, "/work/cc/run1")
+    planned, rows = probes.plan_probes(profile, "/cluster/cc/run1")
     assert rows == [] and [p.name for p in planned] == ["node", "sandbox"]
     node, sandbox = (JobSpec.from_dict(p.job).validate() for p in planned)
-    assert node.gpus_per_node == 1 and node.image is None and node.output == "/work/cc/run1/node.log"
+    assert node.gpus_per_node == 1 and node.image is None and node.output == "/cluster/cc/run1/node.log"
     cfg = json.loads(node.env["SKILLFLOW_CLUSTER_PROBE"])
-    assert cfg["models"] == {"smollm2": FAKE_ENV["SKILLFLOW_SMOLLM2_GGUF"]} and cfg["result"] == "/work/cc/run1/node.json"
+    assert cfg["models"] == {"smollm2": FAKE_ENV["SKILLFLOW_SMOLLM2_GGUF"]} and cfg["result"] == "/cluster/cc/run1/node.json"
     assert set(profile.storage_env) <= set(node.env)
     assert sandbox.gpus_per_node == 0 and [s.name for s in sandbox.sidecars] == ["sandbox"]
     assert "SKILLFLOW_SANDBOX_PORT=$((20001" in sandbox.command
