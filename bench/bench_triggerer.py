@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 import stack_probes as probe  # noqa: E402
+from tests.polling import wait_until  # noqa: E402
 
 DAG_ID = "selftest_trigger_scale"
 POLL_S = 2.0  # the DAG's trigger poll interval; the peer polls as often
@@ -74,8 +75,8 @@ def ensure_partition(ctx) -> None:
     if subprocess.run(["scontrol", "show", "partition", PARTITION], env=ctx.env, capture_output=True).returncode:
         write_configs(ctx.layout)
         subprocess.run(["scontrol", "reconfigure"], env=ctx.env, check=True, capture_output=True)
-        probe.wait_until(lambda: subprocess.run(["scontrol", "show", "partition", PARTITION], env=ctx.env,
-                                                capture_output=True).returncode == 0, 30, what="bench partition")
+        wait_until(lambda: subprocess.run(["scontrol", "show", "partition", PARTITION], env=ctx.env,
+                                          capture_output=True).returncode == 0, 30, "the bench partition")
 
 
 def is_array(i: int, array_every: int) -> bool:
@@ -242,7 +243,7 @@ def run_ours(ctx, api, tasks: int, array_every: int, array_size: int, seconds: i
                 tis = _tis(api, run_id)
                 return len(tis) == tasks and all(t["state"] == "deferred" for t in tis)
 
-            probe.wait_until(deferred, timeout, 3, what=f"{tasks} deferred task instances")
+            wait_until(deferred, timeout, f"{tasks} deferred task instances", interval=3)
             t_tracked, tracked_at = time.monotonic(), datetime.now().astimezone()
             rpc1 = probe.slurm_rpcs(ctx.env)
 
@@ -252,7 +253,7 @@ def run_ours(ctx, api, tasks: int, array_every: int, array_size: int, seconds: i
 
             with probe.QueryRate(ctx.env, POLL_S) as rate:
                 release(ctx, job_ids)
-                tis = probe.wait_until(finished, timeout, 3, what="all tasks finished")
+                tis = wait_until(finished, timeout, "all tasks finished", interval=3)
         except BaseException:
             # Leave no run behind: failing it removes its triggers from the triggerer.
             api._request("PATCH", f"/api/v2/dags/{DAG_ID}/dagRuns/{urllib.parse.quote(run_id)}",

@@ -131,17 +131,6 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def wait_until(predicate, timeout: float, interval: float = 1.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} not reached within {timeout:.0f}s")
-        time.sleep(interval)
-
-
 class QueryRate:
     """Reads slurmctld's squeue counters every ``interval`` seconds in a thread, so the busiest
     poll interval shows, not only the average (jobs that end early thin out an average)."""

@@ -47,8 +47,21 @@ def series_from_comparison(rows: dict[str, dict[str, dict[str, Any]]]) -> tuple[
     return a, b
 
 
-def accuracy_plot(series: dict[str, Series], path: Path | str, title: str) -> Path:
-    """Grouped bars (one group per benchmark and mode, one bar per series) with interval whiskers."""
+TITLE_POINTS = 10
+
+
+def wrap_title(title: str, figure_width_in: float, points: float = TITLE_POINTS) -> str:
+    """The title broken into lines that fit the figure's width: run and model names make long
+    titles, and matplotlib clips a title wider than its figure instead of wrapping it."""
+    import textwrap
+
+    # A character of the default font averages about 0.6 em; keep a margin on both sides.
+    chars = max(16, int(0.9 * figure_width_in * 72 / (0.6 * points)))
+    return "\n".join(textwrap.wrap(title, chars)) or title
+
+
+def accuracy_figure(series: dict[str, Series], title: str):
+    """The matplotlib figure of :func:`accuracy_plot` (the caller closes it)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -56,7 +69,8 @@ def accuracy_plot(series: dict[str, Series], path: Path | str, title: str) -> Pa
 
     labels = list(dict.fromkeys(label for s in series.values() for label in s))
     width = 0.8 / max(1, len(series))
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(labels) * max(1, len(series)) ** 0.5 + 2), 4.2))
+    fig_width = max(4.0, 1.2 * len(labels) * max(1, len(series)) ** 0.5 + 2)
+    fig, ax = plt.subplots(figsize=(fig_width, 4.2))
     for i, (name, values) in enumerate(series.items()):
         xs = [j + (i - (len(series) - 1) / 2) * width for j, label in enumerate(labels) if label in values]
         present = [label for label in labels if label in values]
@@ -69,11 +83,21 @@ def accuracy_plot(series: dict[str, Series], path: Path | str, title: str) -> Pa
     ax.set_xticks(range(len(labels)), labels, rotation=20, ha="right")
     ax.set_ylabel("accuracy, % (bars: 95% Wilson interval)")
     ax.set_ylim(0, 105)
-    ax.set_title(title, fontsize=10)
+    ax.set_title(wrap_title(title, fig_width), fontsize=TITLE_POINTS)
     if len(series) > 1:
         ax.legend(fontsize=8)
     fig.tight_layout()
+    return fig
+
+
+def accuracy_plot(series: dict[str, Series], path: Path | str, title: str) -> Path:
+    """Grouped bars (one group per benchmark and mode, one bar per series) with interval whiskers."""
+    import matplotlib.pyplot as plt
+
+    fig = accuracy_figure(series, title)
     out = Path(path)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    try:
+        fig.savefig(out, dpi=110)
+    finally:
+        plt.close(fig)
     return out

@@ -13,6 +13,7 @@ import pytest
 
 from tests.faults.driving import unique
 from tests.integration.airflow_api import client_for
+from tests.polling import wait_until
 
 SECTION = "Faults"
 
@@ -22,17 +23,6 @@ def task_instances(api, dag_id: str, run_id: str, task_id: str | None = None) ->
             f"?limit=500&order_by=map_index")
     tis = api._request("GET", path)["task_instances"]
     return [t for t in tis if task_id is None or t["task_id"] == task_id]
-
-
-def wait_until(predicate, timeout: float, what: str, interval: float = 2.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
 
 
 @pytest.mark.reliability(section=SECTION, case="the triggerer killed while 50 tasks are deferred",
@@ -55,7 +45,13 @@ def test_triggerer_killed_with_50_deferred_tasks(stack, faults, measured):
         deferred_s = time.monotonic() - t0
         faults.kill("airflow-triggerer")
         gate.touch()  # the jobs finish while no triggerer watches them
-        time.sleep(3)
+        t_gate = time.monotonic()
+        ended = lambda: len(faults.jobcomp_records(f"{tag}-")) >= n  # noqa: E731
+        try:
+            wait_until(ended, 300, f"the {n} released jobs to end while the triggerer is down", interval=1.0)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}: {len(faults.jobcomp_records(f'{tag}-'))} of {n} ended") from None
+        ended_s = time.monotonic() - t_gate
         restart_s = faults.start("airflow-triggerer")
         t1 = time.monotonic()
         final = api.wait_for_run("selftest_fanout", run_id, timeout=300)
@@ -72,8 +68,9 @@ def test_triggerer_killed_with_50_deferred_tasks(stack, faults, measured):
     ids = faults.job_ids(f"{tag}-")
     assert len(ids) == n and len(records) == n, f"{len(ids)} job ids, {len(records)} completions for {n} tasks"
     assert {r["JobState"] for r in records} == {"COMPLETED"}
-    measured(f"{n}/{n} mapped tasks deferred after {deferred_s:.0f} s; triggerer SIGKILLed, healthy again in "
-             f"{restart_s:.1f} s; run succeeded {resumed_s:.0f} s later; {len(ids)} job ids, every try_number 1")
+    measured(f"{n}/{n} mapped tasks deferred after {deferred_s:.0f} s; triggerer SIGKILLed, the {n} jobs released "
+             f"and ended {ended_s:.0f} s later with no triggerer; triggerer healthy again in {restart_s:.1f} s; "
+             f"run succeeded {resumed_s:.0f} s later; {len(ids)} job ids, every try_number 1")
 
 
 @pytest.mark.reliability(section=SECTION, case="the scheduler killed mid-run",

@@ -17,7 +17,8 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from operators.slurm.errors import SlurmNodeFailure
 from operators.slurm.hook import SlurmHook
-from tests.faults.driving import TaskInstanceStandIn, complete, operator, submit, unique, wait_all
+from tests.faults.driving import (TaskInstanceStandIn, complete, operator, poll_failures, submit, unique, until,
+                                  wait_all)
 from tests.faults.stackctl import descendants
 
 SECTION = "Faults"
@@ -27,6 +28,8 @@ SECTION = "Faults"
                          promise="the shared poller reconnects, every task succeeds, a retried task reconnects "
                                  "to its job: no job is submitted twice")
 def test_sshd_killed_while_jobs_run(faults, measured):
+    # Stand-in: the fault is timed by the shared poller's own polls and warnings, seen only in this
+    # process; try 2 is handed over directly (the scheduler starts it only after try 1 has ended).
     name = unique("flt-sshd")
     job = lambda i: {"name": f"{name}-{i}", "command": "sleep 6; echo survived"}  # noqa: E731
     ops = [operator(job(i), task_id=f"t{i}") for i in range(3)]
@@ -34,15 +37,23 @@ def test_sshd_killed_while_jobs_run(faults, measured):
     deferrals = [submit(op, ti) for op, ti in zip(ops, tis)]
     timings = {}
 
-    async def kill_sshd():
-        await asyncio.sleep(1.5)
+    async def kill_sshd(poller):
+        # The fault lands on jobs that run and a poller that tracks them over its connection.
+        for ti in tis:
+            await asyncio.to_thread(faults.wait_state, ti.xcoms["slurm_job_id"], ("RUNNING",))
+        polls = poller.polls
+        await until(lambda: poller.polls > polls, 60, "the poller's first poll of the running jobs")
         # The master and every per-connection child: open sessions drop, as when the host reboots.
         await asyncio.to_thread(faults.kill, "sshd")
-        await asyncio.sleep(4)
+        t0 = time.monotonic()
+        # sshd stays down until the poller has met the outage (a poll of it failed).
+        await until(failures.event.is_set, 60, "a failed poll while sshd is down")
+        timings["down_s"] = time.monotonic() - t0
         timings["restart_s"] = await asyncio.to_thread(faults.start, "sshd")
 
     try:
-        events, stats = wait_all(deferrals, during=kill_sshd)
+        with poll_failures() as failures:
+            events, stats = wait_all(deferrals, during=kill_sshd)
     finally:
         if not faults.healthy("sshd"):
             faults.start("sshd")
@@ -58,7 +69,8 @@ def test_sshd_killed_while_jobs_run(faults, measured):
     assert ids == {ti.xcoms["slurm_job_id"] for ti in tis}, f"jobs named {name}: {sorted(ids)}"
     assert len(faults.jobcomp_records(name)) == 3
     measured(f"3/3 jobs COMPLETED; {len(ids)} job ids for 3 tasks (retry reused {tis[0].xcoms['slurm_job_id']}); "
-             f"poller opened {stats['connections']} SSH connections; sshd back in {timings['restart_s']:.1f} s; "
+             f"poller opened {stats['connections']} SSH connections; sshd down {timings['down_s']:.1f} s (until a poll "
+             f"failed), back in {timings['restart_s']:.1f} s; "
              f"all done {stats['wall_s']:.1f} s after submit")
 
 
@@ -70,6 +82,8 @@ def test_slurmctld_restarted_mid_job(faults, measured):
     (22.05) the job was recovered as PENDING, its launch then failed and Slurm held it
     (launch_failed_requeued_held) and reused its job id for the next submission. That is
     Slurm's own crash behaviour, recorded in docs/reliability.md, not a promise of ours."""
+    # Stand-in: the outage lasts until the poller has polled the stopped controller, which only an
+    # in-process poller shows.
     name = unique("flt-ctld")
     op = operator({"name": name, "command": "sleep 8; echo after-controller-restart"})
     ti = TaskInstanceStandIn()
@@ -78,9 +92,16 @@ def test_slurmctld_restarted_mid_job(faults, measured):
     faults.wait_state(job_id, ("RUNNING",))
     timings = {}
 
-    async def restart_ctld():
+    async def restart_ctld(poller):
+        polls = poller.polls
+        await until(lambda: poller.polls > polls, 60, "the poller's first poll of the running job")
         await asyncio.to_thread(faults.stop, "slurmctld")
-        await asyncio.sleep(3)
+        t0 = time.monotonic()
+        # The controller stays down until the tracking has polled it down twice (squeue fails over
+        # a working SSH connection: the poll counts, its answer is no state).
+        polls = poller.polls
+        await until(lambda: poller.polls >= polls + 2, 180, "two polls while slurmctld is down")
+        timings["down_s"] = time.monotonic() - t0
         timings["restart_s"] = await asyncio.to_thread(faults.start, "slurmctld")
 
     try:
@@ -93,7 +114,8 @@ def test_slurmctld_restarted_mid_job(faults, measured):
     log = SlurmHook("slurm_local", accounting="jobcomp").read_text(result["log"])
     assert "after-controller-restart" in log
     assert faults.job_ids(name) == {job_id}
-    measured(f"job {job_id} COMPLETED after a {3 + timings['restart_s']:.1f} s controller outage; 1 job id; "
+    measured(f"job {job_id} COMPLETED after a {timings['down_s'] + timings['restart_s']:.1f} s controller outage "
+             f"(polled twice while down); 1 job id; "
              f"{stats['polls']} polls")
 
 
@@ -104,6 +126,7 @@ def test_slurmd_killed_gives_node_fail_and_a_retry(faults, measured):
     """The node is declared down with ``scontrol update state=down`` right after slurmd is killed:
     that is what slurmctld itself does after SlurmdTimeout (300 s here), which a test cannot wait
     for. The kill is real; only the controller's wait is shortened."""
+    # Stand-in: the real scheduler could retry this (SlurmNodeFailure is retryable); kept for time.
     name = unique("flt-node")
     mark = faults.workdir() / f"{name}.first-try"
     command = f"if [ -e {mark} ]; then echo second try; else touch {mark}; echo first try; sleep 60; fi"
@@ -147,6 +170,7 @@ def test_preempted_job_is_tracked_to_its_real_end(faults, measured):
     with ``scontrol update StartTime=now`` instead of waiting."""
     from tasks.stack.config import slurm_cpus
 
+    # Stand-in: the urgent job is sent once the poller has seen the job run, shown only in process.
     name = unique("flt-preempt")
     cpus = slurm_cpus()
     op = operator({"name": name, "cpus_per_task": cpus,
@@ -155,18 +179,15 @@ def test_preempted_job_is_tracked_to_its_real_end(faults, measured):
     deferral = submit(op, ti)
     job_id = ti.xcoms["slurm_job_id"]
     faults.wait_state(job_id, ("RUNNING",))
-    seen = []
 
-    async def preempt():
-        await asyncio.sleep(1)
+    async def preempt(poller):
+        # The tracking has seen the job run before the urgent job takes its CPUs.
+        polls = poller.polls
+        await until(lambda: poller.polls > polls, 60, "the poller's first poll of the running job")
         await asyncio.to_thread(faults.slurm, "sbatch", "--parsable", "-p", "urgent", "-c", str(cpus), "-J",
                                 f"{name}-urgent", "-o", "/dev/null", "--wrap", "sleep 2")
-        for _ in range(100):
-            state = await asyncio.to_thread(faults.squeue_state, job_id)
-            seen.append(state)
-            if state == "PENDING":
-                break
-            await asyncio.sleep(0.2)
+        await until(lambda: faults.squeue_state(job_id) == "PENDING", 60,
+                    f"job {job_id} to be preempted and requeued (PENDING)", interval=0.2)
         await asyncio.to_thread(faults.slurm, "scontrol", "update", f"jobid={job_id}", "StartTime=now")
 
     (event,), stats = wait_all([deferral], during=preempt, timeout=120)
@@ -258,6 +279,7 @@ def test_poller_gives_up_after_max_disconnected_s(faults, measured):
     from operators.slurm.trigger import SlurmJobTrigger
     from tests.integration.slurm_driver import run_trigger
 
+    # Stand-in: see the docstring (the 30 min default of max_disconnected_s cannot be waited for).
     name = unique("flt-unreachable")
     job = {"name": name, "command": "sleep 60"}
     op = operator(job)

@@ -7,7 +7,6 @@ metric's full history from MLflow.
 """
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import time
@@ -16,7 +15,7 @@ import pytest
 
 from operators.tracking import mlflow_runs
 from operators.tracking.s3 import s3_client, sha256_file, stored_sha256, upload_verified
-from tests.faults.driving import unique
+from tests.faults.driving import LogWatch, unique
 
 SECTION = "Faults"
 
@@ -49,31 +48,6 @@ class CountingClient:
 
     def __getattr__(self, name):
         return getattr(self._client, name)
-
-
-class RetryWatch(logging.Handler):
-    """Sets ``event`` when urllib3 logs that it retries a request (what MLflow's client does, through
-    requests, when its server refuses connections)."""
-
-    def __init__(self, logger: str):
-        super().__init__(logging.WARNING)
-        self.event = threading.Event()
-        self._logger = logging.getLogger(logger)
-        self._level = self._logger.level
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if str(record.msg).startswith("Retrying"):
-            self.event.set()
-
-    def __enter__(self):
-        self._logger.addHandler(self)
-        if not self._logger.isEnabledFor(logging.WARNING):
-            self._logger.setLevel(logging.WARNING)
-        return self
-
-    def __exit__(self, *exc):
-        self._logger.removeHandler(self)
-        self._logger.setLevel(self._level)
 
 
 @pytest.mark.reliability(section=SECTION, case="the S3 server down during an upload",
@@ -148,7 +122,9 @@ def test_mlflow_down(faults, measured, monkeypatch):
             except Exception as exc:
                 outcome["error"] = exc
 
-        retried = RetryWatch("urllib3.connectionpool")
+        # urllib3 logs each retry of a request (what MLflow's client does, through requests, when
+        # its server refuses connections).
+        retried = LogWatch("urllib3.connectionpool", "Retrying")
         worker = threading.Thread(target=log)
         with retried:
             worker.start()

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import subprocess
-import time
 import urllib.parse
 
 import pytest
 
 from tests.integration.airflow_api import client_for
+from tests.polling import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -42,18 +42,6 @@ def _squeue_has(job_id: str, env) -> bool:
     return job_id in out.stdout.split()
 
 
-def _wait(predicate, timeout: float, what: str, interval: float = 0.5):
-    """Poll until ``predicate()`` is truthy; the timeout is a hang guard, not an expectation."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
-
-
 def _ti(api, dag_id: str, run_id: str, task_id: str = "job") -> dict:
     return api._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id)}/taskInstances/{task_id}")
 
@@ -62,7 +50,7 @@ def _deferred_job(api, stack, dag_id: str, command: str, name: str) -> tuple[str
     """Trigger a one-job selftest DAG; (run id, Slurm job id) once its task is deferred."""
     api.wait_for_dag(dag_id)
     run_id = api.trigger(dag_id, {"command": command, "name": name})["dag_run_id"]
-    _wait(lambda: _ti(api, dag_id, run_id)["state"] == "deferred", 120, "the task to defer")
+    wait_until(lambda: _ti(api, dag_id, run_id)["state"] == "deferred", 120, "the task to defer")
     job_id = str(api.xcom(dag_id, run_id, "job", key="slurm_job_id"))
     assert _squeue_has(job_id, stack.env)
     return run_id, job_id
@@ -78,10 +66,10 @@ def test_task_killed_while_deferred_cancels_the_job(stack):
     api = client_for(stack)
     run_id, job_id = _deferred_job(api, stack, "selftest_slurm", "sleep 600", "selftest-kill")
     # The event that matters: a triggerer has taken the trigger (before that, see the next test).
-    _wait(lambda: (_ti(api, "selftest_slurm", run_id).get("trigger") or {}).get("triggerer_id"), 60,
-          "a triggerer to pick the trigger up")
+    wait_until(lambda: (_ti(api, "selftest_slurm", run_id).get("trigger") or {}).get("triggerer_id"), 60,
+               "a triggerer to pick the trigger up")
     _mark_failed(api, "selftest_slurm", run_id)
-    _wait(lambda: not _squeue_has(job_id, stack.env), 90, f"job {job_id} to leave the queue after the kill")
+    wait_until(lambda: not _squeue_has(job_id, stack.env), 90, f"job {job_id} to leave the queue after the kill")
 
 
 def test_task_killed_before_the_triggerer_picks_it_up_cancels_the_job(stack):
@@ -103,8 +91,8 @@ def test_task_killed_before_the_triggerer_picks_it_up_cancels_the_job(stack):
         run_id, job_id = _deferred_job(api, stack, "selftest_slurm", "sleep 600", "selftest-kill-early")
         assert (_ti(api, "selftest_slurm", run_id).get("trigger") or {}).get("triggerer_id") is None
         _mark_failed(api, "selftest_slurm", run_id)
-        _wait(lambda: not _squeue_has(job_id, stack.env), 60,
-              f"job {job_id} to leave the queue while the triggerer is held")
+        wait_until(lambda: not _squeue_has(job_id, stack.env), 60,
+                   f"job {job_id} to leave the queue while the triggerer is held")
     finally:
         os.kill(triggerer, signal.SIGCONT)
 
@@ -118,7 +106,7 @@ def test_deferral_that_passes_wait_timeout_cancels_its_job(stack):
     assert final["state"] == "failed"
     ti = _ti(api, "selftest_slurm_timeout", run_id)
     assert ti["state"] == "failed" and ti["try_number"] == 1
-    _wait(lambda: not _squeue_has(job_id, stack.env), 30, f"job {job_id} to be cancelled after the timeout")
+    wait_until(lambda: not _squeue_has(job_id, stack.env), 30, f"job {job_id} to be cancelled after the timeout")
     from operators.slurm.hook import SlurmHook
 
     states = SlurmHook("slurm_local", accounting="jobcomp").states([job_id])
@@ -155,7 +143,7 @@ def test_task_killed_on_the_worker_cancels_the_job(stack):
             return None
         return job_id if _squeue_has(job_id, stack.env) else None
 
-    job_id = _wait(running_job, 120, "the task to run and its job to be queued")
+    job_id = wait_until(running_job, 120, "the task to run and its job to be queued")
     _mark_failed(api, "selftest_slurm_inline", run_id)
-    _wait(lambda: not _squeue_has(job_id, stack.env), 90, f"job {job_id} to leave the queue after the kill")
+    wait_until(lambda: not _squeue_has(job_id, stack.env), 90, f"job {job_id} to leave the queue after the kill")
     assert _ti(api, "selftest_slurm_inline", run_id)["state"] == "failed"

@@ -24,6 +24,7 @@ from tasks.profiles import load_profile
 from tasks.recipes.sft import LocalSftParams, gguf_to_hf_job, local_sft_job
 from tasks.recipes.common import JobOptions
 from tests.integration.slurm_driver import TaskInstanceStandIn, context_for, finish, run_trigger, submit
+from tests.polling import wait_until
 
 pytestmark = pytest.mark.integration
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "sft" / "gsm8k_sft_sample.jsonl"
@@ -38,6 +39,7 @@ def base_hf(stack) -> str:
         job = gguf_to_hf_job(profile.model_path("smollm2"), out, profile)
         op = SlurmJobOperator(task_id="convert", job=spec_dict(job.spec), profile="local",
                               poll_interval=1.0, create_dirs=list(job.dirs))
+        # Stand-in: a set-up step (the base model converted once), not a case under test.
         ti = TaskInstanceStandIn(task_id="convert")
         finish(op, ti, submit(op, ti), timeout=600)
     assert Path(out, "model.safetensors").exists()
@@ -78,6 +80,7 @@ def test_job_cut_at_its_time_limit_is_continued_from_its_checkpoint(stack, base_
     op = SlurmTrainingOperator(task_id="train", job=spec_dict(job.spec), profile="local",
                                poll_interval=2.0, create_dirs=list(job.dirs), max_jobs=2,
                                progress={"kind": "local", "status": f"{exp}/training/status.json"})
+    # Stand-in: openmath_sft's params do not set the walltime and max_jobs that cause the cut.
     ti = TaskInstanceStandIn(task_id="train")
     # 400 steps cannot finish in two two-minute jobs: the chain ends "not done after 2 job(s)".
     with pytest.raises(AirflowFailException, match="not done after 2 job"):
@@ -171,13 +174,9 @@ def _run_and_check(api, env, s3, key):
     assert sorted(m.step for m in history)[-1] == 4, history
     assert mlc.get_metric_history(out["mlflow_run_id"], "eval/loss")
     # The checkpoint Asset started an evaluation of exactly this model.
-    deadline = time.monotonic() + 120
-    new = []
-    while not new and time.monotonic() < deadline:
-        new = [r for r in api.dag_runs("openmath_eval") if r["dag_run_id"] not in evals_before
-               and r.get("run_type") == "asset_triggered"]
-        time.sleep(3)
-    assert new, "no openmath_eval run was started by the checkpoint"
+    new = wait_until(lambda: [r for r in api.dag_runs("openmath_eval") if r["dag_run_id"] not in evals_before
+                              and r.get("run_type") == "asset_triggered"], 120,
+                     "an openmath_eval run started by the checkpoint", interval=3)
     eval_run = api.wait_for_run("openmath_eval", new[0]["dag_run_id"], timeout=900)
     assert eval_run["state"] == "success", api.task_instances("openmath_eval", new[0]["dag_run_id"])
     plan = api.xcom("openmath_eval", new[0]["dag_run_id"], "plan", key="plan")
@@ -216,6 +215,7 @@ def test_trainer_that_writes_its_model_at_the_end_with_curves_while_it_runs(stac
         poll_interval=1.0, max_jobs=1, progress={"kind": "files", "files": [f"{exp}/model/config.json"]},
         curves={"tensorboard": f"{exp}/runs", "mlflow_run_id": run_id, "mlflow_conn_id": profile.mlflow_conn_id},
         curves_every_s=4)
+    # Stand-in: no DAG runs a training job whose trainer script the test writes.
     ti = TaskInstanceStandIn(task_id="train")
     wakes = []
     deferred = submit(op, ti)

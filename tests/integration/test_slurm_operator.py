@@ -1,18 +1,23 @@
 """The Slurm operator and trigger against the real local Slurm over real SSH."""
 from __future__ import annotations
 
-import asyncio
+import json
 import os
 import subprocess
 import time
+import urllib.parse
+import uuid
+from pathlib import Path
 
 import pytest
 from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
 
-from operators.slurm.errors import SlurmJobError, SlurmJobLost, SlurmJobTimeout
+from operators.slurm.errors import SlurmJobError, SlurmJobLost
 from operators.slurm.hook import SlurmHook
 from operators.slurm.operator import SlurmJobOperator
+from tests.integration.airflow_api import client_for
 from tests.integration.slurm_driver import TaskInstanceStandIn, context_for, finish, run_trigger, submit
+from tests.polling import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -22,85 +27,114 @@ def make_op(job: dict, **kw) -> SlurmJobOperator:
     return SlurmJobOperator(task_id="job", job=job, profile="local", **kw)
 
 
+# Job outcomes through the real scheduler, triggerer and worker: each case is one run of the
+# selftest_slurm_job DAG (tests/dags), judged from what Airflow and Slurm record.
+
+DAG = "selftest_slurm_job"
+
+
+def _start(stack, conf: dict) -> tuple:
+    api = client_for(stack)
+    api.wait_for_dag(DAG)
+    return api, api.trigger(DAG, {"name": "t-job", **conf})["dag_run_id"]
+
+
+def _end(api, run_id: str, timeout: float = 300, watch=None) -> dict:
+    """The ended run: its state, task instance, Slurm job id, returned value and the task's log as
+    the API serves it (the lines the trigger streamed in the triggerer, the worker's error)."""
+    def ended():
+        if watch is not None:
+            watch()
+        run = api.dag_run(DAG, run_id)
+        return run if run["state"] in ("success", "failed") else None
+
+    final = wait_until(ended, timeout, f"run {run_id} of {DAG} to end")
+    base = f"/api/v2/dags/{DAG}/dagRuns/{urllib.parse.quote(run_id)}/taskInstances/job"
+    ti = api._request("GET", base)
+    log = api._request("GET", f"{base}/logs/{ti['try_number']}?full_content=true")
+    return {"state": final["state"], "ti": ti, "job_id": str(api.xcom(DAG, run_id, "job", key="slurm_job_id")),
+            "result": api.xcom(DAG, run_id, "job") if final["state"] == "success" else None,
+            "log": json.dumps(log)}
+
+
+def _run(stack, conf: dict, timeout: float = 300, watch=None) -> dict:
+    return _end(*_start(stack, conf), timeout=timeout, watch=watch)
+
+
 def test_job_succeeds_and_streams_its_log(stack):
-    op = make_op({"name": "t-ok", "command": "echo hello from $SLURM_JOB_ID; echo gpu=$CUDA_VISIBLE_DEVICES",
-                  "gpus_per_node": 1})
-    ti = TaskInstanceStandIn()
-    deferred = submit(op, ti)
-    result = finish(op, ti, deferred)
-    assert result["states"] == {result["job_id"]: "COMPLETED"}
-    log = SlurmHook("slurm_local", accounting="jobcomp").read_text(result["log"])
-    assert f"hello from {result['job_id']}" in log
-    assert "gpu=0" in log or "gpu=1" in log
+    r = _run(stack, {"command": "echo hello from $SLURM_JOB_ID; echo gpu=$CUDA_VISIBLE_DEVICES", "gpus_per_node": 1})
+    job_id = r["job_id"]
+    assert r["state"] == "success" and r["result"]["states"] == {job_id: "COMPLETED"}
+    # The job's lines reach the task's log, streamed by the trigger in the stack's triggerer.
+    assert f"[slurm {job_id}] hello from {job_id}" in r["log"], r["log"][-3000:]
+    assert f"[slurm {job_id}] gpu=0" in r["log"] or f"[slurm {job_id}] gpu=1" in r["log"]
 
 
 def test_exit_3_names_exit_code_and_log_tail(stack):
-    op = make_op({"name": "t-exit3", "command": "echo about to fail; echo LAST-WORDS; exit 3"}, retry_on=())
-    ti = TaskInstanceStandIn()
-    deferred = submit(op, ti)
-    with pytest.raises(AirflowFailException) as info:
-        finish(op, ti, deferred)
-    text = str(info.value)
-    assert "exit code 3" in text and "FAILED" in text
-    assert "LAST-WORDS" in text
-    assert isinstance(info.value.__cause__, SlurmJobError)
+    r = _run(stack, {"command": "echo about to fail; echo LAST-WORDS; exit 3"})
+    assert r["state"] == "failed" and r["ti"]["try_number"] == 1
+    # The worker's error names the outcome, the exit code and the job log's last lines.
+    for text in ("SlurmJobError", "FAILED", "exit code 3", "LAST-WORDS"):
+        assert text in r["log"], (text, r["log"][-3000:])
 
 
 def test_time_limit_gives_timeout_outcome(stack):
-    op = make_op({"name": "t-timeout", "command": "sleep 300", "time": "00:00:01"})
-    ti = TaskInstanceStandIn()
-    deferred = submit(op, ti)
-    with pytest.raises(SlurmJobTimeout) as info:
-        finish(op, ti, deferred, timeout=180)
-    assert "TIMEOUT" in str(info.value)
+    r = _run(stack, {"command": "sleep 300", "time": "00:00:01"})
+    assert r["state"] == "failed"
+    assert "SlurmJobTimeout" in r["log"] and "TIMEOUT" in r["log"], r["log"][-3000:]
+    states = SlurmHook("slurm_local", accounting="jobcomp").states([r["job_id"]])
+    assert [s.state for s in states] == ["TIMEOUT"]
 
 
 def test_array_with_throttle_lists_failed_index(stack):
-    op = make_op({"name": "t-array", "array": "0-7", "array_throttle": 2,
-                  "command": 'sleep 1; [ "$SLURM_ARRAY_TASK_ID" = 5 ] && exit 7; echo element $SLURM_ARRAY_TASK_ID'},
-                 retry_on=())
-    ti = TaskInstanceStandIn()
-    deferred = submit(op, ti)
-    max_running = 0
+    name = f"t-array-{uuid.uuid4().hex[:8]}"
+    running: list[int] = []
 
-    async def watch_throttle():
-        nonlocal max_running
-        job = ti.xcoms["slurm_job_id"]
-        for _ in range(60):
-            out = await asyncio.to_thread(subprocess.run, ["squeue", "-h", "-r", "-j", job, "-t", "RUNNING", "-o", "%i"],
-                                          capture_output=True, text=True)
-            max_running = max(max_running, len(out.stdout.split()))
-            await asyncio.sleep(0.5)
-            if not out.stdout.strip() and max_running:
-                done = await asyncio.to_thread(subprocess.run, ["squeue", "-h", "-r", "-j", job, "-o", "%i"],
-                                               capture_output=True, text=True)
-                if not done.stdout.strip():
-                    return
+    def watch_throttle():
+        out = subprocess.run(["squeue", "-h", "-r", "-n", name, "-t", "RUNNING", "-o", "%i"], capture_output=True,
+                             text=True)
+        running.append(len(out.stdout.split()))
 
-    with pytest.raises(AirflowFailException) as info:
-        finish(op, ti, deferred, timeout=180, during=watch_throttle)
-    assert "indices 5 " in str(info.value) or "indices 5\n" in str(info.value) or "indices 5 (" in str(info.value)
-    assert 1 <= max_running <= 2
+    r = _run(stack, {"name": name, "array": "0-7", "array_throttle": 2,
+                     "command": 'sleep 1; [ "$SLURM_ARRAY_TASK_ID" = 5 ] && exit 7; echo element $SLURM_ARRAY_TASK_ID'},
+             watch=watch_throttle)
+    assert r["state"] == "failed"
+    assert "indices 5 " in r["log"], r["log"][-3000:]
+    assert 1 <= max(running) <= 2, running
 
 
-def test_dependency_chain_runs_in_order(stack, tmp_path):
+def _ti_state(api, run_id: str) -> str:
+    return api._request("GET", f"/api/v2/dags/{DAG}/dagRuns/{urllib.parse.quote(run_id)}/taskInstances/job")["state"]
+
+
+def test_dependency_chain_runs_in_order(stack):
     hook = SlurmHook("slurm_local", accounting="jobcomp")
-    first = make_op({"name": "t-dep-a", "command": "sleep 2; date +%s.%N > dep_a.txt"})
-    ti_a = TaskInstanceStandIn(task_id="a")
-    deferred_a = submit(first, ti_a)
-    a_id = ti_a.xcoms["slurm_job_id"]
-    second = make_op({"name": "t-dep-b", "command": "date +%s.%N > dep_b.txt", "dependency": [f"afterok:{a_id}"]})
-    ti_b = TaskInstanceStandIn(task_id="b", run_id=ti_a.run_id)
-    deferred_b = submit(second, ti_b)
-    finish(first, ti_a, deferred_a)
-    finish(second, ti_b, deferred_b)
-    workdir = stack.env["SKILLFLOW_VAR"] + "/cluster/work"
-    a_time = float(hook.read_text(f"{workdir}/dep_a.txt"))
-    b_time = float(hook.read_text(f"{workdir}/dep_b.txt"))
+    workdir = Path(stack.env["SKILLFLOW_VAR"]) / "cluster" / "work"
+    tag = uuid.uuid4().hex[:8]
+    gate = workdir / f"dep-{tag}.gate"
+    api, first = _start(stack, {"name": "t-dep-a", "command": f"while [ ! -e {gate} ]; do sleep 0.2; done; "
+                                                              f"date +%s.%N > dep_a-{tag}.txt"})
+    try:
+        wait_until(lambda: _ti_state(api, first) == "deferred", 120, "the first task to defer")
+        a_id = str(api.xcom(DAG, first, "job", key="slurm_job_id"))
+        # The second job is submitted while the first one waits at its gate, with afterok on it.
+        _, second = _start(stack, {"name": "t-dep-b", "command": f"date +%s.%N > dep_b-{tag}.txt",
+                                   "dependency": [f"afterok:{a_id}"]})
+        wait_until(lambda: _ti_state(api, second) == "deferred", 120, "the second task to defer")
+        b_id = str(api.xcom(DAG, second, "job", key="slurm_job_id"))
+        assert [s.state for s in hook.states([b_id])] == ["PENDING"]
+    finally:
+        gate.touch()
+    assert _end(api, first)["state"] == "success" and _end(api, second)["state"] == "success"
+    a_time = float(hook.read_text(f"{workdir}/dep_a-{tag}.txt"))
+    b_time = float(hook.read_text(f"{workdir}/dep_b-{tag}.txt"))
     assert b_time > a_time
 
 
 def test_retry_reconnects_instead_of_submitting_twice(stack):
+    # Stand-in: the case is a second try while the first try's job still runs. The scheduler
+    # starts try 2 only after try 1 has ended, and a deferred try 1 ends while its job runs only
+    # by being killed, whose on_kill cancels the job; so try 2 is handed over here directly.
     job = {"name": "t-retry", "command": "sleep 4; echo finished"}
     ti = TaskInstanceStandIn()
     first = submit(make_op(job), ti)
@@ -123,10 +157,9 @@ def test_injection_in_params_stays_literal(stack):
     if os.path.exists(marker):
         os.unlink(marker)
     hostile = f"$(touch {marker}); rm -rf /nonexistent-skillflow `touch {marker}`"
-    op = make_op({"name": "t-inject", "command": 'printf "%s\\n" "$HOSTILE"', "env": {"HOSTILE": hostile}})
-    ti = TaskInstanceStandIn()
-    result = finish(op, ti, submit(op, ti))
-    log = SlurmHook("slurm_local", accounting="jobcomp").read_text(result["log"])
+    r = _run(stack, {"name": "t-inject", "command": 'printf "%s\\n" "$HOSTILE"', "env": {"HOSTILE": hostile}})
+    assert r["state"] == "success"
+    log = SlurmHook("slurm_local", accounting="jobcomp").read_text(r["result"]["log"])
     assert hostile in log
     assert not os.path.exists(marker)  # the job has ended: whatever it ran has run
 
@@ -134,35 +167,26 @@ def test_injection_in_params_stays_literal(stack):
 def test_expected_outputs_overrule_a_failed_state(stack):
     """NeMo-Skills images end every job with an MPI error even after finishing the work."""
     out = f"{stack.env['SKILLFLOW_VAR']}/cluster/work/t-outputs-{time.time_ns()}.jsonl"
-    op = make_op({"name": "t-outputs", "command": f"echo done > {out}; echo 'MPI_ABORT was invoked'; exit 1"},
-                 expected_outputs=[out], retry_on=())
-    ti = TaskInstanceStandIn()
-    result = finish(op, ti, submit(op, ti))
-    assert list(result["states"].values()) == ["FAILED"]
-    missing = make_op({"name": "t-outputs", "command": "exit 1"}, expected_outputs=[out + ".never"], retry_on=())
-    ti2 = TaskInstanceStandIn()
-    with pytest.raises(AirflowFailException, match="exit code 1"):
-        finish(missing, ti2, submit(missing, ti2))
+    r = _run(stack, {"name": "t-outputs", "command": f"echo done > {out}; echo 'MPI_ABORT was invoked'; exit 1",
+                     "expected_outputs": [out]})
+    assert r["state"] == "success" and list(r["result"]["states"].values()) == ["FAILED"]
+    missing = _run(stack, {"name": "t-outputs", "command": "exit 1", "expected_outputs": [out + ".never"]})
+    assert missing["state"] == "failed" and "exit code 1" in missing["log"]
 
 
 def test_finished_job_is_found_in_accounting_after_leaving_the_queue(stack):
     """After MinJobAge squeue forgets a job; without slurmdbd the jobcomp log still has it."""
     from tasks.slurm import commands
 
-    op = make_op({"name": "t-acct", "command": "exit 4"}, retry_on=())
-    ti = TaskInstanceStandIn()
-    with pytest.raises(AirflowFailException):
-        finish(op, ti, submit(op, ti))
-    job_id = ti.xcoms["slurm_job_id"]
+    r = _run(stack, {"name": "t-acct", "command": "exit 4"})
+    assert r["state"] == "failed"
     hook = SlurmHook("slurm_local", accounting="jobcomp")
-    _, out, _ = hook.run(commands.accounting_command([job_id], "jobcomp"))
+    _, out, _ = hook.run(commands.accounting_command([r["job_id"]], "jobcomp"))
     states = {s.key: s for s in commands.parse_accounting(out)}
-    assert states[job_id].state == "FAILED" and states[job_id].exit_code == 4
+    assert states[r["job_id"]].state == "FAILED" and states[r["job_id"]].exit_code == 4
 
 
-# The trigger's own path against the real poller, sshd and Slurm. These drive the trigger in this
-# process instead of the stack's triggerer because what they check is what the trigger does in
-# between (the lines it logs, the offset it resumes at), which only its own log records show.
+# The trigger's own path against the real poller, sshd and Slurm, driven in this process.
 
 def _streamed(caplog, job_id: str) -> list[str]:
     prefix = f"[slurm {job_id}] "
@@ -177,6 +201,8 @@ def test_log_is_streamed_whole_lines_and_resumes_at_its_offset(stack, caplog):
 
     from operators.slurm.trigger import SlurmJobTrigger
 
+    # Stand-in: what is checked is what the trigger does in between (the lines it logs, the offset
+    # a wake hands back), which only its own log records show, not the task log of a whole run.
     caplog.set_level(logging.INFO)
     op = make_op({"name": "t-stream", "command": "echo first; printf 'part-one '; sleep 12; echo part-two; "
                                                  "sleep 2; echo last"})
@@ -193,10 +219,7 @@ def test_log_is_streamed_whole_lines_and_resumes_at_its_offset(stack, caplog):
         # holding back of an unfinished line is checked by the offsets below, not by this file.
         return "first" in (hook.read_text(kwargs["log_path"]) or "")
 
-    deadline = time.monotonic() + 120
-    while not half_line_written():
-        assert time.monotonic() < deadline, "the job did not start within 120 s"
-        time.sleep(0.5)
+    wait_until(half_line_written, 120, f"job {job_id} to start and write its first line")
 
     def captured(trigger):
         # The trigger logs through structlog; a plain logger lets caplog see its records.
@@ -224,29 +247,53 @@ def test_log_is_streamed_whole_lines_and_resumes_at_its_offset(stack, caplog):
     assert end.payload["log_offset"] == len(log)
 
 
+def _sbatch(name: str, command: str) -> str:
+    out = subprocess.run(["sbatch", "--parsable", "-J", name, "-o", "/dev/null", "--wrap", command],
+                         capture_output=True, text=True, check=True)
+    return out.stdout.strip().split(";")[0]
+
+
 def test_end_from_trigger_ends_only_a_successful_job(stack):
-    """With end_from_trigger a COMPLETED job ends its task in the triggerer; a failed one resumes
-    the task on a worker, where the operator judges it."""
+    """With end_from_trigger a COMPLETED job ends its task in the triggerer (TaskSuccessEvent); a
+    failed one resumes the task on a worker (a "done" event the operator judges)."""
     from airflow.triggers.base import TaskSuccessEvent
 
     from operators.slurm.trigger import SlurmJobTrigger
 
     events, job_ids = {}, {}
     for name, command in (("ok", "true"), ("bad", "exit 3")):
-        ti = TaskInstanceStandIn()
-        kwargs = submit(make_op({"name": f"t-eft-{name}", "command": command}), ti).trigger.serialize()[1]
-        events[name] = run_trigger(SlurmJobTrigger(**{**kwargs, "end_from_trigger": True}), timeout=60)
-        job_ids[name] = ti.xcoms["slurm_job_id"]
+        job_ids[name] = _sbatch(f"t-eft-{name}", command)
+        events[name] = run_trigger(SlurmJobTrigger(ssh_conn_id="slurm_local", job_id=job_ids[name], poll_interval=0.5,
+                                                   accounting="jobcomp", end_from_trigger=True), timeout=60)
     assert isinstance(events["ok"], TaskSuccessEvent) and events["ok"].xcoms == {"slurm_job_id": job_ids["ok"]}
     assert not isinstance(events["bad"], TaskSuccessEvent)
     assert events["bad"].payload["status"] == "done" and events["bad"].payload["states"][0]["state"] == "FAILED"
+
+
+def test_end_from_trigger_in_the_stacks_triggerer(stack):
+    """The same through the stack's scheduler and triggerer: selftest_trigger_scale (tests/dags)
+    starts its tasks in the triggerer, and its worker-side execute_complete always fails, so a
+    task that succeeds can only have ended in the triggerer."""
+    ids = [_sbatch("t-eft-ok", "true"), _sbatch("t-eft-bad", "exit 3")]
+    api = client_for(stack)
+    api.wait_for_dag("selftest_trigger_scale")
+    run_id = api.trigger("selftest_trigger_scale", {"jobs": ids})["dag_run_id"]
+    assert api.wait_for_run("selftest_trigger_scale", run_id, timeout=300, interval=1.0)["state"] == "failed"
+    track = {t["map_index"]: t for t in api.task_instances("selftest_trigger_scale", run_id) if t["task_id"] == "track"}
+    assert track[0]["state"] == "success" and track[1]["state"] == "failed", track
+    assert str(api.xcom("selftest_trigger_scale", run_id, "track", key="slurm_job_id", map_index=0)) == ids[0]
+    # The failed job resumed its task on a worker, which received the trigger's "done" event.
+    base = f"/api/v2/dags/selftest_trigger_scale/dagRuns/{urllib.parse.quote(run_id)}/taskInstances/track"
+    log = json.dumps(api._request("GET", f"{base}/logs/{track[1]['try_number']}?full_content=true&map_index=1"))
+    assert f"Slurm job {ids[1]} ended done" in log and "FAILED" in log, log[-3000:]
 
 
 def test_a_job_slurm_does_not_know_is_lost(stack):
     """A job in neither squeue nor accounting (a controller that lost its state, a rotated
     completion log) is LOST after MISSING_POLLS_BEFORE_LOST polls, deferred or not, and the
     task fails with a retryable SlurmJobLost. No real submission yields such a job, so a job id
-    this cluster never issued stands for one it forgot; squeue and accounting answer for real."""
+    this cluster never issued stands for one it forgot; squeue and accounting answer for real.
+    Stand-in: the operator waits only for jobs it submitted, so no DAG run can hand it that id."""
     from operators.slurm.trigger import SlurmJobTrigger
     from tasks.profiles import load_profile
 
@@ -267,7 +314,8 @@ def test_a_job_slurm_does_not_know_is_lost(stack):
 
 # The training chain. A second operator with try_number 2 is what the scheduler hands a task
 # whose worker died; killing the real worker at that exact point is not something the scheduler
-# lets a test time, so the worker's death is modelled by dropping the first operator object.
+# lets a test time, so the worker's death is modelled by dropping the first operator object
+# (the stand-in of test_training_chain_continues_and_reconnects_after_a_worker_restart).
 
 def _chain_job(tmp_name: str, stack, fail_link: int | None = None, steps: int = 2) -> tuple[dict, dict]:
     exp = f"{stack.env['SKILLFLOW_VAR']}/cluster/work/{tmp_name}-{time.time_ns()}"
@@ -311,6 +359,8 @@ def test_training_chain_continues_and_reconnects_after_a_worker_restart(stack):
 
 
 def test_training_chain_fails_on_a_failed_link(stack):
+    # Stand-in: the training operator runs in no selftest DAG; what is checked is its verdict on
+    # a chain's failed link, which the scheduler adds nothing to (kept for time, not impossible).
     job, progress = _chain_job("t-chain-fail", stack, fail_link=2, steps=3)
     op = _training_op(job, progress, max_jobs=5)
     ti = TaskInstanceStandIn(task_id="train")
@@ -325,6 +375,7 @@ def test_training_chain_fails_on_a_failed_link(stack):
 
 
 def test_training_job_that_exits_0_without_progress_is_not_resubmitted(stack):
+    # Stand-in: as above, the training operator runs in no selftest DAG (kept for time, not impossible).
     op = _training_op({"name": "t-chain-silent", "command": "echo trained nothing"},
                       {"kind": "local", "status": f"{stack.env['SKILLFLOW_VAR']}/cluster/work/never-{time.time_ns()}.json"},
                       max_jobs=4)
