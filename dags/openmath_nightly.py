@@ -7,10 +7,10 @@ at ``alpha``; against published numbers, outside the run's own interval) and lar
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import Param, dag, task
+from airflow.sdk import dag, task
 
 # Not the standard provider's operator: its module imports Airflow's ORM, 0.25 s of parse time.
-from operators.dag_steps import profile_param
+from operators.dag_steps import dag_params
 from operators.trigger_dagrun import TriggerDagRunOperator
 
 
@@ -21,17 +21,7 @@ from operators.trigger_dagrun import TriggerDagRunOperator
     catchup=False,
     max_active_runs=1,
     tags=["skillflow", "openmath", "nightly"],
-    params={
-        "alias": Param("nightly", type="string", minLength=1, description="MLflow registry alias to evaluate."),
-        "alpha": Param(0.05, type="number", exclusiveMinimum=0, maximum=0.5,
-                       description="Significance level of the regression tests, Holm-corrected per model."),
-        "min_effect": Param(1.0, type="number", minimum=0, maximum=100,
-                            description="A significant drop counts only when larger than this, in points."),
-        "eval_params": Param({"engine": "native", "benchmarks": ["gsm8k:0", "math:0"]}, type="object",
-                             description="Params passed to openmath_eval for every model."),
-        "experiment": Param("openmath-nightly", type="string", minLength=1),
-        "profile": profile_param(),
-    },
+    params=dag_params("openmath_nightly"),
     doc_md=__doc__,
 )
 def openmath_nightly():

@@ -7,9 +7,9 @@ evaluation DAG takes its place.
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import Param, dag, task
+from airflow.sdk import dag, task
 
-from operators.dag_steps import PROFILE_TEMPLATE, profile_param
+from operators.dag_steps import PROFILE_TEMPLATE, dag_params
 from operators.slurm.operator import SlurmJobOperator
 
 DEMO_STEP = r'''
@@ -45,13 +45,7 @@ PY
     catchup=False,
     max_active_runs=2,
     tags=["skillflow", "demo"],
-    params={
-        "n": Param(1_000_000, type="integer", minimum=1, maximum=100_000_000,
-                   description="Terms of the series the Slurm job sums."),
-        "experiment": Param("skillflow-demo", type="string", minLength=1, maxLength=200,
-                            description="MLflow experiment the run is logged to."),
-        "profile": profile_param(),
-    },
+    params=dag_params("skillflow_demo"),
     doc_md=__doc__,
 )
 def skillflow_demo():

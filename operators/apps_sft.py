@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from operators.dag_steps import profile_of as _profile, slurm_hook as _hook
-from tasks.apps_plan import SIDES, AppsSftRequest, PlanError, comparison_table, metric_names
+from tasks.apps_plan import SIDES, AppsSftRequest, comparison_table, metric_names
+from tasks.forms import PlanError
 
 TAG_SIDE = "skillflow.apps_side"
 

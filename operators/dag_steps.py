@@ -10,16 +10,14 @@ from typing import Any
 PROFILE_TEMPLATE = "{{ params.profile or '' }}"
 
 
-def profile_param(**kwargs):
-    """The ``profile`` Param of every DAG. Its default is empty, not a profile name: an empty value
-    is resolved on the worker that runs the step, to ``$SKILLFLOW_PROFILE`` (what a deployment such
-    as docker/compose.yaml sets) or else ``local``. A default naming a profile would override the
-    deployment's for every scheduled or asset-triggered run, which nobody fills in a form for."""
+def dag_params(dag_id: str) -> dict:
+    """The Airflow ``Param``s of a DAG, generated from its declared form (:mod:`tasks.forms`), in
+    the form's order: what the UI shows and what ``from_params`` validates against are one list."""
     from airflow.sdk import Param
 
-    return Param("", type=["null", "string"],
-                 description="Cluster profile: a built-in name or a YAML file on the Airflow workers; empty = "
-                             "the deployment's ($SKILLFLOW_PROFILE of the workers, else local).", **kwargs)
+    from tasks.forms import form_of
+
+    return {f.name: Param(f.default, **f.param_kwargs()) for f in form_of(dag_id).fields}
 
 
 def profile_of(params: dict[str, Any]):

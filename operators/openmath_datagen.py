@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from operators.dag_steps import profile_of as _profile, slurm_hook as _hook
-from tasks.openmath_datagen import (DatagenRequest, PlanError, completion_command, coverage_metrics,
+from tasks.forms import PlanError
+from tasks.openmath_datagen import (DatagenRequest, completion_command, coverage_metrics,
                                     parse_completion, pending_jobs)
 
 

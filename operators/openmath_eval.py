@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from operators.dag_steps import profile_of as _profile, slurm_hook as _hook
-from tasks.openmath_eval import EvalRequest, PlanError, done_markers
+from tasks.forms import PlanError
+from tasks.openmath_eval import EvalRequest, done_markers
 
 DAG_ID = "openmath_eval"
 

@@ -6,7 +6,8 @@ import json
 from typing import Any
 
 from operators.dag_steps import profile_of as _profile, slurm_hook as _hook
-from tasks.openmath_sft import PlanError, SftRequest
+from tasks.forms import PlanError
+from tasks.openmath_sft import SftRequest
 
 DAG_ID = "openmath_sft"
 
@@ -66,7 +67,7 @@ def make_plan(params: dict[str, Any], dag_run, triggering_asset_events=None, inl
     """Check the form, plan every job, open the MLflow run with the form and the data's lineage."""
     from operators.assets import SFT_DATA
     from operators.dag_steps import open_tracked_run
-    from tasks.openmath_eval import output_dir
+    from tasks.plan import output_dir
 
     profile = _profile(params)
     exp_dir = output_dir(profile, dag_run.dag_id, dag_run.run_id)

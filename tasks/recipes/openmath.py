@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
+from tasks.forms import BENCHMARKS, SAMPLING_BENCHMARKS  # noqa: F401 (SAMPLING_BENCHMARKS re-exported)
 from tasks.profiles import ClusterProfile
 from tasks.recipes.common import (JobOptions, PathMap, RecipeError, RecipeJob, abs_path, basename, ident, make_spec,
                                   parent, positive, q, slug, slurm_time_seconds, words)
@@ -95,9 +96,8 @@ KNOWN_FIXES: tuple[KnownFix, ...] = (
 # are MPI processes, one Slurm task each. srun reads the same choice from this variable.
 PMIX_ENV = {"SLURM_MPI_TYPE": "pmix"}
 
-# Seed doc evaluation set, in the order it lists them (openmath §4.1).
-SEED_BENCHMARKS: tuple[str, ...] = ("gsm8k", "asdiv", "gsm-hard", "mawps", "svamp", "tabmwp", "algebra222", "math")
-SAMPLING_BENCHMARKS: tuple[str, ...] = ("gsm8k", "math")
+# Seed doc evaluation set, in the order it lists them (openmath §4.1); declared with the eval form.
+SEED_BENCHMARKS: tuple[str, ...] = BENCHMARKS
 
 
 # ------------------------------------------------------------------------------------- generation
