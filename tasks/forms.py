@@ -17,6 +17,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
+from tasks.slurm.durations import FORM_TIME_PATTERN
+
 
 class PlanError(ValueError):
     """A param (or param combination) that cannot run; the message names the param."""
@@ -97,7 +99,6 @@ class Form:
 
 # ------------------------------------------------------------------ params every DAG shares
 
-TIME_PATTERN = r"^([0-9]+-)?[0-9]{1,2}:[0-9]{2}:[0-9]{2}$"
 PROFILE_DESCRIPTION = ("Cluster profile: a built-in name or a YAML file on the Airflow workers; empty = "
                        "the deployment's ($SKILLFLOW_PROFILE of the workers, else local).")
 
@@ -111,7 +112,7 @@ def profile_field(section: str | None = None) -> Field:
 
 
 def time_limit_field(description: str, section: str = "Cluster") -> Field:
-    return Field("time_limit", None, ("null", "string"), section, description, {"pattern": TIME_PATTERN})
+    return Field("time_limit", None, ("null", "string"), section, description, {"pattern": FORM_TIME_PATTERN})
 
 
 def experiment_field(default: str, description: str = "MLflow experiment.", section: str | None = "Tracking") -> Field:
