@@ -27,10 +27,10 @@ from operators.trigger_dagrun import TriggerDagRunOperator
 def openmath_nightly():
     @task
     def find_models(params=None) -> list:
+        from operators.dag_steps import form_profile
         from operators.nightly import models_with_alias
-        from tasks.profiles import load_profile
 
-        return models_with_alias(params["alias"], load_profile(params["profile"]).mlflow_conn_id)
+        return models_with_alias(params["alias"], form_profile("openmath_nightly", dict(params)).mlflow_conn_id)
 
     @task
     def confs(models: list, params=None) -> list:
