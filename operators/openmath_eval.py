@@ -103,7 +103,7 @@ def stage_from_s3(hook, profile, source: str, target: str, param: str = "model")
     from airflow.sdk.exceptions import AirflowFailException
 
     from operators.tracking.s3 import s3_client
-    from tasks.s3_check import split_uri
+    from tasks.checkpoint_store import split_uri
 
     client = s3_client(profile.aws_conn_id)
     bucket, key = split_uri(source)
