@@ -135,22 +135,26 @@ SAMPLING_BENCHMARKS: tuple[str, ...] = ("gsm8k", "math")
 DEFAULT_BENCHMARKS = [f"{b}:{50 if b in SAMPLING_BENCHMARKS else 0}" for b in BENCHMARKS]
 BENCH_PATTERN = r"^(" + "|".join(BENCHMARKS) + r"):[0-9]{1,4}$"
 
-_ENGINE = _f("engine", "native", "string", "Model",
-             "native: `skillflow generate` against an OpenAI-compatible server; "
-             "nemo_skills: the upstream NeMo-Skills commands in the pinned images.", enum=["native", "nemo_skills"])
-_SERVER = _f("server", "auto", "string", "Model",
-             "auto: TensorRT-LLM for nemo_skills, vLLM on GPU clusters, llama.cpp locally.",
-             enum=["auto", "tensorrt_llm", "vllm", "llama_cpp"])
+def _model_section(model: str, num_gpus: str, code_dir: str) -> tuple[Field, ...]:
+    """The ``Model`` section of the two DAGs that serve a model (eval and datagen)."""
+    return (
+        _f("model", "smollm2", "string", "Model", model, minLength=1),
+        _f("engine", "native", "string", "Model",
+           "native: `skillflow generate` against an OpenAI-compatible server; "
+           "nemo_skills: the upstream NeMo-Skills commands in the pinned images.", enum=["native", "nemo_skills"]),
+        _f("server", "auto", "string", "Model",
+           "auto: TensorRT-LLM for nemo_skills, vLLM on GPU clusters, llama.cpp locally.",
+           enum=["auto", "tensorrt_llm", "vllm", "llama_cpp"]),
+        _f("num_gpus", 1, "integer", "Model", num_gpus, minimum=1, maximum=64),
+        _f("code_dir", None, _STR_OR_NULL, "Model", code_dir),
+    )
+
 
 EVAL = Form("openmath_eval", (
-    _f("model", "smollm2", "string", "Model",
-       "Model on the cluster: an HF folder (TensorRT-LLM / vLLM), a GGUF file "
-       "(llama.cpp), or a name from the cluster profile's `models` (e.g. smollm2).", minLength=1),
-    _ENGINE,
-    _SERVER,
-    _f("num_gpus", 1, "integer", "Model", "GPUs per server = tensor parallel size (the seed used 8).",
-       minimum=1, maximum=64),
-    _f("code_dir", None, _STR_OR_NULL, "Model", "NeMo-Skills checkout on the cluster (nemo_skills engine only)."),
+    *_model_section("Model on the cluster: an HF folder (TensorRT-LLM / vLLM), a GGUF file "
+                    "(llama.cpp), or a name from the cluster profile's `models` (e.g. smollm2).",
+                    "GPUs per server = tensor parallel size (the seed used 8).",
+                    "NeMo-Skills checkout on the cluster (nemo_skills engine only)."),
     _f("benchmarks", DEFAULT_BENCHMARKS, "array", "Benchmarks",
        "NAME:SAMPLES. Greedy always runs; SAMPLES > 0 adds majority@SAMPLES.",
        minItems=1, uniqueItems=True, items={"type": "string", "pattern": BENCH_PATTERN}),
@@ -188,17 +192,12 @@ SEED_MASKED_RUNS = 32
 SEED_NUM_OUTPUT_SAMPLES = 1_024_000
 
 DATAGEN = Form("openmath_datagen", (
-    _f("model", "smollm2", "string", "Model",
-       "Generator on the cluster (the paper: Mixtral-8x7B base, as a TensorRT-LLM engine "
-       "for nemo_skills or an HF folder for vLLM), a GGUF file (llama.cpp), or a name "
-       "from the cluster profile's `models` (e.g. smollm2).", minLength=1),
-    _ENGINE,
-    _SERVER,
-    _f("num_gpus", 1, "integer", "Model", "GPUs per array element = tensor parallel size (the seed used 8).",
-       minimum=1, maximum=64),
-    _f("code_dir", None, _STR_OR_NULL, "Model",
-       "NeMo-Skills checkout on the cluster (nemo_skills engine only); its datasets/ "
-       "folder receives the prepared and masked datasets."),
+    *_model_section("Generator on the cluster (the paper: Mixtral-8x7B base, as a TensorRT-LLM engine "
+                    "for nemo_skills or an HF folder for vLLM), a GGUF file (llama.cpp), or a name "
+                    "from the cluster profile's `models` (e.g. smollm2).",
+                    "GPUs per array element = tensor parallel size (the seed used 8).",
+                    "NeMo-Skills checkout on the cluster (nemo_skills engine only); its datasets/ "
+                    "folder receives the prepared and masked datasets."),
     _f("configurations", DATAGEN_CONFIGURATIONS, "array", "Labeling",
        "Labeling configurations; masked ones also run the masked-solution step.",
        minItems=1, uniqueItems=True, items={"type": "string", "enum": DATAGEN_CONFIGURATIONS}),
