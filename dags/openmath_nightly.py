@@ -42,10 +42,10 @@ def openmath_nightly():
     # Runs even when an evaluation failed, so the report covers every model.
     @task(trigger_rule="all_done")
     def compare(models: list, params=None, run_id=None) -> dict:
+        from operators.dag_steps import profile_of
         from operators.nightly import compare as do_compare, eval_run_id
-        from tasks.profiles import load_profile
 
-        profile = load_profile(params["profile"])
+        profile = profile_of(params)
         run_ids = [eval_run_id(run_id, i) for i in range(len(models))]
         return do_compare(models, run_ids, params["experiment"], alpha=float(params["alpha"]),
                           min_effect=float(params["min_effect"]), mlflow_conn_id=profile.mlflow_conn_id,

@@ -72,18 +72,13 @@ def skillflow_demo():
         import tempfile
         from pathlib import Path
 
-        from operators.slurm.hook import SlurmHook
+        from operators.dag_steps import profile_of, read_job_json, slurm_hook
         from operators.tracking import mlflow_runs
-        from tasks.profiles import load_profile
 
-        profile = load_profile(params["profile"] or None)
-        hook = SlurmHook(profile.ssh_conn_id, accounting=profile.accounting)
+        profile = profile_of(params)
+        hook = slurm_hook(profile)
         safe_run = dag_run.run_id.replace(":", "-").replace("+", "-")
-        result_path = f"{profile.workdir.rstrip('/')}/{safe_run}/result.json"
-        text = hook.read_text(result_path)
-        if text is None:
-            raise FileNotFoundError(f"the Slurm job finished but wrote no result at {result_path} (cluster side)")
-        result = json.loads(text)
+        result = read_job_json(hook, f"{profile.workdir.rstrip('/')}/{safe_run}/result.json", "slurm_job")
         log_text = hook.last_lines(job_result["log"], 200)
 
         mlc = mlflow_runs.client(profile.mlflow_conn_id)
