@@ -2,7 +2,7 @@
 ``nightly``), and fail with a readable report when a metric regressed against the model's previous
 nightly run or its published numbers: a drop that is significant (paired per problem, Holm-corrected
 at ``alpha``; against published numbers, outside the run's own interval) and larger than
-``min_effect`` points. See ``tasks/regressions.py``.
+``min_effect`` points. See ``tasks/openmath/regressions.py``.
 """
 from __future__ import annotations
 
@@ -37,14 +37,14 @@ from operators.trigger_dagrun import TriggerDagRunOperator
 def openmath_nightly():
     @task
     def find_models(params=None) -> list:
-        from operators.nightly import models_with_alias
+        from operators.openmath.nightly import models_with_alias
         from tasks.profiles import load_profile
 
         return models_with_alias(params["alias"], load_profile(params["profile"]).mlflow_conn_id)
 
     @task
     def confs(models: list, params=None) -> list:
-        from operators.nightly import eval_confs
+        from operators.openmath.nightly import eval_confs
 
         overrides = dict(params["eval_params"], profile=params["profile"])
         return eval_confs(models, overrides, params["experiment"])
@@ -52,7 +52,7 @@ def openmath_nightly():
     # Runs even when an evaluation failed, so the report covers every model.
     @task(trigger_rule="all_done")
     def compare(models: list, params=None, run_id=None) -> dict:
-        from operators.nightly import compare as do_compare, eval_run_id
+        from operators.openmath.nightly import compare as do_compare, eval_run_id
         from tasks.profiles import load_profile
 
         profile = load_profile(params["profile"])

@@ -11,18 +11,18 @@ import importlib
 import sys
 
 COMMAND_MODULES = [
-    "tasks.stack.cli",
-    "tasks.demo",
-    "tasks.sft_data.cli",
+    "devtools.stack.cli",
+    "devtools.demo",
+    "tasks.openmath.sft_data.cli",
     "tasks.sft.cli",
-    "tasks.datasets.cli",
+    "tasks.openmath.datasets.cli",
     "tasks.grading.cli",
-    "tasks.summarize",
-    "tasks.compare",
+    "tasks.openmath.summarize",
+    "tasks.openmath.compare",
     "tasks.sandbox.cli",
     "tasks.generation.cli",
     "tasks.apps.cli",
-    "tasks.checkpoint_store",
+    "tasks.storage.checkpoints",
     # Reads DAG files, so it imports Airflow, but only when `skillflow plan` runs.
     "operators.plan_cli",
 ]

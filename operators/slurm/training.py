@@ -29,7 +29,7 @@ CONTINUE_AFTER = {Outcome.SUCCESS, Outcome.TIMEOUT, Outcome.PREEMPTED, Outcome.N
 
 
 class SlurmTrainingOperator(SlurmJobOperator):
-    """:param progress: how to read progress on the cluster, as planned by :mod:`tasks.openmath_sft`
+    """:param progress: how to read progress on the cluster, as planned by :mod:`tasks.openmath.sft`
         (``kind`` ``local``: the trainer's ``status.json``; ``nemo``: checkpoint names against the
         steps the data gives; ``files``: done when these files exist, for trainers that write
         their model only at the end).
@@ -186,7 +186,7 @@ class SlurmTrainingOperator(SlurmJobOperator):
 
     def _read_progress(self, hook) -> tuple[int, int, str]:
         """(steps done, steps to do, how it was read) from the cluster's files."""
-        from tasks.openmath_sft import nemo_progress, steps_per_epoch
+        from tasks.openmath.sft import nemo_progress, steps_per_epoch
 
         p = self.progress
         if p.get("kind") == "files":  # done when the trainer's final outputs exist (OpenRLHF)

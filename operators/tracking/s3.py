@@ -10,7 +10,7 @@ import hashlib
 import time
 from pathlib import Path
 
-from tasks.checkpoint_store import sha256_file
+from tasks.storage.checkpoints import sha256_file
 
 
 def s3_client(aws_conn_id: str | None):

@@ -21,7 +21,7 @@ from typing import Any
 
 from tasks.apps.execute import PRELOAD, Problem, ProblemError, pool_runner, run_program
 from tasks.apps.passk import seed_lines, summarise
-from tasks.jsonl import JsonlError, atomic_writer, iter_jsonl_numbered
+from tasks.storage.jsonl import JsonlError, atomic_writer, iter_jsonl_numbered
 
 _CODE_BLOCK = re.compile(r"```python(.*?)```", re.S)
 

@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from tasks.jsonl import atomic_writer, iter_jsonl_numbered
+from tasks.storage.jsonl import atomic_writer, iter_jsonl_numbered
 
 INSTRUCTION = "Write Python code to solve competitive programming problems in a markdown code block."
 CLOSING = "\nPlease generate the code in a ```python markdown block, ensuring to include the closing ``` at the end."

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.generation.client import GenerationError, OpenAIHTTPClient
-from tasks.jsonl import JsonlError, atomic_writer, iter_jsonl_numbered
+from tasks.storage.jsonl import JsonlError, atomic_writer, iter_jsonl_numbered
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from tasks.apps.execute import PRELOAD, Problem, pool_runner, run_program
-from tasks.apps.seed_style import (map_samples, preload, retry_until_stable, seed_chunksize, seed_style_runner,
+from devtools.apps_seed_style import (map_samples, preload, retry_until_stable, seed_chunksize, seed_style_runner,
                                    seed_workers)
 from tasks.sandbox import Limits, SandboxPool
 

@@ -7,7 +7,7 @@ import pytest
 
 from tasks.grading.checker import MathChecker
 from tasks.grading.grade_files import grade_files
-from tasks.metrics import compute_metrics
+from tasks.openmath.metrics import compute_metrics
 from tests.prereqs import SHARED_DATA as SHARED, needs_shared
 
 ROOT = Path(__file__).resolve().parents[2]

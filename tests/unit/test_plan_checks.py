@@ -8,10 +8,10 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-import tasks.apps_plan as apps
-import tasks.openmath_datagen as datagen
-import tasks.openmath_eval as evaluation
-import tasks.openmath_sft as sft
+import tasks.apps.plan as apps
+import tasks.openmath.datagen as datagen
+import tasks.openmath.evaluation as evaluation
+import tasks.openmath.sft as sft
 from tasks.profiles import ProfileError, load_profile
 from tasks.slurm.limits import format_seconds, gpus_in_gres, slurm_time_seconds
 from tasks.slurm.plan_checks import (FORMS, PlanCheckError, check_plan, checked_plan, iter_job_specs,

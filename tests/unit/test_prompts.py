@@ -22,7 +22,7 @@ def test_sft_prompt_is_exactly_system_user_assistant():
 
 
 def test_sft_prompt_matches_the_sft_data_input():
-    from tasks.sft_data.prompt import sft_input
+    from tasks.openmath.sft_data.prompt import sft_input
 
     assert render_prompt("openmathinstruct/sft", Q) == sft_input(Q["question"])
 

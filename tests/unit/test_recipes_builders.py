@@ -6,8 +6,8 @@ import dataclasses
 import pytest
 
 from tasks.profiles import ClusterProfile, load_profile
-from tasks.recipes import apps, openmath
-from tasks.recipes.common import JobOptions, RecipeError, slurm_time_seconds
+from tasks.steps import apps, openmath
+from tasks.steps.base import JobOptions, RecipeError, slurm_time_seconds
 
 
 @pytest.fixture()

@@ -17,9 +17,9 @@ from typing import Callable
 import pytest
 
 from tasks.profiles import ClusterProfile, load_profile
-from tasks.recipes import apps, openmath
-from tasks.recipes.common import JobOptions, RecipeJob
-from tasks.recipes.engines import NativeServer
+from tasks.steps import apps, openmath
+from tasks.steps.base import JobOptions, RecipeJob
+from tasks.steps.engines import NativeServer
 from tasks.slurm.render import render_sbatch
 from tests import golden_files
 

@@ -18,9 +18,9 @@ from typing import Callable
 import pytest
 
 from tasks.profiles import load_profile
-from tasks.recipes import apps, openmath
-from tasks.recipes.common import JobOptions, RecipeError, RecipeJob
-from tasks.recipes.engines import NativeServer
+from tasks.steps import apps, openmath
+from tasks.steps.base import JobOptions, RecipeError, RecipeJob
+from tasks.steps.engines import NativeServer
 from tasks.slurm.render import render_sbatch
 from tasks.slurm.spec import JobSpecError
 
