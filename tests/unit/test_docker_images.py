@@ -286,6 +286,19 @@ def test_sandbox_image_is_locked_down():
         assert os.access(DOCKER / "sandbox" / script, os.X_OK)
 
 
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
+def test_images_ship_the_runtime_packages_not_devtools(dockerfile):
+    """Each image builds skillflow's wheel from ``tasks`` and ``operators`` only: the development
+    tooling (``devtools``: local stack, demo driver, benchmark baselines) never reaches a cluster."""
+    sources = [rest.split()[-2] for word, rest in instructions(dockerfile)
+               if word == "COPY" and "--from=" not in rest]
+    assert "tasks" in sources and "operators" in sources
+    assert not any(s.startswith("devtools") for s in sources), sources
+    ignore = dockerfile.with_name("Dockerfile.dockerignore").read_text().splitlines()
+    assert "*" in ignore and not any("devtools" in line for line in ignore if line.startswith("!"))
+
+
 # ----------------------------------------------------------------------- profile and build.sh
 
 def test_profile_names_the_images_build_sh_builds():
