@@ -11,7 +11,7 @@ import pytest
 
 from tasks.openmath import datagen as dg
 from tasks.profiles import ClusterProfile, load_profile
-from tasks.steps import openmath
+from tasks.openmath import steps as openmath
 from tasks.steps.base import RecipeError
 
 ROOT = Path(__file__).resolve().parents[2]

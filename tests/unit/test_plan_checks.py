@@ -75,7 +75,7 @@ def test_gpus_over_the_node_name_the_param_that_asked():
 
 
 def test_image_key_missing_from_the_profile_names_the_params_that_chose_it(tmp_path: Path):
-    raw = yaml.safe_load((Path(evaluation.__file__).parent / "cluster_profiles" / "example-pyxis.yaml").read_text())
+    raw = yaml.safe_load((Path(evaluation.__file__).parents[1] / "cluster_profiles" / "example-pyxis.yaml").read_text())
     del raw["container"]["images"]["trtllm"]
     path = tmp_path / "no-trtllm.yaml"
     path.write_text(yaml.safe_dump(raw))

@@ -17,7 +17,8 @@ from typing import Callable
 import pytest
 
 from tasks.profiles import ClusterProfile, load_profile
-from tasks.steps import apps, openmath
+from tasks.apps import steps as apps
+from tasks.openmath import steps as openmath
 from tasks.steps.base import JobOptions, RecipeJob
 from tasks.steps.engines import NativeServer
 from tasks.slurm.render import render_sbatch
