@@ -99,7 +99,7 @@ def from_details(dag_id: str, profile: ClusterProfile, params: dict[str, Any], d
 # ----------------------------------------------------------------------------- the DAGs' planners
 
 def _run_dir(profile: ClusterProfile, dag_id: str, run_id: str) -> str:
-    from tasks.openmath.evaluation import output_dir
+    from tasks.steps.base import output_dir
 
     return output_dir(profile, dag_id, run_id)
 

@@ -66,7 +66,7 @@ def make_plan(params: dict[str, Any], dag_run, triggering_asset_events=None, inl
     """Check the form, plan every job, open the MLflow run with the form and the data's lineage."""
     from operators.assets import SFT_DATA
     from operators.dag_steps import open_tracked_run
-    from tasks.openmath.evaluation import output_dir
+    from tasks.steps.base import output_dir
 
     profile = _profile(params)
     exp_dir = output_dir(profile, dag_run.dag_id, dag_run.run_id)

@@ -12,15 +12,14 @@ as an HF folder (uploaded like OpenRLHF's ``--save_path``) and as a GGUF for lla
 """
 from __future__ import annotations
 
-import re
 import shlex
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 from tasks.profiles import ClusterProfile
 from tasks.apps.steps import (AppsEvalParams, NativeSamplingParams, OpenrlhfSftParams, apps_eval_job,
                                 native_apps_sampling_job, openrlhf_sft_job)
-from tasks.steps.base import JobOptions, RecipeError, RecipeJob, make_spec, same_path_mounts
+from tasks.steps.base import JobOptions, PlanError, RecipeError, RecipeJob, make_spec, same_path_mounts, spec_dict
 from tasks.steps.engines import NativeServer
 from tasks.sft.steps import (LocalSftParams, checkpoint_upload_job, gguf_to_hf_job, hf_to_gguf_job,
                                local_average_job, local_sft_job, save_margin, trains_on_cpu)
@@ -42,10 +41,6 @@ GROUP_ORDER = ("total", "introductory", "interview", "competition")
 # checkpoint kept is the final model, which the export step writes out.
 LOCAL_SFT = {"lr": "2e-5", "epochs": 1, "max_steps": 5, "global_batch_size": 2, "micro_batch_size": 1,
              "max_seq_length": 512, "holdout": 2, "val_check_interval": 5, "save_top_k": 1}
-
-
-class PlanError(ValueError):
-    """A param combination that cannot run; the message names the param."""
 
 
 @dataclass
@@ -71,17 +66,6 @@ class AppsSftRequest:
     def from_params(cls, params: Mapping[str, Any]) -> "AppsSftRequest":
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in params.items() if k in known})
-
-
-def output_dir(profile: ClusterProfile, dag_id: str, run_id: str) -> str:
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", run_id)
-    return f"{profile.workdir.rstrip('/')}/{dag_id}/{safe}"
-
-
-def spec_dict(spec) -> dict[str, Any]:
-    """A JobSpec as the JSON-able dict ``SlurmJobOperator`` takes; empty optional fields left out."""
-    data = asdict(spec)
-    return {k: v for k, v in data.items() if v not in (None, (), [], {}) or k in ("command", "name")}
 
 
 def _planned(task_id: str, spec, inputs: list[str], outputs: list[str]) -> dict[str, Any]:

@@ -18,9 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from tasks.cluster_check.table import FAIL, Row
-from tasks.openmath.evaluation import spec_dict
 from tasks.profiles import ClusterProfile, ProfileError
-from tasks.steps.base import SANDBOX_PORT_EXPR
+from tasks.steps.base import SANDBOX_PORT_EXPR, spec_dict
 from tasks.steps.engines import NEMO_SKILLS_SANDBOX_PORT, nemo_skills_sandbox
 from tasks.slurm.spec import JobSpec, Sidecar
 

@@ -19,13 +19,12 @@ complete (:func:`pending_jobs`); a configuration whose seeds are all complete su
 from __future__ import annotations
 
 import math
-import re
 import shlex
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from tasks.profiles import ClusterProfile
-from tasks.steps.base import JobOptions, RecipeError, same_path_mounts
+from tasks.steps.base import JobOptions, PlanError, RecipeError, same_path_mounts, spec_dict
 from tasks.steps.engines import NativeServer, NemoSkillsServer
 from tasks.openmath.steps import LabelingParams, labeling_array_job
 
@@ -36,10 +35,6 @@ GENERATION_TYPES = {"empty": "without_reference_solution", "masked_solution": "m
 SEED_MASKED_RUNS = 32
 SEED_NUM_OUTPUT_SAMPLES = 1_024_000
 SPLIT = "train_full"
-
-
-class PlanError(ValueError):
-    """A param combination that cannot run; the message names the param."""
 
 
 @dataclass(frozen=True)
@@ -120,11 +115,6 @@ def runs_for(conf: Configuration, req: DatagenRequest) -> int:
     if not 0 < req.runs_scale <= 1:
         raise PlanError(f"param 'runs_scale' must be in (0, 1]; got {req.runs_scale}")
     return max(1, math.ceil(conf.seed_runs * req.runs_scale))
-
-
-def output_dir(profile: ClusterProfile, dag_id: str, run_id: str) -> str:
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", run_id)
-    return f"{profile.workdir.rstrip('/')}/{dag_id}/{safe}"
 
 
 def _servers(req: DatagenRequest) -> tuple[NemoSkillsServer, NativeServer]:
@@ -286,11 +276,6 @@ def unit_summary(unit: Unit) -> dict[str, Any]:
     return {"name": unit.name, "stage": unit.stage, "output_dir": unit.output_dir, "runs": unit.runs,
             "data_file": unit.data_file, "dataset": unit.params.dataset, "examples_type": unit.params.examples_type,
             "context_type": unit.params.context_type}
-
-
-def spec_dict(spec) -> dict[str, Any]:
-    data = asdict(spec)
-    return {k: v for k, v in data.items() if v not in (None, (), [], {}) or k in ("command", "name")}
 
 
 def _planned(task_id: str, spec, inputs: list[str], outputs: list[str]) -> dict[str, Any]:

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import re
 import shlex
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from tasks.profiles import ClusterProfile
-from tasks.steps.base import JobOptions, RecipeError, same_path_mounts
+from tasks.steps.base import JobOptions, PlanError, RecipeError, same_path_mounts, spec_dict
 from tasks.steps.engines import NativeServer, NemoSkillsServer
 from tasks.openmath.steps import (EvalParams, TrtllmBuildParams, eval_greedy_job, eval_sampling_chunk_job,
                                     trtllm_build_job)
@@ -25,10 +25,6 @@ BENCHMARKS = ("gsm8k", "asdiv", "gsm-hard", "mawps", "svamp", "tabmwp", "algebra
 DEFAULT_BENCHMARKS = ["gsm8k:50", "asdiv:0", "gsm-hard:0", "mawps:0", "svamp:0", "tabmwp:0", "algebra222:0",
                       "math:50"]
 _BENCH_ITEM = re.compile(r"^(?P<name>[a-z0-9-]+):(?P<k>\d{1,4})$")
-
-
-class PlanError(ValueError):
-    """A param combination that cannot run; the message names the param."""
 
 
 def parse_benchmarks(items: list[str]) -> dict[str, int]:
@@ -110,11 +106,6 @@ def default_batch_size(model: str) -> int:
     """The seed evaluated 34B+ models with batch size 16 (openmath spec §4.1) and the rest with 64."""
     size = model_size_b(model)
     return BIG_MODEL_BATCH if size is not None and size >= BIG_MODEL_B else DEFAULT_BATCH
-
-
-def output_dir(profile: ClusterProfile, dag_id: str, run_id: str) -> str:
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", run_id)
-    return f"{profile.workdir.rstrip('/')}/{dag_id}/{safe}"
 
 
 def build_plan(req: EvalRequest, profile: ClusterProfile, out_dir: str) -> dict[str, Any]:
@@ -222,11 +213,6 @@ def staged_model_path(source: str, profile: ClusterProfile) -> str:
     folder = f"{profile.workdir.rstrip('/')}/models/{digest}"
     name = source.rstrip("/").rsplit("/", 1)[-1]
     return f"{folder}/{name}" if name.endswith(MODEL_FILE_SUFFIXES) else folder
-
-
-def spec_dict(spec) -> dict[str, Any]:
-    data = asdict(spec)
-    return {k: v for k, v in data.items() if v not in (None, (), [], {}) or k in ("command", "name")}
 
 
 def prepare_data_job(req: EvalRequest, profile: ClusterProfile, benches: dict[str, int], data_dir: str):

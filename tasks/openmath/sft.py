@@ -15,9 +15,8 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from tasks.openmath.evaluation import PlanError, spec_dict
 from tasks.profiles import ClusterProfile
-from tasks.steps.base import JobOptions, RecipeError, RecipeJob, make_spec, slurm_time_seconds
+from tasks.steps.base import JobOptions, PlanError, RecipeError, RecipeJob, make_spec, slurm_time_seconds, spec_dict
 from tasks.openmath.steps import (SFT_TABLE, AverageCheckpointsParams, HfToNemoParams, NemoSftParams,
                                     NemoToHfParams, SftRow, average_checkpoints_job, hf_to_nemo_job,
                                     nemo_sft_job, nemo_to_hf_job)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Iterable
 
 from tasks.profiles import ClusterProfile
@@ -21,6 +21,10 @@ _SLURM_TIME = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d{1,2}))?(?::(\d{1,2}))?$")
 
 class RecipeError(ValueError):
     """A recipe param that cannot be used; the message names the param."""
+
+
+class PlanError(ValueError):
+    """A param combination that cannot run; the message names the param."""
 
 
 @dataclass(frozen=True)
@@ -199,3 +203,15 @@ skillflow_wait_http() {  # URL WHAT SECONDS [PID]
   echo "skillflow: $2 is ready at $1"
 }
 """
+
+
+def output_dir(profile: ClusterProfile, dag_id: str, run_id: str) -> str:
+    """The DAG run's folder on the cluster: ``<workdir>/<dag_id>/<run_id made path-safe>``."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", run_id)
+    return f"{profile.workdir.rstrip('/')}/{dag_id}/{safe}"
+
+
+def spec_dict(spec) -> dict[str, Any]:
+    """A JobSpec as the JSON-able dict ``SlurmJobOperator`` takes; empty optional fields left out."""
+    data = asdict(spec)
+    return {k: v for k, v in data.items() if v not in (None, (), [], {}) or k in ("command", "name")}

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.openmath.evaluation import PlanError
-from tasks.openmath.sft import SftRequest, build_plan, nemo_progress, resolve_row, steps_per_epoch
+from tasks.openmath.sft import PlanError, SftRequest, build_plan, nemo_progress, resolve_row, steps_per_epoch
 from tasks.profiles import load_profile
 from tasks.slurm.render import render_sbatch
 from tasks.slurm.spec import JobSpec
