@@ -89,6 +89,8 @@ def check_model(plan: dict[str, Any], params: dict[str, Any]) -> str:
     the model is not there."""
     from airflow.sdk.exceptions import AirflowFailException
 
+    from operators.tracking.s3 import stage_from_s3
+
     profile = _profile(params)
     hook = _hook(profile)
     source = plan.get("model_source") or plan["checked_model"]
@@ -99,45 +101,6 @@ def check_model(plan: dict[str, Any], params: dict[str, Any]) -> str:
     if rc != 0:
         raise AirflowFailException(f"param 'model': {path} does not exist on the cluster '{profile.name}'")
     return out.strip()
-
-
-def stage_from_s3(hook, profile, source: str, target: str, param: str = "model") -> None:
-    """Copy the object (or every object under the prefix) to the cluster through the worker.
-
-    The worker holds the S3 credentials, so they never reach the cluster or a job script. A
-    ``.staged`` marker with the objects' ETags makes a second run (or a retry) skip the copy.
-    """
-    from airflow.sdk.exceptions import AirflowFailException
-
-    from operators.tracking.s3 import s3_client
-    from tasks.storage.s3 import split_uri
-
-    client = s3_client(profile.aws_conn_id)
-    bucket, key = split_uri(source)
-    single = target.rsplit("/", 1)[-1] == key.rsplit("/", 1)[-1]
-    folder = target.rsplit("/", 1)[0] if single else target
-    objects = []
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key):
-        objects += [o for o in page.get("Contents", []) if not o["Key"].endswith("/")]
-    if single:
-        objects = [o for o in objects if o["Key"] == key]
-    if not objects:
-        raise AirflowFailException(f"param '{param}': no object at {source}")
-    manifest = {o["Key"]: o["ETag"] for o in objects}
-    marker = f"{folder}/.staged"
-    current = hook.read_text(marker)
-    if current and json.loads(current) == manifest:
-        print(f"{source} is already staged at {target}")
-        return
-    with tempfile.TemporaryDirectory() as tmp:
-        for obj in objects:
-            rel = obj["Key"].rsplit("/", 1)[-1] if single else obj["Key"][len(key):].lstrip("/")
-            local = Path(tmp, "obj")
-            client.download_file(bucket, obj["Key"], str(local))
-            hook.upload(str(local), f"{folder}/{rel}")
-            print(f"staged s3://{bucket}/{obj['Key']} -> {folder}/{rel} ({obj['Size']} bytes)")
-            local.unlink()
-    hook.write_text(marker, json.dumps(manifest), mode="644")
 
 
 def _q(text: str) -> str:

@@ -110,7 +110,7 @@ def make_plan(params: dict[str, Any], dag_run, triggering_asset_events=None, inl
 def stage_data(plan: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     """Bring S3 data to the cluster (through the worker, which holds the S3 credentials), then
     check it is there and not empty; the error names the param and the path."""
-    from operators.openmath.evaluation import stage_from_s3
+    from operators.tracking.s3 import stage_from_s3
 
     data = plan["data"]
     if data["kind"] == "download":
