@@ -265,14 +265,3 @@ def _prepare_job(req: SftRequest, profile: ClusterProfile, solutions: str | None
                                     image=profile.image("nemo_skills"),
                                     mounts=same_path_mounts(profile, profile.workdir)),
                      outputs=tuple(outputs), inputs=tuple(inputs))
-
-
-def steps_per_epoch(lines: int, global_batch_size: int, holdout: int = 0) -> int:
-    """Optimizer steps in one epoch: whole global batches only (``drop_last``)."""
-    return max(lines - holdout, 0) // global_batch_size
-
-
-def nemo_progress(checkpoint_names: list[str]) -> int:
-    """The highest step among NeMo checkpoint names (``...-step=S-consumed_samples=...``)."""
-    steps = [int(m.group(1)) for n in checkpoint_names if (m := re.search(r"-step=(\d+)", n))]
-    return max(steps, default=0)
