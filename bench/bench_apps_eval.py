@@ -15,7 +15,7 @@ The first ``--ref-files`` files are timed on each harness, one harness after the
   killed at the time limit, with the same ``callers`` parallel callers. It pays the interpreter
   start and the numpy import per program, but none of the seed's Manager, child process, half-size
   pool or retries: a lower bound for a one-process-per-program harness, not the seed;
-* ``seed_style`` (:mod:`devtools.apps_seed_style`): the seed's harness as spec apps_sft.md §2.4
+* ``seed_style`` (:mod:`devtools.apps_seed_style`): the seed's harness as docs/recipes/apps_sft.md §2.4
   describes it. A forked pool of ``cpu_count // 2`` workers (the seed's chunk size, a new pool per
   round); per program a ``multiprocessing.Manager()`` and a forked child that runs all tests
   in-process and reports through the Manager list, joined for the time limit and killed if alive;

@@ -1,6 +1,6 @@
 """openmath_datagen: synthesize OpenMathInstruct-1 SFT data the way the paper did.
 
-Steps, each GPU step a Slurm job on the cluster of the chosen profile (openmath spec §8, §9):
+Steps, each GPU step a Slurm job on the cluster of the chosen profile (docs/recipes/openmath.md §8, §9):
 
 1. **prepare_data** — `train_full` of GSM8K and/or MATH (download, a cluster mirror folder, or
    the credited 20-problem `shared-sample`), cut to `limit` problems for smoke runs.

@@ -1,6 +1,6 @@
 """The seed's APPS evaluation harness rebuilt around our driver: a baseline for benchmarks only.
 
-What it reproduces (spec apps_sft.md §2.4, §3.4), so that a comparison with our evaluator
+What it reproduces (docs/recipes/apps_sft.md §2.4, §3.4), so that a comparison with our evaluator
 measures the harness and nothing else:
 
 * per program, a fresh ``multiprocessing.Manager()`` and a forked ``multiprocessing.Process``

@@ -1,4 +1,4 @@
-"""Evaluate sampled programs on APPS problems: results per sample and pass@k (spec §2.4, §4).
+"""Evaluate sampled programs on APPS problems: results per sample and pass@k (docs/recipes/apps_sft.md §2.4, §4).
 
 Throughput comes from warm sandbox workers (one per core) each running a whole program, all its
 tests, in one fork (:mod:`tasks.apps.execute`); a thread per worker feeds them. The run is

@@ -1,4 +1,5 @@
-"""Raw APPS rows (codeparrot/apps layout) to the SFT training file and the test prompts (spec §2.2).
+"""Raw APPS rows (codeparrot/apps layout) to the SFT training file and the test prompts
+(docs/recipes/apps_sft.md §2.2).
 
 The filter is exactly the seed's: a problem is dropped when ``input_output`` or ``solutions`` is
 not valid JSON (an empty string is invalid), which is how problems without solutions or tests

@@ -1,4 +1,4 @@
-"""APPS recipe steps (OpenRLHF 0.5.3 SFT, then vLLM sampling) as Slurm jobs (apps spec §1, §2.3, §7).
+"""APPS recipe steps (OpenRLHF 0.5.3 SFT, then vLLM sampling) as Slurm jobs (docs/recipes/apps_sft.md §1, §2.3, §7).
 
 The seed sampled with ``llmkit_data.cli.sample``, a package no image carries and PyPI does not
 publish; sampling here is ``skillflow apps sample`` against vLLM's OpenAI server in the same image.
@@ -6,7 +6,7 @@ publish; sampling here is ``skillflow apps sample`` against vLLM's OpenAI server
 Training runs the seed command on 2 nodes x 4 GPUs: one Slurm task per node, each running
 DeepSpeed's launcher in ``--no_ssh`` mode with its own node rank, the rendezvous variables and
 the hostfile exported by the renderer. ``--mem=0 --exclusive`` give the job all of each node's
-memory, which is the seed's fix for SIGBUS in NCCL's shared-memory transport (§1.7).
+memory, which is the seed's fix for SIGBUS in NCCL's shared-memory transport (docs/recipes/apps_sft.md §1.7).
 """
 from __future__ import annotations
 
@@ -25,26 +25,27 @@ KNOWN_FIXES: tuple[KnownFix, ...] = (
              "and the job hangs",
              "the command text reaches each task verbatim and $NODE_RANK is set from $SLURM_NODEID on its node; "
              "the hostfile lists nodes in the same `scontrol show hostnames` order",
-             "apps §1.7"),
+             "docs/recipes/apps_sft.md §1.7"),
     KnownFix("ckpt-path-per-run", ("openrlhf_sft",),
              "--ckpt_path defaults to ./ckpt/checkpoints_sft relative to the working directory, shared by runs",
              "--ckpt_path is set under output_dir",
-             "apps §1.1"),
+             "docs/recipes/apps_sft.md §1.1"),
     KnownFix("resume-across-walltime", ("openrlhf_sft",),
              "--save_steps 16000 is more than the run's ~816 steps and --load_checkpoint is not passed, so a job "
              "cut by its walltime (the seed's run took ~10.3 h) starts over",
              "--save_steps is derived from the margin (a DeepSpeed checkpoint at least every margin of training "
              "time) and each job passes --load_checkpoint when the checkpoint folder has DeepSpeed's `latest` "
              "file; continuation jobs resume from it until the final HF model exists",
-             "apps §1.1; OpenRLHF v0.5.3 openrlhf/cli/train_sft.py, openrlhf/trainer/sft_trainer.py"),
+             "docs/recipes/apps_sft.md §1.1; OpenRLHF v0.5.3 openrlhf/cli/train_sft.py, "
+             "openrlhf/trainer/sft_trainer.py"),
     KnownFix("single-max-epochs", ("openrlhf_sft",),
-             "the seed command lists --max_epochs 2 twice", "it is passed once", "apps §1.1"),
+             "the seed command lists --max_epochs 2 twice", "it is passed once", "docs/recipes/apps_sft.md §1.1"),
 )
 
 
 @dataclass(frozen=True)
 class OpenrlhfSftParams:
-    """``openrlhf.cli.train_sft`` with the seed's flags (apps spec §1.1); defaults are the seed values.
+    """``openrlhf.cli.train_sft`` with the seed's flags (docs/recipes/apps_sft.md §1.1); defaults are the seed values.
 
     ``pretrain`` is the HF model folder, ``dataset`` the ``train_sft.jsonl`` from ``prep_apps``;
     the final HF model goes to ``output_dir/model`` and TensorBoard events to ``output_dir/runs``.
@@ -67,7 +68,7 @@ class OpenrlhfSftParams:
     save_steps: int | None = None
     # Training time a job may lose when its walltime ends between two checkpoints.
     checkpoint_margin_s: int = 900
-    # The seed's run on 8 A100-40GB: ~45 s per optimizer step (apps spec §7); a ZeRO-3 checkpoint
+    # The seed's run on 8 A100-40GB: ~45 s per optimizer step (docs/recipes/apps_sft.md §7); a ZeRO-3 checkpoint
     # of a 6.7B model with its fp32 Adam state (~80 GB) takes about two minutes to write.
     step_s: int = 45
     save_s: int = 120
@@ -180,7 +181,7 @@ LLAMA_CPP_NEUTRAL_SAMPLING = {"top_k": 0, "min_p": 0.0, "repeat_penalty": 1.0}
 
 @dataclass(frozen=True)
 class NativeSamplingParams:
-    """``skillflow apps sample`` against a server started in the job (apps spec §2.3, native).
+    """``skillflow apps sample`` against a server started in the job (docs/recipes/apps_sft.md §2.3, native).
 
     ``model`` is a cluster path (a GGUF file for llama.cpp, an HF folder for vLLM) or, for vLLM
     only, a hub name. Prompts come from ``prompts`` (``test_prompts.jsonl`` of ``apps prepare``)
@@ -272,7 +273,7 @@ def native_apps_sampling_job(params: NativeSamplingParams, profile: ClusterProfi
 
 @dataclass(frozen=True)
 class AppsEvalParams:
-    """``skillflow apps eval`` as a CPU job (apps spec §2.4): ``samples`` against the APPS rows in
+    """``skillflow apps eval`` as a CPU job (docs/recipes/apps_sft.md §2.4): ``samples`` against the APPS rows in
     ``problems``; ``out_dir`` receives ``results.jsonl`` (one line per sample, resumable) and
     ``summary.json`` (pass@k per difficulty). ``cpus`` = sandbox workers (the seed: 32 cores)."""
 

@@ -1,6 +1,6 @@
 """Generation over a data file: prompts, concurrency, ordered output, resume and ``.done`` markers.
 
-Output layout (spec §4.3/§4.4): ``output-greedy.jsonl`` or one ``output-rs{seed}.jsonl`` per seed,
+Output layout (docs/recipes/openmath.md §4.3/§4.4): ``output-greedy.jsonl`` or one ``output-rs{seed}.jsonl`` per seed,
 line *i* answering input line *i* (after ``--limit``), each line = the input fields plus
 ``generation``, ``error_message`` and ``predicted_answer``. Lines are appended in input order as
 soon as they and all before them are done, so an interrupted run leaves a consistent prefix;

@@ -1,4 +1,4 @@
-"""Add ``is_correct`` to every record of NeMo-Skills output files (evaluate_results, spec §6.1).
+"""Add ``is_correct`` to every record of NeMo-Skills output files (evaluate_results, docs/recipes/openmath.md §6.1).
 
 Each record needs ``predicted_answer`` (string or null) and ``expected_answer``. Records that
 already carry ``is_correct`` keep it unless ``ignore_cache`` is set, so re-running after a partial

@@ -1,7 +1,7 @@
 """Planning OpenMathInstruct-1 data generation: params in, Slurm job specs and output paths out.
 
 Plain Python (no Airflow) so the DAG stays a wiring file and the planning is unit-tested. A run
-(openmath spec §8, §9) is:
+(docs/recipes/openmath.md §8, §9) is:
 
 1. data preparation: ``train_full`` of gsm8k and/or math into ``data_dir`` (one CPU job);
 2. masked solutions: one labeling array per base dataset with ``openmathinstruct/text_masked_base``,
@@ -39,7 +39,7 @@ SPLIT = "train_full"
 
 @dataclass(frozen=True)
 class Configuration:
-    """One labeling configuration of the seed document (openmath spec §8.2).
+    """One labeling configuration of the seed document (docs/recipes/openmath.md §8.2).
 
     ``dataset`` is the data folder read (``gsm8k-masked`` is written by the mask step), ``base``
     the dataset the solutions belong to (the ``dataset`` field of collected solutions).
@@ -69,7 +69,7 @@ def _configurations() -> dict[str, Configuration]:
            Configuration("gsm8k-masked", "gsm8k", "gsm8k_text_with_code", "masked_solution", 128),
            Configuration("math", "math", "math_text_with_code", "empty", 224),
            Configuration("math-masked", "math", "math_text_with_code", "masked_solution", 224)]
-    # The paper counts 7 x 32 subject runs with each context (spec §8.2), over all MATH problems.
+    # The paper counts 7 x 32 subject runs with each context (docs/recipes/openmath.md §8.2), over all MATH problems.
     for subject in SUBJECTS:
         out.append(Configuration(f"math-{subject}", "math", f"math_{subject}", "empty", 32))
     for subject in SUBJECTS:
@@ -129,7 +129,7 @@ def _servers(req: DatagenRequest) -> tuple[NemoSkillsServer, NativeServer]:
     return NemoSkillsServer(), NativeServer(kind=kind, num_gpus=req.num_gpus)
 
 
-# Generation settings of the paper (spec §8.2): at most 3 code blocks, stop on a code error.
+# Generation settings of the paper (docs/recipes/openmath.md §8.2): at most 3 code blocks, stop on a code error.
 # `skillflow generate` defaults to exactly these; the upstream command gets them explicitly.
 NEMO_SKILLS_CODE_OVERRIDES = ("++server.code_execution.max_code_executions=3",
                               "++server.code_execution.stop_on_code_error=True")
@@ -368,7 +368,7 @@ def completion_command(units: list[dict[str, Any]], engine: str) -> str:
     Complete means graded: the last line carries ``is_correct`` (grading rewrites a file whole,
     so the last line has it only when every line has). For the native engine the ``.done``
     marker of ``skillflow generate`` must also exist; upstream NeMo-Skills writes no marker, so
-    for it the output must have as many lines as the dataset file (spec §12.1: decide by the
+    for it the output must have as many lines as the dataset file (docs/recipes/openmath.md §12.1: decide by the
     outputs, never by exit codes).
     """
     q = shlex.quote
@@ -411,7 +411,7 @@ def pending_jobs(req: DatagenRequest, profile: ClusterProfile, out_dir: str, sta
 
     Returns the SlurmJobOperator kwargs per array (``job``, ``expected_outputs``) and the missing
     seeds per unit. Only the nemo_skills engine passes ``expected_outputs`` (its jobs end with an
-    MPI error even when the work is done, spec §12.1); native exit codes are trusted.
+    MPI error even when the work is done, docs/recipes/openmath.md §12.1); native exit codes are trusted.
     """
     todo, missing = [], {}
     for unit in _units(req, profile, out_dir, data_dir_for(req, out_dir)):

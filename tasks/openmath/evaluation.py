@@ -103,7 +103,7 @@ def model_size_b(name: str) -> float | None:
 
 
 def default_batch_size(model: str) -> int:
-    """The seed evaluated 34B+ models with batch size 16 (openmath spec §4.1) and the rest with 64."""
+    """The seed evaluated 34B+ models with batch size 16 (docs/recipes/openmath.md §4.1) and the rest with 64."""
     size = model_size_b(model)
     return BIG_MODEL_BATCH if size is not None and size >= BIG_MODEL_B else DEFAULT_BATCH
 

@@ -1,4 +1,4 @@
-"""Greedy, majority@k and pass@k over graded NeMo-Skills files (spec §7.1, main@9b7f9d57).
+"""Greedy, majority@k and pass@k over graded NeMo-Skills files (docs/recipes/openmath.md §7.1, main@9b7f9d57).
 
 Per question (the i-th record of every file):
 

@@ -29,7 +29,7 @@ from typing import Any
 from tasks.comparison.stats import holm, wilson_interval
 
 # Published accuracies (% correct) of the released OpenMath models, greedy and majority@50
-# (NeMo-Skills v0.1.1 README and the model cards; openmath spec §11). Keys are our metric names.
+# (NeMo-Skills v0.1.1 README and the model cards; docs/recipes/openmath.md §11). Keys are our metric names.
 PUBLISHED: dict[str, dict[str, float]] = {
     "nvidia/OpenMath-CodeLlama-7b-Python-hf": {"gsm8k.greedy.correct_answer": 75.9, "math.greedy.correct_answer": 43.6,
                                                "gsm8k.majority_at_50.correct_answer": 84.8,

@@ -1,6 +1,6 @@
 """Planning an OpenMath SFT run: the form in, every Slurm job and path of the chain out.
 
-The chain (spec openmath §10, §13 step 7): [download OpenMathInstruct-1 + SFT data prep] ->
+The chain (docs/recipes/openmath.md §10, §13 step 7): [download OpenMathInstruct-1 + SFT data prep] ->
 HF -> NeMo -> NeMo-Aligner SFT (continuation jobs until done) -> averaging of the saved
 checkpoints -> NeMo -> HF -> upload to S3 with a manifest -> registry. On a profile without GPU
 images the same chain runs the CPU stand-ins of :mod:`tasks.sft.steps` with SmolLM2.

@@ -1,6 +1,6 @@
 """OpenMath / OpenMathInstruct-1 steps (NeMo-Skills main@9b7f9d57) as Slurm jobs.
 
-Builders reproduce the seed document's commands (openmath spec §3, §4, §8, §10) inside the
+Builders reproduce the seed document's commands (docs/recipes/openmath.md §3, §4, §8, §10) inside the
 profile's pinned images, with the fixes of :data:`KNOWN_FIXES` applied. Generation steps
 (evaluation, labeling) take ``engine="nemo_skills"`` (upstream scripts and servers) or
 ``engine="native"`` (``skillflow generate`` against vLLM or llama.cpp). Every builder returns a
@@ -35,44 +35,44 @@ KNOWN_FIXES: tuple[KnownFix, ...] = (
              "the seed doc's labeling command does not set num_few_shots, which defaults to 0 on main, "
              "so the few-shot prompt would carry no examples",
              "labeling passes ++prompt.few_shot_examples.num_few_shots=5 (the paper's K, v0.1.1's default)",
-             "openmath §8.2, §12.6"),
+             "docs/recipes/openmath.md §8.2, §12.6"),
     KnownFix("copy-all-tokenizer-files", ("trtllm_build",),
              "the seed doc copies only tokenizer.model into the engine folder",
              "every tokenizer file (tokenizer*, special_tokens_map.json, added_tokens.json) is copied, because "
              "the main server loads AutoTokenizer from the engine folder; the job fails if none was copied",
-             "openmath §3.1"),
+             "docs/recipes/openmath.md §3.1"),
     KnownFix("server-ready-wait", ("eval", "labeling"),
              "task 0 waits with `tail -n0 -f /tmp/server_logs.txt | sed '/ready/ q'`: a ready line written "
              "before tail starts is missed, and a server that dies first makes the job hang until walltime",
              "the log (one file per job id) is polled for the ready line with a time limit, and the job fails "
              "as soon as the server process is gone",
-             "openmath §1.4"),
+             "docs/recipes/openmath.md §1.4"),
     KnownFix("stop-servers-on-failure", ("eval", "labeling"),
              "the servers are stopped by `&& pkill ...` after the last command, so a failing command leaves "
              "every server running until walltime",
              "task 0 always stops the servers and exits with the status of its commands; the other tasks "
-             "exit 0 once their server is stopped (outputs are still checked, §12.1)",
-             "openmath §1.4, §12.1"),
+             "exit 0 once their server is stopped (outputs are still checked, docs/recipes/openmath.md §12.1)",
+             "docs/recipes/openmath.md §1.4, §12.1"),
     KnownFix("no-secrets-in-script", ("eval", "labeling", "nemo_sft"),
              "HF_TOKEN and WANDB_API_KEY values are written into the generated sbatch script",
              "they are inherited from the job's environment and never rendered",
-             "openmath §1.1"),
+             "docs/recipes/openmath.md §1.1"),
     KnownFix("sampling-chunks-skip-greedy", ("eval_sampling",),
              "run_eval.py always prepends the greedy commands, so a sampling chunk re-runs greedy decoding "
              "(a no-op with skip_filled, but it appends to output-greedy.jsonl if the greedy job is still running)",
              "a sampling chunk runs only its seeds; greedy decoding is its own job",
-             "openmath §4.2"),
+             "docs/recipes/openmath.md §4.2"),
     KnownFix("labeling-job-array", ("labeling",),
              "one sbatch job per seed (128 or 224 submissions)",
              "one job array with a %throttle; element i labels seed starting_seed + i, outputs unchanged",
-             "openmath §8.2"),
+             "docs/recipes/openmath.md §8.2"),
     KnownFix("sft-walltime", ("nemo_sft",),
              "without partition timeouts the job asks for -t 10000:00:00:00 and sets no max_time_per_run",
              "walltime comes from the profile; exp_manager.max_time_per_run = walltime minus the row's start-up, "
              "validation and save budgets and the chosen margin (NeMo-Aligner's timer starts only at fit(), and "
              "its time-limit path validates before it saves); no --signal, since nothing at NeMo-Aligner b0da1ef "
              "handles SIGTERM; a resubmission resumes (resume_if_exists in sft_config_codegen)",
-             "openmath §1.2, §10.2"),
+             "docs/recipes/openmath.md §1.2, §10.2"),
     KnownFix("sft-batch-size-keys", ("nemo_sft",),
              "++model.global_batch_size / ++model.micro_batch_size are overwritten by start_sft.py, which copies "
              "model.data.train_ds.{global,micro}_batch_size into the model config",
@@ -88,14 +88,14 @@ KNOWN_FIXES: tuple[KnownFix, ...] = (
              "the .nemo file is passed as --nemo_model, but checkpoint averaging reads model_config.yaml and "
              "the tokenizer from an untarred folder",
              "hf_to_nemo also untars the .nemo beside it; SFT and averaging use the folder",
-             "openmath §3.2"),
+             "docs/recipes/openmath.md §3.2"),
 )
 
 # Upstream's launcher starts every step with `srun --mpi=pmix`: the TensorRT-LLM server's ranks
 # are MPI processes, one Slurm task each. srun reads the same choice from this variable.
 PMIX_ENV = {"SLURM_MPI_TYPE": "pmix"}
 
-# Seed doc evaluation set, in the order it lists them (openmath §4.1).
+# Seed doc evaluation set, in the order it lists them (docs/recipes/openmath.md §4.1).
 SEED_BENCHMARKS: tuple[str, ...] = ("gsm8k", "asdiv", "gsm-hard", "mawps", "svamp", "tabmwp", "algebra222", "math")
 SAMPLING_BENCHMARKS: tuple[str, ...] = ("gsm8k", "math")
 
@@ -140,7 +140,7 @@ class LabelingParams:
     """Synthetic solutions (``run_labeling.py``) for one dataset and prompt configuration.
 
     Seed runs: ``gsm8k``/``gsm8k-masked`` x 128 and ``math``/``math-masked`` x 224 with
-    ``*_text_with_code`` examples, plus 32 runs per MATH subject set (openmath §8.2).
+    ``*_text_with_code`` examples, plus 32 runs per MATH subject set (docs/recipes/openmath.md §8.2).
     ``context_type`` is ``masked_solution`` for the masked datasets.
     """
 
@@ -421,7 +421,7 @@ def index_list(indices: Sequence[int]) -> str:
 
 @dataclass(frozen=True)
 class TrtllmBuildParams:
-    """HF -> TensorRT-LLM engine (openmath §3.1). ``tp_size`` must equal the eval ``--num_gpus``.
+    """HF -> TensorRT-LLM engine (docs/recipes/openmath.md §3.1). ``tp_size`` must equal the eval ``--num_gpus``.
 
     ``paged_kv_cache`` None leaves trtllm-build's default (the conversion doc enables it on A100+,
     ``disable`` on V100). ``num_gpus`` is what the job asks for; building needs one.
@@ -496,7 +496,7 @@ def trtllm_build_job(params: TrtllmBuildParams, profile: ClusterProfile,
 
 @dataclass(frozen=True)
 class HfToNemoParams:
-    """HF -> ``.nemo`` (Llama family; openmath §3.2). ``out_nemo`` ends in ``.nemo``."""
+    """HF -> ``.nemo`` (Llama family; docs/recipes/openmath.md §3.2). ``out_nemo`` ends in ``.nemo``."""
 
     hf_model_path: str
     out_nemo: str
@@ -558,7 +558,7 @@ SFT_TABLE: dict[str, SftRow] = {
 
 @dataclass(frozen=True)
 class NemoSftParams:
-    """NeMo-Aligner SFT with ``sft_config_codegen`` (``run_pipeline.py --stages sft``; openmath §10).
+    """NeMo-Aligner SFT with ``sft_config_codegen`` (``run_pipeline.py --stages sft``; docs/recipes/openmath.md §10).
 
     ``model`` picks the :data:`SFT_TABLE` row (epochs, LR, GPUs, TP, PP). ``nemo_model`` is the
     untarred base model folder; ``output_dir`` is the experiment's ``training/`` folder
@@ -723,7 +723,7 @@ def nemo_sft_job(params: NemoSftParams, profile: ClusterProfile, opts: JobOption
 
 @dataclass(frozen=True)
 class AverageCheckpointsParams:
-    """``prepare_eval.py``: average the SFT checkpoints into one ``.nemo`` (openmath §10.3).
+    """``prepare_eval.py``: average the SFT checkpoints into one ``.nemo`` (docs/recipes/openmath.md §10.3).
 
     ``checkpoint_dir`` holds the checkpoint folders (``training/checkpoints``); every one not
     ending in ``-last`` is averaged unless ``average_steps`` names steps. ``nemo_model`` is the

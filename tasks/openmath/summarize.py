@@ -1,4 +1,5 @@
-"""``skillflow summarize RESULTS_DIR``: per-benchmark metrics table and ``results.json`` (§7.2).
+"""``skillflow summarize RESULTS_DIR``: per-benchmark metrics table and ``results.json``
+(docs/recipes/openmath.md §7.2).
 
 Layout read (that of NeMo-Skills' run_eval): ``RESULTS_DIR/<benchmark>/output-greedy.jsonl`` and
 ``RESULTS_DIR/<benchmark>/output-rs<seed>.jsonl``. For each benchmark folder, in name order:

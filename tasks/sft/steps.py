@@ -1,5 +1,5 @@
 """Steps of the SFT chain that are not NeMo's: the CPU stand-ins of the `local` profile, the
-OpenMathInstruct-1 download and the checkpoint upload (spec openmath §3.2, §10).
+OpenMathInstruct-1 download and the checkpoint upload (docs/recipes/openmath.md §3.2, §10).
 
 On a profile without GPU images (``paths.train_python`` set, runtime ``none``) the chain is:
 GGUF -> HF (stands in for HF -> NeMo), :mod:`tasks.sft.local_train` (for NeMo-Aligner SFT),

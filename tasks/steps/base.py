@@ -45,7 +45,7 @@ class RecipeJob:
     ``dirs`` are host directories to create (``mkdir -p``) before submission: container runtimes
     refuse to mount a source that does not exist yet, exactly why NeMo-Skills' wrappers create
     the output folder on the login node before calling sbatch. ``outputs`` are the files a
-    sensor checks afterwards; exit codes are not trusted (openmath spec §12.1). ``inputs`` are the
+    sensor checks afterwards; exit codes are not trusted (docs/recipes/openmath.md §12.1). ``inputs`` are the
     host paths (files or folders) the step reads: each must be written by an earlier job of the
     same plan or be a declared input of the form or profile (``tasks.plan`` checks the flow).
     """

@@ -3,7 +3,7 @@
 ``nemo_skills`` reproduces NeMo-Skills main@9b7f9d57: every task starts the inference server
 (TensorRT-LLM wants one task per GPU), task 0 waits for the server's ready line, runs the chained
 ``generate_solutions.py`` / ``evaluate_results.py`` commands, then stops the servers; the code
-sandbox image runs beside it as a sidecar on every node (openmath spec §1.3-§1.4).
+sandbox image runs beside it as a sidecar on every node (docs/recipes/openmath.md §1.3-§1.4).
 
 ``native`` starts one OpenAI-compatible server (vLLM on a GPU cluster, llama-cpp-python's
 server on the local profile, or uses an ``external`` one), waits until it answers,
@@ -23,7 +23,7 @@ from tasks.slurm.spec import Sidecar
 ENGINES = ("nemo_skills", "native")
 NEMO_SKILLS_SERVER_TYPES = {"tensorrt_llm": "trtllm", "vllm": "vllm", "nemo": "nemo"}  # -> profile image key
 NATIVE_SERVER_KINDS = ("vllm", "llama_cpp", "external")
-# Where the NeMo-Skills client looks for its sandbox when nothing overrides it (spec §1.1).
+# Where the NeMo-Skills client looks for its sandbox when nothing overrides it (docs/recipes/openmath.md §1.1).
 NEMO_SKILLS_SANDBOX_PORT = 6000
 
 

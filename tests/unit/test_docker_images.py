@@ -23,8 +23,9 @@ DOCKER = ROOT / "docker"
 DOCKERFILES = sorted(DOCKER.glob("*/Dockerfile"))
 HADOLINT_CONFIG = DOCKER / ".hadolint.yaml"
 
-# Versions the specs fix (spec apps_sft §0/§1: the seed's OpenRLHF environment; spec openmath §0:
-# NeMo-Skills 0.3.0 images) and the Airflow the project is built on (pyproject, requirements.txt).
+# Versions the recipes fix (docs/recipes/apps_sft.md §0/§1: the seed's OpenRLHF environment;
+# docs/recipes/openmath.md §0: NeMo-Skills 0.3.0 images) and the Airflow the project is built on
+# (pyproject, requirements.txt).
 EXPECTED = {
     "openrlhf": "0.5.3",
     "transformers": "4.46.3",
@@ -261,7 +262,7 @@ def test_cluster_image_requirements_use_the_lock_pins():
         # Cluster images never carry the Airflow side.
         assert not {"apache-airflow", "mlflow", "boto3"} & set(pins), path
     runtime = read_pins(DOCKER / "common" / "skillflow-runtime.txt")
-    assert runtime["antlr4-python3-runtime"] == "4.11.0"   # spec openmath §5.3: exactly this version
+    assert runtime["antlr4-python3-runtime"] == "4.11.0"   # docs/recipes/openmath.md §5.3: exactly this version
     assert {"pyyaml", "sympy", "requests"} <= set(runtime)  # pyproject's direct dependencies
     sandbox = read_pins(DOCKER / "sandbox" / "requirements.txt")
     assert set(runtime) <= set(sandbox)

@@ -1,4 +1,4 @@
-"""Rendered prompts against the strings spec §8.1 describes."""
+"""Rendered prompts against the strings docs/recipes/openmath.md §8.1 describes."""
 from __future__ import annotations
 
 import hashlib

@@ -1,4 +1,4 @@
-"""Collecting correct labeling solutions (spec §8.4) on hand-made runs."""
+"""Collecting correct labeling solutions (docs/recipes/openmath.md §8.4) on hand-made runs."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,4 @@
-"""Masked-solution selection (spec §8.3 step 2) on hand-made candidates."""
+"""Masked-solution selection (docs/recipes/openmath.md §8.3 step 2) on hand-made candidates."""
 from __future__ import annotations
 
 import json

@@ -10,7 +10,7 @@ Record counts are the guard against silently evaluating on the wrong data:
   records are accepted and reported as "X of Y records"; more than Y is still an error, and so
   is an empty file.
 
-Train-derived splits follow spec §2: the train records, in file order, are shuffled with
+Train-derived splits follow docs/recipes/openmath.md §2: the train records, in file order, are shuffled with
 ``random.seed(42)``; ``validation`` = the first 1000, ``train`` = the rest, ``train_full`` = all.
 """
 from __future__ import annotations
@@ -136,7 +136,8 @@ def _load(benchmark: str, split: str, loc: _Locator, allow_partial: bool, log) -
 
 
 def sft_record(record: dict, benchmark: str) -> dict:
-    """A ``validation-sft.jsonl`` line: the openmathinstruct/sft prompt (spec §8.1) and solution."""
+    """A ``validation-sft.jsonl`` line: the openmathinstruct/sft prompt (docs/recipes/openmath.md §8.1)
+    and the solution."""
     prompt = f"System:\n{SFT_SYSTEM}\n\nUser:\n{record['question']}\n\nAssistant:\n"
     return {"input": prompt, "output": record["reference_solution"],
             "expected_answer": record["expected_answer"], "dataset": benchmark}

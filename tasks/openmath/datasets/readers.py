@@ -1,4 +1,4 @@
-"""One reader per benchmark: original file(s) -> list of NeMo-Skills records (spec §2).
+"""One reader per benchmark: original file(s) -> list of NeMo-Skills records (docs/recipes/openmath.md §2).
 
 Readers take the resolved paths of the source files and return records in file order; splitting
 and writing live in :mod:`tasks.openmath.datasets.prepare`. Each record has ``question`` and

@@ -1,7 +1,7 @@
 """Where each benchmark's original files come from, and how many records they hold.
 
 Facts as data. ``name`` is the path under a ``--source`` folder laid out like the shared data
-folder (original file names). ``records`` is the upstream size (spec §2); a full download must
+folder (original file names). ``records`` is the upstream size (docs/recipes/openmath.md §2); a full download must
 match it exactly. Every URL names a fixed commit (the one the shared data README copied the file
 from), never a moving branch, so the bytes behind it cannot change. ``sha256`` pins those bytes.
 It is set only where we have proved the upstream file byte for byte: gsm8k train (the shared copy
@@ -117,7 +117,7 @@ MATH_BACKSLASH_DIGIT_FIX_ID = "test/intermediate_algebra/78.json"
 # Its index in ToRA's test.jsonl (the sorted list of test paths, see the shared data README).
 MATH_BACKSLASH_DIGIT_FIX_TORA_IDX = 2948
 
-# Questions asking for an equation keep "y = ..." answers whole (spec §2, math).
+# Questions asking for an equation keep "y = ..." answers whole (docs/recipes/openmath.md §2, math).
 MATH_EQUATION_MARKERS = ("Find the equation", "Enter the equation", "What is the equation",
                          "described by the equation", "Find an equation")
 

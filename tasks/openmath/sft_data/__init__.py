@@ -1,6 +1,7 @@
 """SFT data for the OpenMath recipe: masked reference solutions, correct-solution collection, prepare.
 
-Three steps of spec §8.3–§9, each a streaming function plus a ``skillflow sft-data`` sub-command:
+Three steps of docs/recipes/openmath.md §8.3–§9, each a streaming function plus a ``skillflow sft-data``
+sub-command:
 
 - :mod:`.masked`  picks one masked reference solution per problem from the masked-solution runs;
 - :mod:`.collect` gathers the correct, de-duplicated solutions of the labeling runs (the shape of

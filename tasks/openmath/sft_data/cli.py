@@ -134,7 +134,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--stats", default=None, metavar="FILE", help="stats JSON (default OUT.stats.json)")
     p.set_defaults(handler=handle_prepare)
 
-    m = sub.add_parser("mask", help="choose one masked reference solution per problem (spec §8.3)")
+    m = sub.add_parser("mask", help="choose one masked reference solution per problem (docs/recipes/openmath.md §8.3)")
     m.add_argument("--dataset-file", required=True, metavar="FILE", help="dataset jsonl with reference_solution")
     m.add_argument("--runs", nargs="+", required=True, metavar="GLOB",
                    help="graded masked-solution runs, aligned by line with the dataset (quote globs)")
@@ -144,7 +144,8 @@ def register(subparsers: Any) -> None:
     m.add_argument("--stats", default=None, metavar="FILE")
     m.set_defaults(handler=handle_mask)
 
-    c = sub.add_parser("collect", help="gather correct, de-duplicated labeling solutions (spec §8.4)")
+    c = sub.add_parser("collect",
+                       help="gather correct, de-duplicated labeling solutions (docs/recipes/openmath.md §8.4)")
     c.add_argument("--source", nargs="+", action="append", required=True,
                    metavar="DATASET GENERATION_TYPE GLOB [NAME]",
                    help="one labeling configuration; repeat for each (GENERATION_TYPE: "

@@ -1,4 +1,4 @@
-"""``sft-data collect``: the correct solutions of the labeling runs, one file (spec §8.4).
+"""``sft-data collect``: the correct solutions of the labeling runs, one file (docs/recipes/openmath.md §8.4).
 
 A *source* is one labeling configuration: a dataset (gsm8k, math), a generation type
 (``without_reference_solution`` for the empty context, ``masked_reference_solution`` for the

@@ -1,4 +1,4 @@
-"""Downsampling of the shuffled SFT list to ``num_output_samples`` (spec §9.1), on group ids only.
+"""Downsampling of the shuffled SFT list to ``num_output_samples`` (docs/recipes/openmath.md §9.1), on group ids only.
 
 Both functions take the question group id of every entry *in shuffled order* and return the
 indices of the entries to write, in the order to write them, so the caller never holds the

@@ -1,4 +1,5 @@
-"""Per-solution filters, trimming and the per-question text filter of NeMo-Skills v0.1.1 (spec §9.1).
+"""Per-solution filters, trimming and the per-question text filter of NeMo-Skills v0.1.1
+(docs/recipes/openmath.md §9.1).
 
 These are pure string functions so they can be tested on hand-made solutions. The boxed pattern is
 deliberately the same naive one v0.1.1 used, ``\\boxed{`` up to the first ``}``: it does not balance

@@ -1,4 +1,4 @@
-"""``sft-data mask``: pick one masked reference solution per problem (spec §8.3 step 2).
+"""``sft-data mask``: pick one masked reference solution per problem (docs/recipes/openmath.md §8.3 step 2).
 
 The masked-solution runs (``output-rs<seed>.jsonl``, one per seed, graded) are aligned line by line
 with the dataset file. For each problem:

@@ -1,4 +1,5 @@
-"""``sft-data prepare``: OpenMathInstruct-style solutions -> SFT jsonl, v0.1.1 semantics (spec §9.1, §9.3).
+"""``sft-data prepare``: OpenMathInstruct-style solutions -> SFT jsonl, v0.1.1 semantics
+(docs/recipes/openmath.md §9.1, §9.3).
 
 What it does, in v0.1.1's order:
 

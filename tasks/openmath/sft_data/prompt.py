@@ -1,4 +1,5 @@
-"""The SFT ``input`` string: the zero-shot ``openmathinstruct/sft`` prompt with an empty context (spec §8.1, §9.3).
+"""The SFT ``input`` string: the zero-shot ``openmathinstruct/sft`` prompt with an empty context
+(docs/recipes/openmath.md §8.1, §9.3).
 
 Kept here as one f-string, not rendered through :mod:`tasks.prompts`, because prepare builds it
 for every one of ~1M entries. It must equal what evaluation later sends to the fine-tuned model;
