@@ -28,6 +28,18 @@ class PlanError(ValueError):
 
 
 @dataclass(frozen=True)
+class KnownFix:
+    """A place where a recipe deliberately renders something other than its seed document; each
+    recipe's ``steps`` module lists its own in ``KNOWN_FIXES``."""
+
+    key: str
+    steps: tuple[str, ...]
+    upstream: str
+    fix: str
+    ref: str
+
+
+@dataclass(frozen=True)
 class JobOptions:
     """Per-submission Slurm choices a DAG may override; unset values come from the profile."""
 
