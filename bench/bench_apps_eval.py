@@ -56,9 +56,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from devtools.apps_seed_style import map_samples, preload, retry_until_stable, seed_workers  # noqa: E402
 from tasks.apps.execute import PRELOAD, Problem, pool_runner, run_program  # noqa: E402
 from tasks.apps.mapcoder import convert_row  # noqa: E402
-from devtools.apps_seed_style import map_samples, preload, retry_until_stable, seed_workers  # noqa: E402
 from tasks.sandbox import Limits, SandboxPool  # noqa: E402
 
 SHARED = Path(os.environ.get("SKILLFLOW_SHARED", ROOT.parent / "shared")) / "data"

@@ -61,9 +61,9 @@ def s3_objects_under(uri: str, env: dict[str, str]) -> list[tuple[str, int]]:
 
 def run(args: argparse.Namespace) -> int:
     from devtools.airflow_client import AirflowClient
-    from tasks.cli import UserError
     from devtools.stack import control
     from devtools.stack.config import load_secrets
+    from tasks.cli import UserError
 
     try:
         conf = json.loads(args.conf) if args.conf is not None else DEMO_CONF.get(args.dag, {})

@@ -18,9 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _up(args: argparse.Namespace) -> int:
-    from tasks.cli import UserError
     from devtools.stack import control
     from devtools.stack.services import StackError
+    from tasks.cli import UserError
 
     try:
         rows = control.up()

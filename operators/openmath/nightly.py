@@ -130,8 +130,8 @@ def _against_previous(current, previous, s3, alpha: float, min_effect: float, no
 
     A paired comparison is also logged as its own MLflow run (``log_to``: client, experiment id,
     model label), tagged with both run ids, so the night's table and plot are in the UI."""
-    from tasks.openmath.compare import CompareError, compare_outcomes, format_comparison, load_results_dir
     from tasks.comparison.tracking import log_comparison
+    from tasks.openmath.compare import CompareError, compare_outcomes, format_comparison, load_results_dir
     from tasks.openmath.run_sources import RunSourceError, has_predictions, fetch_predictions
 
     label = f"previous nightly run {previous.info.run_id}"

@@ -16,13 +16,13 @@ import shlex
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from tasks.profiles import ClusterProfile
 from tasks.apps.steps import (AppsEvalParams, NativeSamplingParams, OpenrlhfSftParams, apps_eval_job,
-                                native_apps_sampling_job, openrlhf_sft_job)
+                              native_apps_sampling_job, openrlhf_sft_job)
+from tasks.profiles import ClusterProfile
+from tasks.sft.steps import (LocalSftParams, checkpoint_upload_job, gguf_to_hf_job, hf_to_gguf_job,
+                             local_average_job, local_sft_job, save_margin, trains_on_cpu)
 from tasks.steps.base import JobOptions, PlanError, RecipeError, RecipeJob, make_spec, same_path_mounts, spec_dict
 from tasks.steps.engines import NativeServer
-from tasks.sft.steps import (LocalSftParams, checkpoint_upload_job, gguf_to_hf_job, hf_to_gguf_job,
-                               local_average_job, local_sft_job, save_margin, trains_on_cpu)
 
 SEED_MODEL = "deepseek-ai/deepseek-coder-6.7b-instruct"
 LOCAL_MODEL = "smollm2"

@@ -14,8 +14,8 @@ import json
 from dataclasses import dataclass
 
 from tasks.profiles import ClusterProfile
-from tasks.steps.base import (SERVER_PORT_EXPR, WAIT_HTTP_FUNCTION, JobOptions, KnownFix, PathMap, RecipeError, RecipeJob,
-                                  abs_path, basename, make_spec, parent, positive, q, slug, words)
+from tasks.steps.base import (SERVER_PORT_EXPR, WAIT_HTTP_FUNCTION, JobOptions, KnownFix, PathMap, RecipeError,
+                              RecipeJob, abs_path, basename, make_spec, parent, positive, q, slug, words)
 from tasks.steps.engines import NativeServer, health_path, native_image, native_server_command
 
 KNOWN_FIXES: tuple[KnownFix, ...] = (

@@ -19,9 +19,9 @@ from typing import Any
 
 from tasks.cluster_check.table import FAIL, Row
 from tasks.profiles import ClusterProfile, ProfileError
+from tasks.slurm.spec import JobSpec, Sidecar
 from tasks.steps.base import SANDBOX_PORT_EXPR, spec_dict
 from tasks.steps.engines import NEMO_SKILLS_SANDBOX_PORT, nemo_skills_sandbox
-from tasks.slurm.spec import JobSpec, Sidecar
 
 PROBE_TIME = "00:10:00"
 SANDBOX_KEY = "sandbox"

@@ -21,9 +21,9 @@ from typing import Any, Callable, TextIO
 
 from tasks.generation.client import CompletionsClient, GenerationError, Sampling
 from tasks.generation.code_loop import CodeExecutionConfig, generate_with_code
-from tasks.storage.jsonl import JsonlError, atomic_writer, iter_jsonl
 from tasks.prompts import PromptConfig, PromptError
 from tasks.sandbox.session import Sandbox
+from tasks.storage.jsonl import JsonlError, atomic_writer, iter_jsonl
 
 
 def predicted_answer(generation: str) -> str | None:

@@ -146,9 +146,9 @@ def run(args) -> int:
     import tempfile
 
     from tasks.cli import UserError
-    from tasks.storage.jsonl import JsonlError, atomic_writer
     from tasks.openmath.metrics import MetricsError
     from tasks.openmath.run_sources import RunSourceError
+    from tasks.storage.jsonl import JsonlError, atomic_writer
 
     with tempfile.TemporaryDirectory(prefix="skillflow-compare-") as tmp:
         try:

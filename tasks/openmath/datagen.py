@@ -23,10 +23,10 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+from tasks.openmath.steps import LabelingParams, labeling_array_job
 from tasks.profiles import ClusterProfile
 from tasks.steps.base import JobOptions, PlanError, RecipeError, same_path_mounts, spec_dict
 from tasks.steps.engines import NativeServer, NemoSkillsServer
-from tasks.openmath.steps import LabelingParams, labeling_array_job
 
 SUBJECTS = ("algebra", "probability", "prealgebra", "number_theory", "geometry", "precalculus",
             "intermediate_algebra")

@@ -14,11 +14,11 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
+from tasks.openmath.steps import (EvalParams, TrtllmBuildParams, eval_greedy_job, eval_sampling_chunk_job,
+                                  trtllm_build_job)
 from tasks.profiles import ClusterProfile
 from tasks.steps.base import JobOptions, PlanError, RecipeError, same_path_mounts, spec_dict
 from tasks.steps.engines import NativeServer, NemoSkillsServer
-from tasks.openmath.steps import (EvalParams, TrtllmBuildParams, eval_greedy_job, eval_sampling_chunk_job,
-                                    trtllm_build_job)
 
 BENCHMARKS = ("gsm8k", "asdiv", "gsm-hard", "mawps", "svamp", "tabmwp", "algebra222", "math")
 # The seed document: eight benchmarks greedy, plus 50 samples on GSM8K and MATH.

@@ -15,13 +15,13 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from tasks.profiles import ClusterProfile
-from tasks.steps.base import JobOptions, PlanError, RecipeError, RecipeJob, make_spec, slurm_time_seconds, spec_dict
 from tasks.openmath.steps import (SFT_TABLE, AverageCheckpointsParams, HfToNemoParams, NemoSftParams,
-                                    NemoToHfParams, SftRow, average_checkpoints_job, hf_to_nemo_job,
-                                    nemo_sft_job, nemo_to_hf_job)
+                                  NemoToHfParams, SftRow, average_checkpoints_job, hf_to_nemo_job,
+                                  nemo_sft_job, nemo_to_hf_job)
+from tasks.profiles import ClusterProfile
 from tasks.sft.steps import (LocalSftParams, checkpoint_upload_job, gguf_to_hf_job, hf_to_gguf_job,
-                               local_average_job, local_sft_job, omi1_download_job, save_margin, trains_on_cpu)
+                             local_average_job, local_sft_job, omi1_download_job, save_margin, trains_on_cpu)
+from tasks.steps.base import JobOptions, PlanError, RecipeError, RecipeJob, make_spec, slurm_time_seconds, spec_dict
 
 # SmolLM2-135M on a CPU: not in the paper; small batches and sequences so a step takes seconds.
 LOCAL_MODEL = "smollm2"

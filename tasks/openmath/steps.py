@@ -13,10 +13,10 @@ from typing import Sequence
 
 from tasks.profiles import ClusterProfile
 from tasks.steps.base import (JobOptions, KnownFix, PathMap, RecipeError, RecipeJob, abs_path, basename, ident, make_spec,
-                                  parent, positive, q, slug, slurm_time_seconds, words)
+                              parent, positive, q, slug, slurm_time_seconds, words)
 from tasks.steps.engines import (NativeServer, NemoSkillsServer, check_engine, native_generate, native_image,
-                                   native_sandbox, native_step, nemo_skills_image, nemo_skills_sandbox,
-                                   nemo_skills_server, nemo_skills_step)
+                                 native_sandbox, native_step, nemo_skills_image, nemo_skills_sandbox,
+                                 nemo_skills_server, nemo_skills_step)
 
 
 KNOWN_FIXES: tuple[KnownFix, ...] = (

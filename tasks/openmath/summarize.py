@@ -22,8 +22,8 @@ from typing import Any
 
 from dataclasses import dataclass, field
 
-from tasks.openmath.metrics import GradedFile, MetricsError, as_percentages, question_outcomes, sort_sample_files
 from tasks.comparison.stats import seed_mean_std, wilson_interval
+from tasks.openmath.metrics import GradedFile, MetricsError, as_percentages, question_outcomes, sort_sample_files
 
 COLUMNS = ("evaluation_mode", "num_entries", "correct_answer", "wrong_answer", "no_answer")
 EXTRA_COLUMNS = ("correct_ci95", "seed_mean_std")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from tasks.profiles import ClusterProfile
 from tasks.steps.base import (JobOptions, RecipeError, RecipeJob, abs_path, basename, make_spec, parent,
-                                  positive, q, same_path_mounts, slug, slurm_time_seconds)
+                              positive, q, same_path_mounts, slug, slurm_time_seconds)
 
 # OpenMathInstruct-1 on the Hugging Face hub: the filtered correct solutions the paper trains on.
 OMI1_REPO = "nvidia/OpenMathInstruct-1"

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from tasks.profiles import ClusterProfile
-from tasks.steps.base import (SANDBOX_PORT_EXPR, SERVER_PORT_EXPR, WAIT_HTTP_FUNCTION, RecipeError, positive, q,
-                                  words)
 from tasks.slurm.spec import Sidecar
+from tasks.steps.base import (SANDBOX_PORT_EXPR, SERVER_PORT_EXPR, WAIT_HTTP_FUNCTION, RecipeError, positive, q,
+                              words)
 
 ENGINES = ("nemo_skills", "native")
 NEMO_SKILLS_SERVER_TYPES = {"tensorrt_llm": "trtllm", "vllm": "vllm", "nemo": "nemo"}  # -> profile image key

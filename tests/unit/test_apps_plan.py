@@ -9,9 +9,9 @@ import pytest
 
 from tasks.apps.plan import LOCAL_SFT, AppsSftRequest, PlanError, build_plan, comparison_table, metric_names, seed_table
 from tasks.profiles import load_profile
-from tasks.steps.base import output_dir
 from tasks.slurm.render import render_sbatch
 from tasks.slurm.spec import JobSpec
+from tasks.steps.base import output_dir
 from tests.unit.test_openmath_sft_plan import check_golden
 
 FAKE_ENV = {"SKILLFLOW_ROOT": "/opt/skillflow", "SKILLFLOW_VAR": "/var/lib/skillflow",

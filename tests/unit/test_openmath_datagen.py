@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from tasks.openmath import datagen as dg
-from tasks.profiles import ClusterProfile, load_profile
 from tasks.openmath import steps as openmath
+from tasks.profiles import ClusterProfile, load_profile
 from tasks.steps.base import RecipeError
 
 ROOT = Path(__file__).resolve().parents[2]

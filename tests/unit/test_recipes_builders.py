@@ -5,9 +5,9 @@ import dataclasses
 
 import pytest
 
-from tasks.profiles import ClusterProfile, load_profile
 from tasks.apps import steps as apps
 from tasks.openmath import steps as openmath
+from tasks.profiles import ClusterProfile, load_profile
 from tasks.steps.base import JobOptions, RecipeError, slurm_time_seconds
 
 

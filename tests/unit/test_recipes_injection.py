@@ -17,13 +17,13 @@ from typing import Callable
 
 import pytest
 
-from tasks.profiles import load_profile
 from tasks.apps import steps as apps
 from tasks.openmath import steps as openmath
-from tasks.steps.base import JobOptions, RecipeError, RecipeJob
-from tasks.steps.engines import NativeServer
+from tasks.profiles import load_profile
 from tasks.slurm.render import render_sbatch
 from tasks.slurm.spec import JobSpecError
+from tasks.steps.base import JobOptions, RecipeError, RecipeJob
+from tasks.steps.engines import NativeServer
 
 SRUN = """#!/bin/bash
 # srun [options] bash -c '...': drop the options, run the command here.

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks.storage.jsonl import JsonlError, read_jsonl
 from tasks.openmath.sft_data.cli import main as cli_main
 from tasks.openmath.sft_data.masked import choose_masked_solution, count_digits, create_masked_dataset, expand_runs
+from tasks.storage.jsonl import JsonlError, read_jsonl
 
 
 def s(length: int, digits: int, fill: str = "a") -> str:

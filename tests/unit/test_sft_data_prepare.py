@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks.storage.jsonl import JsonlError, read_jsonl
 from tasks.openmath.sft_data.cli import main as cli_main
 from tasks.openmath.sft_data.prepare import PrepareConfig, prepare_sft_data
+from tasks.storage.jsonl import JsonlError, read_jsonl
 
 CODE = "Use code.\n<llm-code>\nprint({a})\n</llm-code>\n<llm-code-output>\n{a}\n</llm-code-output>\nSo \\boxed{{{a}}}.\nBye."
 TEXT = "Think.\nSo \\boxed{{{a}}}.\nBye."

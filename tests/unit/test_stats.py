@@ -8,7 +8,7 @@ import pytest
 from scipy import stats as sps
 
 from tasks.comparison.stats import (binomial_two_sided, holm, mcnemar_exact, paired_bootstrap_ci, seed_mean_std, sign_test,
-                         wilson_interval)
+                                    wilson_interval)
 
 
 # Wilson ---------------------------------------------------------------------------------------

@@ -14,14 +14,14 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any, Callable
 
+from tasks.grading.answer import extract_boxed
+from tasks.grading.normalize import normalize_answer_string
 from tasks.openmath.datasets.sources import (
     MATH_ANSWER_FIXES,
     MATH_BACKSLASH_DIGIT_FIX_ID,
     MATH_BACKSLASH_DIGIT_FIX_TORA_IDX,
     MATH_EQUATION_MARKERS,
 )
-from tasks.grading.answer import extract_boxed
-from tasks.grading.normalize import normalize_answer_string
 from tasks.storage.jsonl import iter_jsonl
 
 Record = dict[str, Any]

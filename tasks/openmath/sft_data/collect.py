@@ -33,9 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from tasks.storage.jsonl import JsonlError, atomic_writer, parse_jsonl_line
 from tasks.openmath.sft_data.masked import GENERATION_KEYS
 from tasks.openmath.sft_data.stats import distribution
+from tasks.storage.jsonl import JsonlError, atomic_writer, parse_jsonl_line
 
 LOG = logging.getLogger(__name__)
 

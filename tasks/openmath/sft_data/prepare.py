@@ -50,7 +50,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tasks.storage.jsonl import JsonlError, atomic_writer, iter_jsonl_raw, parse_jsonl_line
 from tasks.openmath.sft_data import downsample
 from tasks.openmath.sft_data.filters import (
     DEFAULT_FILTERS,
@@ -63,6 +62,7 @@ from tasks.openmath.sft_data.filters import (
 )
 from tasks.openmath.sft_data.prompt import sft_input
 from tasks.openmath.sft_data.stats import distribution
+from tasks.storage.jsonl import JsonlError, atomic_writer, iter_jsonl_raw, parse_jsonl_line
 
 LOG = logging.getLogger(__name__)
 
