@@ -61,8 +61,8 @@ def _handle(args: argparse.Namespace) -> int:
     from tasks.generation.client import CompletionsClient, GenerationError, Sampling
     from tasks.generation.code_loop import CodeExecutionConfig
     from tasks.generation.runner import GenerationSettings, generate_file, load_rows, output_name, render_all
-    from tasks.jsonl import JsonlError
     from tasks.prompts import PromptError, load_prompt
+    from tasks.storage.jsonl import JsonlError
 
     try:
         seeds = parse_seeds(args.seeds) if args.seeds else None

@@ -1,6 +1,6 @@
 """Client side of code execution: sessions, the NeMo-Skills reply format, and two backends.
 
-Spec §5.3: the client, not the server, keeps a session. Each execution sends one program that
+docs/recipes/openmath.md §5.3: the client, not the server, keeps a session. Each execution sends one program that
 replays the session's earlier *successful* snippets and reports only the last snippet's output
 as ``{"result": str | None, "error_message": str}``; any error clears the session. The program is
 built here (see :mod:`tasks.sandbox.replay`) and sent either to an in-process
@@ -20,7 +20,7 @@ from tasks.sandbox.limits import ExecResult
 
 _REPLAY_SOURCE = Path(__file__).with_name("replay.py").read_text(encoding="utf-8")
 
-#: Prefixes of every error_message the sandbox can produce (spec §5.3).
+#: Prefixes of every error_message the sandbox can produce (docs/recipes/openmath.md §5.3).
 ERROR_PREFIXES = ("Execution error:", "Syntax error:", "Result is not defined", "timeout", "Undefined error:")
 NOT_EXECUTED = "<not_executed>"
 
@@ -71,11 +71,11 @@ class LocalSandbox:
 
 
 class HttpSandbox:
-    """Client of ``POST {url}/execute`` (spec §5.3).
+    """Client of ``POST {url}/execute`` (docs/recipes/openmath.md §5.3).
 
     Deliberate difference from upstream: upstream's HTTP timeout equals the execution timeout,
     so a slow but successful reply races the server's own kill and turns into retries and then
-    ``timeout`` (spec §12.10). We give the HTTP request ``timeout + http_slack_s`` and keep
+    ``timeout`` (docs/recipes/openmath.md §12.10). We give the HTTP request ``timeout + http_slack_s`` and keep
     upstream's 3 retries at 1 s intervals for request timeouts and refused connections.
     """
 
@@ -128,7 +128,7 @@ class CodeSession:
         """Run ``code`` after the session's snippets; return ``{"result", "error_message"}``.
 
         On success ``code`` joins the session; any error (including "Result is not defined",
-        which is an error_message like the others) clears it, as spec §5.3 says.
+        which is an error_message like the others) clears it, as docs/recipes/openmath.md §5.3 says.
         """
         program = build_program([*self.snippets, code], max_output_characters)
         reply = sandbox.execute_program(program, timeout)

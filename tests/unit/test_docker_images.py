@@ -23,8 +23,9 @@ DOCKER = ROOT / "docker"
 DOCKERFILES = sorted(DOCKER.glob("*/Dockerfile"))
 HADOLINT_CONFIG = DOCKER / ".hadolint.yaml"
 
-# Versions the specs fix (spec apps_sft §0/§1: the seed's OpenRLHF environment; spec openmath §0:
-# NeMo-Skills 0.3.0 images) and the Airflow the project is built on (pyproject, requirements.txt).
+# Versions the recipes fix (docs/recipes/apps_sft.md §0/§1: the seed's OpenRLHF environment;
+# docs/recipes/openmath.md §0: NeMo-Skills 0.3.0 images) and the Airflow the project is built on
+# (pyproject, requirements.txt).
 EXPECTED = {
     "openrlhf": "0.5.3",
     "transformers": "4.46.3",
@@ -261,7 +262,7 @@ def test_cluster_image_requirements_use_the_lock_pins():
         # Cluster images never carry the Airflow side.
         assert not {"apache-airflow", "mlflow", "boto3"} & set(pins), path
     runtime = read_pins(DOCKER / "common" / "skillflow-runtime.txt")
-    assert runtime["antlr4-python3-runtime"] == "4.11.0"   # spec openmath §5.3: exactly this version
+    assert runtime["antlr4-python3-runtime"] == "4.11.0"   # docs/recipes/openmath.md §5.3: exactly this version
     assert {"pyyaml", "sympy", "requests"} <= set(runtime)  # pyproject's direct dependencies
     sandbox = read_pins(DOCKER / "sandbox" / "requirements.txt")
     assert set(runtime) <= set(sandbox)
@@ -284,6 +285,19 @@ def test_sandbox_image_is_locked_down():
     for script in ("entrypoint.sh", "start.sh"):
         assert any(rest.endswith(f"docker/sandbox/{script} /{script}") for rest in copies), script
         assert os.access(DOCKER / "sandbox" / script, os.X_OK)
+
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
+def test_images_ship_the_runtime_packages_not_devtools(dockerfile):
+    """Each image builds skillflow's wheel from ``tasks`` and ``operators`` only: the development
+    tooling (``devtools``: local stack, demo driver, benchmark baselines) never reaches a cluster."""
+    sources = [rest.split()[-2] for word, rest in instructions(dockerfile)
+               if word == "COPY" and "--from=" not in rest]
+    assert "tasks" in sources and "operators" in sources
+    assert not any(s.startswith("devtools") for s in sources), sources
+    ignore = dockerfile.with_name("Dockerfile.dockerignore").read_text().splitlines()
+    assert "*" in ignore and not any("devtools" in line for line in ignore if line.startswith("!"))
 
 
 # ----------------------------------------------------------------------- profile and build.sh

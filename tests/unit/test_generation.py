@@ -1,4 +1,4 @@
-"""``skillflow generate``: the §5.2 code-execution loop, output files, resume, seeds.
+"""``skillflow generate``: the code-execution loop of docs/recipes/openmath.md §5.2, output files, resume, seeds.
 
 The completions server here is a TEST DOUBLE for model behaviour: a loopback HTTP server that
 returns predetermined texts, because a real small model (135M parameters) cannot be made to write

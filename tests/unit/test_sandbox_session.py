@@ -1,4 +1,4 @@
-"""Code sessions (spec §5.3): replay, error messages, truncation -- through a real sandbox pool."""
+"""Code sessions (docs/recipes/openmath.md §5.3): replay, error messages, truncation -- through a real sandbox pool."""
 from __future__ import annotations
 
 import pytest
