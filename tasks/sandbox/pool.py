@@ -50,9 +50,25 @@ from tasks.sandbox.limits import ExecResult, Limits
 from tasks.sandbox.wire import FrameReader, WireError, header_frame, write_all
 
 _PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
+#: The interpreter that runs model code (and the workers), unless ``SandboxPool(python=...)`` says:
+#: ``$SKILLFLOW_SANDBOX_PYTHON``, else the checkout's sandbox environment built by ``make install``
+#: (``.venv-sandbox``: the package versions of upstream's sandbox image, docker/sandbox/requirements.txt),
+#: else the interpreter running skillflow.
+SANDBOX_PYTHON_ENV = "SKILLFLOW_SANDBOX_PYTHON"
+_CHECKOUT_SANDBOX_PYTHON = Path(_PROJECT_ROOT) / ".venv-sandbox" / "bin" / "python"
 _UNSHARE_ARGS = ("--fork", "--pid", "--mount-proc", "--net", "--ipc", "--mount", "--kill-child")
 #: Slack the pool gives a worker beyond the execution timeout before declaring it hung.
 _WORKER_GRACE_S = 30.0
+
+
+def sandbox_python() -> str:
+    """The default interpreter of the workers; see :data:`SANDBOX_PYTHON_ENV`."""
+    configured = os.environ.get(SANDBOX_PYTHON_ENV, "").strip()
+    if configured:
+        return configured
+    if os.access(_CHECKOUT_SANDBOX_PYTHON, os.X_OK):
+        return str(_CHECKOUT_SANDBOX_PYTHON)
+    return sys.executable
 
 
 class SandboxUnavailable(RuntimeError):
@@ -83,14 +99,14 @@ class _WorkerProcess:
     """One worker subprocess, its control pipes and its cgroups."""
 
     def __init__(self, index: int, namespaces: bool, uid: int | None, preload: Sequence[str], tmpfs_mb: int,
-                 use_cgroups: bool):
+                 use_cgroups: bool, python: str):
         self.index = index
         self.base = tempfile.mkdtemp(prefix="skillflow-sandbox-")
         os.chmod(self.base, 0o711)
         self.groups = cgroups.create(index) if use_cgroups else {}
         config = {"base": self.base, "uid": uid, "namespaces": namespaces, "preload": list(preload),
                   "tmpfs_mb": tmpfs_mb, "project_root": _PROJECT_ROOT, "cgroups": self.groups or None}
-        cmd = [sys.executable, "-m", "tasks.sandbox.worker", json.dumps(config)]
+        cmd = [python, "-m", "tasks.sandbox.worker", json.dumps(config)]
         if namespaces:
             cmd = [shutil.which("unshare") or "unshare", *_UNSHARE_ARGS, *cmd]
         # Preloaded libraries initialise in the worker, so thread counts must be set here too.
@@ -182,7 +198,7 @@ class SandboxPool:
 
     def __init__(self, workers: int | None = None, limits: Limits | None = None, *, isolation: str = "auto",
                  preload: Sequence[str] = (), uid_base: int | None = None, tmpfs_mb: int = 256,
-                 start_timeout: float = 60.0):
+                 start_timeout: float = 60.0, python: str | None = None):
         if isolation not in ("auto", "namespaces", "none"):
             raise ValueError(f"isolation must be 'auto', 'namespaces' or 'none', got {isolation!r}")
         self.limits = limits or Limits()
@@ -199,6 +215,11 @@ class SandboxPool:
         self._why_not_cgroups = None if self._cgroups else why_not
         self._uid_base = uid_base if uid_base is not None else _default_uid_base()
         self._preload = tuple(preload)
+        self._python = python or sandbox_python()
+        if not (os.path.isfile(self._python) and os.access(self._python, os.X_OK)):
+            where = "python=" if python else (f"${SANDBOX_PYTHON_ENV}" if os.environ.get(SANDBOX_PYTHON_ENV, "").strip()
+                                             else "the default")
+            raise SandboxUnavailable(f"sandbox interpreter {self._python!r} ({where}) is not an executable file")
         self._tmpfs_mb = tmpfs_mb
         self._idle: queue.Queue[_WorkerProcess] = queue.Queue()
         self._all: list[_WorkerProcess] = []
@@ -219,7 +240,7 @@ class SandboxPool:
     def _spawn(self, index: int) -> _WorkerProcess:
         # Dropping privileges needs the namespace set-up that keeps the interpreter readable.
         uid = self._uid_base + index if self._root and self._namespaces else None
-        w = _WorkerProcess(index, self._namespaces, uid, self._preload, self._tmpfs_mb, self._cgroups)
+        w = _WorkerProcess(index, self._namespaces, uid, self._preload, self._tmpfs_mb, self._cgroups, self._python)
         with self._lock:
             self._all.append(w)
         return w
@@ -259,6 +280,7 @@ class SandboxPool:
                             else "not enforced (needs namespaces)"),
             "exposed": sample.get("exposed", []),
             "preloaded": sample.get("preloaded", {}),
+            "python": {"executable": self._python, **sample.get("python", {})},
         }
 
     def run(self, code: str, *, stdin: str | None = None, timeout: float | None = None,
