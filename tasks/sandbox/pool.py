@@ -99,7 +99,7 @@ class _WorkerProcess:
     """One worker subprocess, its control pipes and its cgroups."""
 
     def __init__(self, index: int, namespaces: bool, uid: int | None, preload: Sequence[str], tmpfs_mb: int,
-                 use_cgroups: bool, python: str):
+                 use_cgroups: bool, python: str, pythonpath: str):
         self.index = index
         self.base = tempfile.mkdtemp(prefix="skillflow-sandbox-")
         os.chmod(self.base, 0o711)
@@ -110,7 +110,7 @@ class _WorkerProcess:
         if namespaces:
             cmd = [shutil.which("unshare") or "unshare", *_UNSHARE_ARGS, *cmd]
         # Preloaded libraries initialise in the worker, so thread counts must be set here too.
-        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONPATH": _PROJECT_ROOT,
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONPATH": pythonpath,
                "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
                "MKL_NUM_THREADS": "1"}
         self.stderr = tempfile.TemporaryFile()
@@ -193,6 +193,19 @@ class _WorkerProcess:
             cgroups.remove(self.groups)
 
 
+def _tasks_only_path() -> str:
+    """A folder holding only a link to skillflow's ``tasks`` package, the workers' ``PYTHONPATH``.
+
+    Installed from a wheel, ``tasks`` sits in skillflow's site-packages beside its own sympy;
+    putting that folder on the sandbox interpreter's path would hand model code skillflow's
+    packages instead of the sandbox's pinned ones.
+    """
+    folder = tempfile.mkdtemp(prefix="skillflow-sandbox-path-")
+    os.chmod(folder, 0o755)
+    os.symlink(os.path.join(_PROJECT_ROOT, "tasks"), os.path.join(folder, "tasks"))
+    return folder
+
+
 class SandboxPool:
     """Warm workers that run untrusted Python under :class:`Limits`; see the module docstring."""
 
@@ -221,6 +234,7 @@ class SandboxPool:
                                              else "the default")
             raise SandboxUnavailable(f"sandbox interpreter {self._python!r} ({where}) is not an executable file")
         self._tmpfs_mb = tmpfs_mb
+        self._pythonpath = _tasks_only_path()
         self._idle: queue.Queue[_WorkerProcess] = queue.Queue()
         self._all: list[_WorkerProcess] = []
         self._lock = threading.Lock()
@@ -232,15 +246,17 @@ class SandboxPool:
         except BaseException:
             for w in started:
                 w.kill()
+            shutil.rmtree(self._pythonpath, ignore_errors=True)
             raise
         for w in started:
             self._idle.put(w)
-        self._finalizer = weakref.finalize(self, SandboxPool._close_all, self._all)
+        self._finalizer = weakref.finalize(self, SandboxPool._close_all, self._all, self._pythonpath)
 
     def _spawn(self, index: int) -> _WorkerProcess:
         # Dropping privileges needs the namespace set-up that keeps the interpreter readable.
         uid = self._uid_base + index if self._root and self._namespaces else None
-        w = _WorkerProcess(index, self._namespaces, uid, self._preload, self._tmpfs_mb, self._cgroups, self._python)
+        w = _WorkerProcess(index, self._namespaces, uid, self._preload, self._tmpfs_mb, self._cgroups, self._python,
+                           self._pythonpath)
         with self._lock:
             self._all.append(w)
         return w
@@ -334,10 +350,11 @@ class SandboxPool:
         self._finalizer()
 
     @staticmethod
-    def _close_all(workers: list[_WorkerProcess]) -> None:
+    def _close_all(workers: list[_WorkerProcess], pythonpath: str) -> None:
         for w in list(workers):
             w.close()
         workers.clear()
+        shutil.rmtree(pythonpath, ignore_errors=True)
 
     def __enter__(self) -> "SandboxPool":
         return self

@@ -96,3 +96,13 @@ def test_reply_over_http_equals_upstream(pool):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_reply_without_namespaces_equals_upstream():
+    """Where the sandbox falls back to plain processes (pyxis without root), the model sees the same."""
+    with SandboxPool(workers=1, limits=Limits(timeout_s=GENEROUS_TIMEOUT_S), isolation="none",
+                     preload=PROGRAM_PRELOAD + ("numpy", "sympy")) as plain:
+        assert not plain.isolation["namespaces"]
+        for name in ("numpy_scalar", "sympy_solve", "name_error"):
+            case = next(c for c in CORPUS if c["name"] == name)
+            assert run_case(LocalSandbox(plain), case) == UPSTREAM["replies"][name], name
