@@ -62,8 +62,12 @@ def program_reply(result: ExecResult) -> dict[str, Any]:
 
     A timeout gives ``{"result": None, "error_message": "timeout"}`` as upstream does. Otherwise
     the last line of stdout must be a JSON object with ``result`` and ``error_message`` (what
-    programs built by :func:`build_program` and NeMo-Skills' client print); anything else is
-    reported as ``Undefined error:`` with the program's output, so the caller sees why.
+    programs built by :func:`build_program` and NeMo-Skills' client print). A program that ended
+    (status ``error`` or ``signal``: it did not compile, or died) without one is also answered
+    ``timeout``: upstream's server (local_sandbox_server.py, 9b7f9d57) waits forever for the reply
+    of such a program and its client reports ``timeout``, which is what the model saw. Anything
+    else (the pool's own failure, output over the cap) is ``Undefined error:`` with the program's
+    output, so the caller sees why.
     """
     if result.status == "timeout":
         return {"result": None, "error_message": "timeout"}
@@ -75,6 +79,8 @@ def program_reply(result: ExecResult) -> dict[str, Any]:
             reply = None
         if isinstance(reply, dict) and "error_message" in reply and "result" in reply:
             return {"result": reply["result"], "error_message": str(reply["error_message"])}
+    if result.status in ("error", "signal"):
+        return {"result": None, "error_message": "timeout"}
     detail = (f"program ended with status {result.status} (exit {result.exit_code}, signal {result.signal}) "
               f"without printing a JSON reply\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
     return {"result": None, "error_message": "Undefined error:" + detail}

@@ -106,3 +106,13 @@ def test_reply_without_namespaces_equals_upstream():
         for name in ("numpy_scalar", "sympy_solve", "name_error"):
             case = next(c for c in CORPUS if c["name"] == name)
             assert run_case(LocalSandbox(plain), case) == UPSTREAM["replies"][name], name
+
+
+def test_program_that_does_not_compile_is_a_timeout_as_upstream(pool):
+    """NeMo-Skills' own client pastes code into a string literal; code ending in a quote breaks its
+    program. Upstream's server then never answers and the client reports "timeout"
+    (corpus case code_ending_in_quote); ours must answer the same to that client."""
+    broken = 'snippets = []\nsnippets.append("""s = "abc"""")\n'
+    assert LocalSandbox(pool).execute_program(broken, 10.0) == UPSTREAM["replies"]["code_ending_in_quote"]
+    died = "import os\nos._exit(3)\n"      # a program killed before its reply: upstream's queue stays empty
+    assert LocalSandbox(pool).execute_program(died, 10.0) == {"result": None, "error_message": "timeout"}
