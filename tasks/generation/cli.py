@@ -99,9 +99,9 @@ def _handle(args: argparse.Namespace) -> int:
             sandbox = HttpSandbox(args.sandbox_url)
         else:
             from tasks.sandbox.pool import SandboxPool
-            from tasks.sandbox.session import LocalSandbox
+            from tasks.sandbox.session import PROGRAM_PRELOAD, LocalSandbox
 
-            preload = tuple(m for m in args.sandbox_preload.split(",") if m.strip())
+            preload = PROGRAM_PRELOAD + tuple(m for m in args.sandbox_preload.split(",") if m.strip())
             pool = SandboxPool(workers=args.sandbox_workers or min(args.concurrency, os.cpu_count() or 1),
                                preload=preload)
             sandbox = LocalSandbox(pool)
