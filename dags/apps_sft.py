@@ -20,25 +20,18 @@ neither GPUs nor ``paths.train_python`` refuses ``train`` at ``plan``, naming th
 """
 from __future__ import annotations
 
-import pendulum
-from airflow.sdk import dag, task
+from airflow.sdk import task
 
-from operators.dag_steps import PROFILE_TEMPLATE, dag_params
+from operators.dag_steps import PROFILE_TEMPLATE, skillflow_dag
 from operators.slurm.operator import SlurmJobOperator
 from operators.slurm.training import SlurmTrainingOperator
 
-PARAMS = dag_params("apps_sft")
 
-
-@dag(
-    dag_id="apps_sft",
-    schedule=None,
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
+@skillflow_dag(
+    "apps_sft",
     max_active_runs=4,
-    params=PARAMS,
     render_template_as_native_obj=True,
-    tags=["skillflow", "apps", "sft", "evaluation"],
+    tags=["apps", "sft", "evaluation"],
     doc_md=__doc__,
 )
 def apps_sft():

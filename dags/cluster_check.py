@@ -11,22 +11,17 @@ to the task log and to MLflow as ``cluster_check/table.md``; the run fails when 
 """
 from __future__ import annotations
 
-import pendulum
-from airflow.sdk import dag, task
+from airflow.sdk import task
 
-from operators.dag_steps import PROFILE_TEMPLATE, dag_params
+from operators.dag_steps import PROFILE_TEMPLATE, skillflow_dag
 from operators.slurm.operator import SlurmJobOperator
 
 
-@dag(
-    dag_id="cluster_check",
-    schedule=None,
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
+@skillflow_dag(
+    "cluster_check",
     max_active_runs=3,  # a few profiles checked side by side
     render_template_as_native_obj=True,
-    tags=["skillflow", "cluster"],
-    params=dag_params("cluster_check"),
+    tags=["cluster"],
     doc_md=__doc__,
 )
 def cluster_check():

@@ -28,25 +28,18 @@ Resubmission: before each array stage, the outputs are checked in one SSH round 
 """
 from __future__ import annotations
 
-import pendulum
-from airflow.sdk import dag, task
+from airflow.sdk import task
 
 from operators.assets import SFT_DATA
-from operators.dag_steps import PROFILE_TEMPLATE, dag_params
+from operators.dag_steps import PROFILE_TEMPLATE, skillflow_dag
 from operators.slurm.operator import SlurmJobOperator
 
-PARAMS = dag_params("openmath_datagen")
 
-
-@dag(
-    dag_id="openmath_datagen",
-    schedule=None,
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
+@skillflow_dag(
+    "openmath_datagen",
     max_active_runs=2,
-    params=PARAMS,
     render_template_as_native_obj=True,
-    tags=["skillflow", "openmath", "data"],
+    tags=["openmath", "data"],
     doc_md=__doc__,
 )
 def openmath_datagen():

@@ -8,26 +8,20 @@ of the chosen profile. Triggered from the UI or by ``openmath_nightly`` and ``op
 """
 from __future__ import annotations
 
-import pendulum
-from airflow.sdk import dag, task
+from airflow.sdk import task
 
 from operators.assets import SFT_CHECKPOINT
-from operators.dag_steps import PROFILE_TEMPLATE, dag_params
+from operators.dag_steps import PROFILE_TEMPLATE, skillflow_dag
 from operators.slurm.operator import SlurmJobOperator
 
-PARAMS = dag_params("openmath_eval")
 
-
-@dag(
-    dag_id="openmath_eval",
+@skillflow_dag(
+    "openmath_eval",
     # A new checkpoint from openmath_sft starts an evaluation of it (model and params from the event).
     schedule=[SFT_CHECKPOINT],
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
     max_active_runs=4,
-    params=PARAMS,
     render_template_as_native_obj=True,
-    tags=["skillflow", "openmath", "evaluation"],
+    tags=["openmath", "evaluation"],
     doc_md=__doc__,
 )
 def openmath_eval():

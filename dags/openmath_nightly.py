@@ -6,22 +6,18 @@ at ``alpha``; against published numbers, outside the run's own interval) and lar
 """
 from __future__ import annotations
 
-import pendulum
-from airflow.sdk import dag, task
+from airflow.sdk import task
 
 # Not the standard provider's operator: its module imports Airflow's ORM, 0.25 s of parse time.
-from operators.dag_steps import dag_params
+from operators.dag_steps import skillflow_dag
 from operators.trigger_dagrun import TriggerDagRunOperator
 
 
-@dag(
-    dag_id="openmath_nightly",
+@skillflow_dag(
+    "openmath_nightly",
     schedule="0 2 * * *",
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
     max_active_runs=1,
-    tags=["skillflow", "openmath", "nightly"],
-    params=dag_params("openmath_nightly"),
+    tags=["openmath", "nightly"],
     doc_md=__doc__,
 )
 def openmath_nightly():

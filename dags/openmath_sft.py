@@ -25,27 +25,21 @@ NeMo -> HF -> TensorRT-LLM.
 """
 from __future__ import annotations
 
-import pendulum
-from airflow.sdk import dag, task
+from airflow.sdk import task
 
 from operators.assets import SFT_CHECKPOINT, SFT_DATA
-from operators.dag_steps import PROFILE_TEMPLATE, dag_params
+from operators.dag_steps import PROFILE_TEMPLATE, skillflow_dag
 from operators.slurm.operator import SlurmJobOperator
 from operators.slurm.training import SlurmTrainingOperator
 
-PARAMS = dag_params("openmath_sft")
 
-
-@dag(
-    dag_id="openmath_sft",
+@skillflow_dag(
+    "openmath_sft",
     schedule=[SFT_DATA],
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
     max_active_runs=2,
     is_paused_upon_creation=True,
-    params=PARAMS,
     render_template_as_native_obj=True,
-    tags=["skillflow", "openmath", "sft"],
+    tags=["openmath", "sft"],
     doc_md=__doc__,
 )
 def openmath_sft():

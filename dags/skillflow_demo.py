@@ -6,10 +6,9 @@ evaluation DAG takes its place.
 """
 from __future__ import annotations
 
-import pendulum
-from airflow.sdk import dag, task
+from airflow.sdk import task
 
-from operators.dag_steps import PROFILE_TEMPLATE, dag_params
+from operators.dag_steps import PROFILE_TEMPLATE, skillflow_dag
 from operators.slurm.operator import SlurmJobOperator
 
 DEMO_STEP = r'''
@@ -38,14 +37,10 @@ PY
 '''
 
 
-@dag(
-    dag_id="skillflow_demo",
-    schedule=None,
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
+@skillflow_dag(
+    "skillflow_demo",
     max_active_runs=2,
-    tags=["skillflow", "demo"],
-    params=dag_params("skillflow_demo"),
+    tags=["demo"],
     doc_md=__doc__,
 )
 def skillflow_demo():

@@ -20,6 +20,16 @@ def dag_params(dag_id: str) -> dict:
     return {f.name: Param(f.default, **f.param_kwargs()) for f in form_of(dag_id).fields}
 
 
+def skillflow_dag(dag_id: str, *, tags: list[str], doc_md: str | None, schedule: Any = None, **kwargs: Any):
+    """Airflow's ``@dag`` with what every skillflow DAG shares: started 2026-01-01 UTC without
+    catch-up, the Params of its form (:func:`dag_params`), and the ``skillflow`` tag before ``tags``."""
+    import pendulum
+    from airflow.sdk import dag
+
+    return dag(dag_id=dag_id, schedule=schedule, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False,
+               params=dag_params(dag_id), tags=["skillflow", *tags], doc_md=doc_md, **kwargs)
+
+
 def profile_of(params: dict[str, Any]):
     """The profile the form names, or the deployment's when the form leaves it empty."""
     from tasks.profiles import load_profile

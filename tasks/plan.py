@@ -29,7 +29,7 @@ from tasks.slurm.plan_checks import missing_image_message, profile_limit_errors
 PLAN_FORMAT = 1
 
 __all__ = ["PlanError", "PlanCheckError", "Plan", "PlannedJob", "plan_dag", "output_dir", "spec_dict",
-           "planned_entry", "servers", "write_plan"]
+           "planned_entry", "servers", "engine_inputs", "write_plan"]
 
 
 # ----------------------------------------------------------------------------- plan basics
@@ -69,6 +69,17 @@ def servers(engine: str, server: str, num_gpus: int) -> tuple[NemoSkillsServer, 
     if kind not in (None, "vllm", "llama_cpp"):
         raise PlanError(f"param 'server': {server!r} cannot serve the native engine (vllm or llama_cpp)")
     return NemoSkillsServer(), NativeServer(kind=kind, num_gpus=num_gpus)
+
+
+def engine_inputs(model: str, req) -> dict[str, str]:
+    """``declared_inputs`` of the eval and datagen forms: the ``model`` path, the ``code_dir`` when
+    the nemo_skills engine runs, and ``data`` when it is a cluster path."""
+    declared = {"model": model}
+    if req.engine == "nemo_skills":
+        declared["code_dir"] = req.code_dir
+    if req.data.startswith("/"):
+        declared["data"] = req.data
+    return declared
 
 
 class PlanCheckError(ValueError):

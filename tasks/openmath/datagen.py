@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from tasks.forms import DATAGEN, DATAGEN_BASES, MATH_SUBJECTS, PlanError
-from tasks.plan import planned_entry, servers, spec_dict
+from tasks.plan import engine_inputs, planned_entry, servers, spec_dict
 from tasks.profiles import ClusterProfile
 from tasks.steps.base import JobOptions, RecipeError, same_path_mounts
 from tasks.openmath.steps import LabelingParams, labeling_array_job
@@ -227,14 +227,9 @@ def build_plan(req: DatagenRequest, profile: ClusterProfile, out_dir: str) -> di
     planned += [planned_entry("collect", collect, inputs=labeling_outputs,
                               outputs=[collect_out, _stats_path(collect_out)]),
                 planned_entry("sft_data", sft, inputs=[collect_out], outputs=[sft_out, _stats_path(sft_out)])]
-    declared = {"model": profile.model_path(req.model)}
-    if req.engine == "nemo_skills":
-        declared["code_dir"] = req.code_dir
-    if req.data.startswith("/"):
-        declared["data"] = req.data
     return {
         "planned": planned,
-        "declared_inputs": declared,
+        "declared_inputs": engine_inputs(profile.model_path(req.model), req),
         "output_dir": out_dir,
         "data_dir": data_dir,
         "model": profile.model_path(req.model),

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tasks.forms import BENCHMARKS, EVAL, PlanError
-from tasks.plan import servers, spec_dict
+from tasks.plan import engine_inputs, servers, spec_dict
 from tasks.profiles import ClusterProfile
 from tasks.steps.base import JobOptions, RecipeError, same_path_mounts
 from tasks.openmath.steps import (EvalParams, TrtllmBuildParams, eval_greedy_job, eval_sampling_chunk_job,
@@ -158,14 +158,10 @@ def build_plan(req: EvalRequest, profile: ClusterProfile, out_dir: str) -> dict[
                     "inputs": [o for g in greedy for o in g["outputs"]] + [o for c in chunks for o in c["outputs"]],
                     "outputs": [f"{out_dir}/results.json", f"{out_dir}/summary.txt", f"{out_dir}/predictions.zip"],
                     "dirs": []})
-    declared = {"model": model_source if not model_source.startswith("s3://") else (hf_model if engine_job else model)}
-    if req.engine == "nemo_skills":
-        declared["code_dir"] = req.code_dir
-    if req.data.startswith("/"):
-        declared["data"] = req.data
+    declared_model = model_source if not model_source.startswith("s3://") else (hf_model if engine_job else model)
     return {
         "planned": planned,
-        "declared_inputs": declared,
+        "declared_inputs": engine_inputs(declared_model, req),
         "batch_size": batch_size,
         "output_dir": out_dir,
         "data_dir": data_dir,

@@ -26,11 +26,6 @@ def local(monkeypatch) -> ClusterProfile:
     return load_profile("local")
 
 
-@pytest.fixture()
-def pyxis() -> ClusterProfile:
-    return load_profile("example-pyxis")
-
-
 def smoke(**kw) -> dg.DatagenRequest:
     base = dict(model="smollm2", engine="native", num_gpus=1, configurations=["gsm8k", "gsm8k-masked"],
                 num_runs=2, masked_runs=2, throttle=2, limit=3, data="shared-sample")

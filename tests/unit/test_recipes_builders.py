@@ -7,20 +7,8 @@ import pytest
 
 from tasks.apps import steps as apps
 from tasks.openmath import steps as openmath
-from tasks.profiles import ClusterProfile, load_profile
+from tasks.profiles import ClusterProfile
 from tasks.steps.base import JobOptions, RecipeError, slurm_time_seconds
-
-
-@pytest.fixture()
-def pyxis() -> ClusterProfile:
-    return load_profile("example-pyxis")
-
-
-@pytest.fixture()
-def local(monkeypatch) -> ClusterProfile:
-    monkeypatch.setenv("SKILLFLOW_ROOT", "/opt/skillflow")
-    monkeypatch.setenv("SKILLFLOW_VAR", "/var/lib/skillflow")
-    return load_profile("local")
 
 
 def labeling(**kw) -> openmath.LabelingParams:

@@ -4,23 +4,9 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 
-import pytest
-
-from tasks.profiles import ClusterProfile, load_profile
+from tasks.profiles import ClusterProfile
 from tasks.slurm.render import render_sbatch
 from tasks.slurm.spec import JobSpec, Sidecar
-
-
-@pytest.fixture()
-def pyxis(monkeypatch) -> ClusterProfile:
-    return load_profile("example-pyxis")
-
-
-@pytest.fixture()
-def local(monkeypatch) -> ClusterProfile:
-    monkeypatch.setenv("SKILLFLOW_ROOT", "/opt/skillflow")
-    monkeypatch.setenv("SKILLFLOW_VAR", "/var/lib/skillflow")
-    return load_profile("local")
 
 
 def lines(text: str) -> list[str]:

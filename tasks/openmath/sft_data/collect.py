@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from tasks.openmath.sft_data.masked import GENERATION_KEYS
+from tasks.openmath.sft_data.masked import generation_text
 from tasks.openmath.sft_data.stats import distribution
 from tasks.storage.jsonl import JsonlError, atomic_writer, parse_jsonl_line
 
@@ -88,14 +88,6 @@ def _lockstep(paths: Sequence[Path], stack: ExitStack) -> Iterator[list[tuple[Pa
         if all(r is None for r in row):
             return
         yield row
-
-
-def _solution(path: Path, line_no: int, obj: dict[str, Any]) -> str:
-    for key in GENERATION_KEYS:
-        value = obj.get(key)
-        if isinstance(value, str):
-            return value
-    raise JsonlError(path, line_no, f"no string field {' or '.join(GENERATION_KEYS)}")
 
 
 def collect_correct_solutions(sources: Sequence[Source], output: os.PathLike | str) -> dict[str, Any]:
@@ -167,7 +159,7 @@ def _collect_one(source: Source, out: Any, seen: set[int], dataset_counts: dict[
                 st["correct"] += 1
                 qd = _digest(question)
                 covered.add(qd)
-                solution = _solution(path, line_no, obj)
+                solution = generation_text(path, line_no, obj)
                 key = int.from_bytes(
                     hashlib.blake2b(qd + solution.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little"
                 )

@@ -94,7 +94,9 @@ def expand_runs(patterns: Sequence[str]) -> list[Path]:
     return [Path(p) for p in sorted(found, key=natural_key)]
 
 
-def _generation(path: Path, line_no: int, obj: dict[str, Any]) -> str:
+def generation_text(path: Path, line_no: int, obj: dict[str, Any]) -> str:
+    """A run line's generated text: its first string field of :data:`GENERATION_KEYS`; a
+    :class:`JsonlError` naming ``path`` and ``line_no`` when it has none."""
     for key in GENERATION_KEYS:
         value = obj.get(key)
         if isinstance(value, str):
@@ -157,7 +159,7 @@ def create_masked_dataset(
                     raise JsonlError(run, line_no, "no 'is_correct': grade the run before choosing masked solutions")
                 if "question" in obj and "question" in problem and obj["question"] != problem["question"]:
                     raise JsonlError(run, line_no, f"question differs from {dataset}:{ds_line}; files are misaligned")
-                text = _generation(run, line_no, obj)
+                text = generation_text(run, line_no, obj)
                 candidates.append((text, bool(obj["is_correct"])))
                 stats["candidates"]["total"] += 1
                 stats["candidates"]["correct"] += bool(obj["is_correct"])
