@@ -21,57 +21,13 @@ neither GPUs nor ``paths.train_python`` refuses ``train`` at ``plan``, naming th
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import Param, dag, task
+from airflow.sdk import dag, task
 
-from operators.dag_steps import PROFILE_TEMPLATE, profile_param
+from operators.dag_steps import PROFILE_TEMPLATE, dag_params
 from operators.slurm.operator import SlurmJobOperator
 from operators.slurm.training import SlurmTrainingOperator
 
-PARAMS = {
-    "model": Param(None, type=["null", "string"], minLength=1, section="Model",
-                   description="Base model: empty = the seed's deepseek-ai/deepseek-coder-6.7b-instruct on GPU "
-                               "profiles and `smollm2` on the local profile. A cluster path (HF folder for vLLM "
-                               "and training, GGUF file for llama.cpp), a profile alias, or (sampling only) a hub "
-                               "name."),
-    "data": Param("mapcoder-sample", type="string", minLength=1, section="Data",
-                  description="`mapcoder-sample` (10 APPS test problems shipped with skillflow, plus 33 other "
-                              "problems with a solved MapCoder program each that the local profile's CPU SFT trains "
-                              "on), or an absolute cluster folder holding codeparrot/apps train.jsonl and "
-                              "test.jsonl."),
-    "limit": Param(None, type=["null", "integer"], minimum=1, section="Data",
-                   description="Only the first N test problems (smoke runs); empty = all."),
-    "train": Param(False, type="boolean", section="Training",
-                   description="Run the seed's OpenRLHF SFT and compare the SFT model with the base model. On "
-                               "the local profile: a CPU SFT of SmolLM2 with Hugging Face's Trainer (5 steps, 512 "
-                               "tokens, about a minute) instead of OpenRLHF + DeepSpeed, a plumbing check, not a "
-                               "result."),
-    "num_nodes": Param(2, type="integer", minimum=1, maximum=64, section="Training",
-                       description="Training nodes (the seed: 2)."),
-    "gpus_per_node": Param(4, type="integer", minimum=1, maximum=16, section="Training",
-                           description="GPUs per training node (the seed: 4)."),
-    "sampling_gpus": Param(4, type="integer", minimum=1, maximum=16, section="Sampling",
-                           description="GPUs of the vLLM server = tensor parallel size (the seed: 4)."),
-    "n_samples": Param(10, type="integer", minimum=1, maximum=200, section="Sampling",
-                       description="Samples per problem (the seed: 10). Below 10, pass@10 is reported as "
-                                   "unavailable, not estimated."),
-    "max_tokens": Param(2048, type="integer", minimum=1, maximum=16384, section="Sampling",
-                        description="New tokens per sample (the seed: 2048)."),
-    "concurrency": Param(64, type="integer", minimum=1, maximum=1024, section="Sampling",
-                         description="Requests in flight to the model server."),
-    "eval_cpus": Param(None, type=["null", "integer"], minimum=1, maximum=512, section="Evaluation",
-                       description="CPUs of each evaluation job = sandbox workers; empty = 32 (the seed) on GPU "
-                                   "profiles, all cores of the node locally."),
-    "time_limit": Param(None, type=["null", "string"], pattern=r"^([0-9]+-)?[0-9]{1,2}:[0-9]{2}:[0-9]{2}$",
-                        section="Cluster", description="Slurm walltime per job (default: the profile's; "
-                                                       "training defaults to the profile's maximum)."),
-    "max_train_jobs": Param(6, type="integer", minimum=1, maximum=100, section="Cluster",
-                            description="OpenRLHF training jobs in the chain: a job cut by its walltime is followed "
-                                        "by one that resumes from the last DeepSpeed checkpoint (the seed's run "
-                                        "took ~10.3 h on 8 A100s)."),
-    "profile": profile_param(section="Cluster"),
-    "experiment": Param("apps-sft", type="string", minLength=1, maxLength=250, section="Tracking",
-                        description="MLflow experiment; each model gets its own run in it."),
-}
+PARAMS = dag_params("apps_sft")
 
 
 @dag(

@@ -12,9 +12,9 @@ to the task log and to MLflow as ``cluster_check/table.md``; the run fails when 
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import Param, dag, task
+from airflow.sdk import dag, task
 
-from operators.dag_steps import PROFILE_TEMPLATE, profile_param
+from operators.dag_steps import PROFILE_TEMPLATE, dag_params
 from operators.slurm.operator import SlurmJobOperator
 
 
@@ -26,11 +26,7 @@ from operators.slurm.operator import SlurmJobOperator
     max_active_runs=3,  # a few profiles checked side by side
     render_template_as_native_obj=True,
     tags=["skillflow", "cluster"],
-    params={
-        "profile": profile_param(),
-        "experiment": Param("cluster-check", type="string", minLength=1, maxLength=250,
-                            description="MLflow experiment the table is logged to."),
-    },
+    params=dag_params("cluster_check"),
     doc_md=__doc__,
 )
 def cluster_check():

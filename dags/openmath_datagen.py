@@ -29,60 +29,13 @@ Resubmission: before each array stage, the outputs are checked in one SSH round 
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import Param, dag, task
+from airflow.sdk import dag, task
 
 from operators.assets import SFT_DATA
-from operators.dag_steps import PROFILE_TEMPLATE, profile_param
+from operators.dag_steps import PROFILE_TEMPLATE, dag_params
 from operators.slurm.operator import SlurmJobOperator
 
-CONFIGURATIONS = (["gsm8k", "gsm8k-masked", "math", "math-masked"]
-                  + [f"math-{s}" for s in ("algebra", "probability", "prealgebra", "number_theory", "geometry",
-                                           "precalculus", "intermediate_algebra")]
-                  + [f"math-masked-{s}" for s in ("algebra", "probability", "prealgebra", "number_theory",
-                                                  "geometry", "precalculus", "intermediate_algebra")])
-
-PARAMS = {
-    "model": Param("smollm2", type="string", minLength=1, section="Model",
-                   description="Generator on the cluster (the paper: Mixtral-8x7B base, as a TensorRT-LLM engine "
-                               "for nemo_skills or an HF folder for vLLM), a GGUF file (llama.cpp), or a name "
-                               "from the cluster profile's `models` (e.g. smollm2)."),
-    "engine": Param("native", type="string", enum=["native", "nemo_skills"], section="Model",
-                    description="native: `skillflow generate` against an OpenAI-compatible server; "
-                                "nemo_skills: the upstream NeMo-Skills commands in the pinned images."),
-    "server": Param("auto", type="string", enum=["auto", "tensorrt_llm", "vllm", "llama_cpp"], section="Model",
-                    description="auto: TensorRT-LLM for nemo_skills, vLLM on GPU clusters, llama.cpp locally."),
-    "num_gpus": Param(1, type="integer", minimum=1, maximum=64, section="Model",
-                      description="GPUs per array element = tensor parallel size (the seed used 8)."),
-    "code_dir": Param(None, type=["null", "string"], section="Model",
-                      description="NeMo-Skills checkout on the cluster (nemo_skills engine only); its datasets/ "
-                                  "folder receives the prepared and masked datasets."),
-    "configurations": Param(CONFIGURATIONS, type="array", minItems=1, uniqueItems=True, section="Labeling",
-                            items={"type": "string", "enum": CONFIGURATIONS},
-                            description="Labeling configurations; masked ones also run the masked-solution step."),
-    "num_runs": Param(None, type=["null", "integer"], minimum=1, maximum=1000, section="Labeling",
-                      description="Runs (seeds) for every configuration. Empty: the seed's counts "
-                                  "(gsm8k 128, math 224, subject sets 32) times runs_scale."),
-    "runs_scale": Param(1.0, type="number", exclusiveMinimum=0, maximum=1, section="Labeling",
-                        description="Scales the seed's run counts (rounded up) when num_runs is empty."),
-    "masked_runs": Param(32, type="integer", minimum=1, maximum=1000, section="Labeling",
-                         description="Masked-solution runs per base dataset (the seed used 32)."),
-    "throttle": Param(16, type=["null", "integer"], minimum=1, maximum=1000, section="Labeling",
-                      description="Array elements running at once per configuration (--array=...%N)."),
-    "num_output_samples": Param(1024000, type="integer", minimum=1, section="Labeling",
-                                description="Fair downsampling target of the SFT data (the seed: 1,024,000)."),
-    "data": Param("download", type="string", minLength=1, section="Data",
-                  description="download, shared-sample (the credited 20-problem train samples shipped with "
-                              "skillflow), or an absolute folder on the cluster laid out like the shared data "
-                              "(gsm8k/train.jsonl, math/MATH_train.tar.gz)."),
-    "limit": Param(None, type=["null", "integer"], minimum=1, section="Data",
-                   description="Only the first N problems of each train_full (smoke runs)."),
-    "time_limit": Param(None, type=["null", "string"], pattern=r"^([0-9]+-)?[0-9]{1,2}:[0-9]{2}:[0-9]{2}$",
-                        section="Cluster", description="Slurm walltime per job (default: 1 h CPU steps, the "
-                                                       "profile's default for arrays)."),
-    "profile": profile_param(section="Cluster"),
-    "experiment": Param("openmath-datagen", type="string", minLength=1, maxLength=250, section="Tracking",
-                        description="MLflow experiment."),
-}
+PARAMS = dag_params("openmath_datagen")
 
 
 @dag(

@@ -7,10 +7,10 @@ at ``alpha``; against published numbers, outside the run's own interval) and lar
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import Param, dag, task
+from airflow.sdk import dag, task
 
 # Not the standard provider's operator: its module imports Airflow's ORM, 0.25 s of parse time.
-from operators.dag_steps import profile_param
+from operators.dag_steps import dag_params
 from operators.trigger_dagrun import TriggerDagRunOperator
 
 
@@ -21,26 +21,16 @@ from operators.trigger_dagrun import TriggerDagRunOperator
     catchup=False,
     max_active_runs=1,
     tags=["skillflow", "openmath", "nightly"],
-    params={
-        "alias": Param("nightly", type="string", minLength=1, description="MLflow registry alias to evaluate."),
-        "alpha": Param(0.05, type="number", exclusiveMinimum=0, maximum=0.5,
-                       description="Significance level of the regression tests, Holm-corrected per model."),
-        "min_effect": Param(1.0, type="number", minimum=0, maximum=100,
-                            description="A significant drop counts only when larger than this, in points."),
-        "eval_params": Param({"engine": "native", "benchmarks": ["gsm8k:0", "math:0"]}, type="object",
-                             description="Params passed to openmath_eval for every model."),
-        "experiment": Param("openmath-nightly", type="string", minLength=1),
-        "profile": profile_param(),
-    },
+    params=dag_params("openmath_nightly"),
     doc_md=__doc__,
 )
 def openmath_nightly():
     @task
     def find_models(params=None) -> list:
+        from operators.dag_steps import form_profile
         from operators.nightly import models_with_alias
-        from tasks.profiles import load_profile
 
-        return models_with_alias(params["alias"], load_profile(params["profile"]).mlflow_conn_id)
+        return models_with_alias(params["alias"], form_profile("openmath_nightly", dict(params)).mlflow_conn_id)
 
     @task
     def confs(models: list, params=None) -> list:
@@ -52,10 +42,10 @@ def openmath_nightly():
     # Runs even when an evaluation failed, so the report covers every model.
     @task(trigger_rule="all_done")
     def compare(models: list, params=None, run_id=None) -> dict:
+        from operators.dag_steps import profile_of
         from operators.nightly import compare as do_compare, eval_run_id
-        from tasks.profiles import load_profile
 
-        profile = load_profile(params["profile"])
+        profile = profile_of(params)
         run_ids = [eval_run_id(run_id, i) for i in range(len(models))]
         return do_compare(models, run_ids, params["experiment"], alpha=float(params["alpha"]),
                           min_effect=float(params["min_effect"]), mlflow_conn_id=profile.mlflow_conn_id,

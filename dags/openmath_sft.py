@@ -26,83 +26,14 @@ NeMo -> HF -> TensorRT-LLM.
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import Param, dag, task
+from airflow.sdk import dag, task
 
 from operators.assets import SFT_CHECKPOINT, SFT_DATA
-from operators.dag_steps import PROFILE_TEMPLATE, profile_param
+from operators.dag_steps import PROFILE_TEMPLATE, dag_params
 from operators.slurm.operator import SlurmJobOperator
 from operators.slurm.training import SlurmTrainingOperator
 
-TABLE = ("Mistral-7B: 4 epochs, LR 1e-6, 8x8 GPUs, TP 4 | CodeLlama-7B/13B: 4, 2e-5, 8x8, TP 4 | "
-         "CodeLlama-34B: 4, 1e-5, 16x8, TP 8 | Llama2-70B: 2, 1e-5, 32x8, TP 8 PP 2 | "
-         "CodeLlama-70B: 3, 1e-5, 32x8, TP 8 PP 2")
-FROM_TABLE = "Empty = the per-model table (" + TABLE + ")."
-
-PARAMS = {
-    "base_model": Param("smollm2", type="string",
-                        enum=["Mistral-7B", "CodeLlama-7B", "CodeLlama-13B", "CodeLlama-34B", "Llama2-70B",
-                              "CodeLlama-70B", "smollm2", "custom"], section="Model",
-                        description="A row of the paper's table, `smollm2` (the local profile's CPU stand-in), or "
-                                    "`custom` (then give model_path, hf_model_name, epochs, lr, num_nodes, "
-                                    "gpus_per_node, tp and pp)."),
-    "model_path": Param(None, type=["null", "string"], section="Model",
-                        description="The base model's HF folder on the cluster (GGUF file on the local profile; "
-                                    "empty = the profile's `smollm2`)."),
-    "hf_model_name": Param(None, type=["null", "string"], section="Model",
-                           description="Hub id of the architecture for NeMo conversion; empty = the table's."),
-    "code_dir": Param(None, type=["null", "string"], section="Model",
-                      description="The NeMo-Skills checkout (main@9b7f9d57) on the cluster; required on GPU "
-                                  "profiles."),
-    "data": Param("asset", type="string", minLength=1, section="Data",
-                  description="`asset` (newest openmath_datagen SFT data), an s3:// URI or an absolute cluster path "
-                              "of a prepared SFT jsonl, or `download` (OpenMathInstruct-1 correct_solutions)."),
-    "omi1_revision": Param("main", type="string", minLength=1, section="Data",
-                           description="Hub revision of nvidia/OpenMathInstruct-1 for `download` (pin a commit)."),
-    "num_output_samples": Param(1024000, type="integer", minimum=1, section="Data",
-                                description="Fair downsampling target of the SFT data prep (`download`)."),
-    "epochs": Param(None, type=["null", "integer"], minimum=1, maximum=100, section="Training", description=FROM_TABLE),
-    "lr": Param(None, type=["null", "string"], pattern=r"^[0-9.]+(e-?[0-9]+)?$", section="Training",
-                description=FROM_TABLE),
-    "num_nodes": Param(None, type=["null", "integer"], minimum=1, maximum=512, section="Training",
-                       description=FROM_TABLE),
-    "gpus_per_node": Param(None, type=["null", "integer"], minimum=1, maximum=16, section="Training",
-                           description="Empty = the profile's (8 on the paper's nodes)."),
-    "tp": Param(None, type=["null", "integer"], minimum=1, maximum=64, section="Training", description=FROM_TABLE),
-    "pp": Param(None, type=["null", "integer"], minimum=1, maximum=64, section="Training", description=FROM_TABLE),
-    "global_batch_size": Param(None, type=["null", "integer"], minimum=1, section="Training",
-                               description="Empty = 128 (sft_config_codegen); 2 on the local profile."),
-    "micro_batch_size": Param(None, type=["null", "integer"], minimum=1, section="Training",
-                              description="Empty = 1 (2 on the local profile)."),
-    "max_seq_length": Param(None, type=["null", "integer"], minimum=16, section="Training",
-                            description="Empty = 4096; 256 on the local profile."),
-    "val_check_interval": Param(None, type=["null", "integer"], minimum=1, section="Training",
-                                description="Validate and save every N steps. Empty = 4000 (2 per epoch of 1.024M "
-                                            "examples); 4 on the local profile."),
-    "save_top_k": Param(None, type=["null", "integer"], minimum=1, section="Training",
-                        description="Checkpoints kept by the validation metric, all averaged. Empty = 8; 2 locally."),
-    "max_steps": Param(None, type=["null", "integer"], minimum=1, section="Training",
-                       description="Stop after N steps (smoke runs); empty = the epochs."),
-    "time_limit": Param(None, type=["null", "string"], pattern=r"^([0-9]+-)?[0-9]{1,2}:[0-9]{2}:[0-9]{2}$",
-                        section="Cluster",
-                        description="Walltime of each training job; empty = the profile's maximum. Training longer "
-                                    "than this continues in further jobs."),
-    "max_sft_jobs": Param(20, type="integer", minimum=1, maximum=500, section="Cluster",
-                          description="At most this many chained training jobs."),
-    "curves_interval_s": Param(300, type="integer", minimum=10, maximum=86400, section="Tracking",
-                               description="How often training curves are copied to MLflow while a job runs."),
-    "registered_model": Param(None, type=["null", "string"], section="Tracking",
-                              description="MLflow registered model name; empty = openmath-sft-<base_model>."),
-    "registry_alias": Param(None, type=["null", "string"], pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,63}$",
-                            section="Tracking",
-                            description="Set this alias on the new version (openmath_nightly re-evaluates versions "
-                                        "with its alias)."),
-    "eval": Param({}, type="object", section="Evaluation",
-                  description="openmath_eval params for the evaluation the new checkpoint starts (e.g. "
-                              '{"benchmarks": ["gsm8k:0"], "limit": 50}); empty = its defaults.'),
-    "profile": profile_param(section="Cluster"),
-    "experiment": Param("openmath-sft", type="string", minLength=1, maxLength=250, section="Tracking",
-                        description="MLflow experiment of the training run."),
-}
+PARAMS = dag_params("openmath_sft")
 
 
 @dag(

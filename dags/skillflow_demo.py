@@ -7,9 +7,9 @@ evaluation DAG takes its place.
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import Param, dag, task
+from airflow.sdk import dag, task
 
-from operators.dag_steps import PROFILE_TEMPLATE, profile_param
+from operators.dag_steps import PROFILE_TEMPLATE, dag_params
 from operators.slurm.operator import SlurmJobOperator
 
 DEMO_STEP = r'''
@@ -45,13 +45,7 @@ PY
     catchup=False,
     max_active_runs=2,
     tags=["skillflow", "demo"],
-    params={
-        "n": Param(1_000_000, type="integer", minimum=1, maximum=100_000_000,
-                   description="Terms of the series the Slurm job sums."),
-        "experiment": Param("skillflow-demo", type="string", minLength=1, maxLength=200,
-                            description="MLflow experiment the run is logged to."),
-        "profile": profile_param(),
-    },
+    params=dag_params("skillflow_demo"),
     doc_md=__doc__,
 )
 def skillflow_demo():
@@ -78,18 +72,13 @@ def skillflow_demo():
         import tempfile
         from pathlib import Path
 
-        from operators.slurm.hook import SlurmHook
+        from operators.dag_steps import profile_of, read_job_json, slurm_hook
         from operators.tracking import mlflow_runs
-        from tasks.profiles import load_profile
 
-        profile = load_profile(params["profile"] or None)
-        hook = SlurmHook(profile.ssh_conn_id, accounting=profile.accounting)
+        profile = profile_of(params)
+        hook = slurm_hook(profile)
         safe_run = dag_run.run_id.replace(":", "-").replace("+", "-")
-        result_path = f"{profile.workdir.rstrip('/')}/{safe_run}/result.json"
-        text = hook.read_text(result_path)
-        if text is None:
-            raise FileNotFoundError(f"the Slurm job finished but wrote no result at {result_path} (cluster side)")
-        result = json.loads(text)
+        result = read_job_json(hook, f"{profile.workdir.rstrip('/')}/{safe_run}/result.json", "slurm_job")
         log_text = hook.last_lines(job_result["log"], 200)
 
         mlc = mlflow_runs.client(profile.mlflow_conn_id)

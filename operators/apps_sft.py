@@ -13,9 +13,11 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from operators.dag_steps import profile_of as _profile, slurm_hook as _hook
-from tasks.apps_plan import SIDES, AppsSftRequest, PlanError, comparison_table, metric_names
+from operators.dag_steps import (gpu_hours, profile_of as _profile, read_job_json, registered_model,
+                                 slurm_hook as _hook, version_of_run)
+from tasks.apps_plan import SIDES, comparison_table, metric_names
 
+DAG_ID = "apps_sft"
 TAG_SIDE = "skillflow.apps_side"
 
 
@@ -38,21 +40,12 @@ def side_run(mlc, experiment: str, dag_id: str, dag_run_id: str, side: str, tags
 def make_plan(params: dict[str, Any], dag_run) -> dict[str, Any]:
     """Check the form beyond its schema, plan every job, create the output folders on the
     cluster, and open one MLflow run per model with the form logged."""
-    from airflow.sdk.exceptions import AirflowFailException
-
-    from operators.dag_steps import code_version as _code_version
+    from operators.dag_steps import code_version as _code_version, form_profile, plan_or_fail
     from operators.tracking import mlflow_runs
 
-    profile = _profile(params)
-    req = AppsSftRequest.from_params(params)
-    from tasks.plan import PlanCheckError, plan_dag
-
-    try:
-        # The same plan `skillflow plan apps_sft` renders, with its plan-time checks.
-        plan = plan_dag("apps_sft", params, profile, run_id=dag_run.run_id,
-                        s3_prefix=f"s3://{profile.bucket}/{dag_run.dag_id}/{_safe_key(dag_run.run_id)}").details
-    except (PlanError, PlanCheckError) as exc:
-        raise AirflowFailException(f"Invalid params: {exc}") from None
+    profile = form_profile(DAG_ID, params)
+    plan = plan_or_fail(DAG_ID, params, profile, dag_run,
+                        s3_prefix=f"s3://{profile.bucket}/{dag_run.dag_id}/{_safe_key(dag_run.run_id)}")
     _hook(profile).run("mkdir -p " + " ".join(shlex.quote(d) for d in plan["dirs"]))
     mlc = mlflow_runs.client(profile.mlflow_conn_id)
     form = {k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in params.items()}
@@ -101,21 +94,18 @@ def register_sft_model(mlc, plan: dict[str, Any], params: dict[str, Any], run_id
     from operators.tracking.s3 import s3_client
     from tasks.checkpoint_store import verify
 
-    text = hook.read_text(plan["upload_result"])
-    if not text:
-        raise FileNotFoundError(f"{plan['upload_result']} is missing: the upload_sft job did not finish")
-    upload = json.loads(text)
+    upload = read_job_json(hook, plan["upload_result"], "upload_sft")
     checked = verify(upload["uri"], client=s3_client(_profile(params).aws_conn_id), deep=False)
     train, up = jobs.get("train") or {}, jobs.get("upload_sft") or {}
     steps = {"convert": jobs.get("convert") or {}, "export": jobs.get("export") or {}}
     name = f"apps-sft-{_safe_key(Path(plan['model_ref']).name)}"[:100]
     job_ids = {"train": ",".join(train.get("job_ids") or [str(train.get("job_id"))]), "upload": str(up.get("job_id")),
                **{step: str(r["job_id"]) for step, r in steps.items() if r}}
-    gpu_hours = sum(float(r.get("gpu_hours") or 0) for r in (train, up, *steps.values()))
+    total_gpu_hours = gpu_hours((train, up, *steps.values()))
     tags = {"cluster_path": plan["sides"]["sft"]["model"], "s3_uri": upload["uri"],
             "manifest_sha256": upload["manifest_sha256"], "base_model": plan["model"],
             "data": str(params.get("data")), "mlflow_run_id": run_id,
-            "slurm.job_ids": json.dumps(job_ids), "slurm.gpu_hours": str(round(gpu_hours, 4))}
+            "slurm.job_ids": json.dumps(job_ids), "slurm.gpu_hours": str(total_gpu_hours)}
     if plan.get("train_hyperparameters"):
         tags.update({"hp.recipe": "local CPU stand-in for OpenRLHF train_sft: HF Trainer over the chat format "
                                   "(tasks/sft/local_train.py); a plumbing check, not a result",
@@ -124,11 +114,8 @@ def register_sft_model(mlc, plan: dict[str, Any], params: dict[str, Any], run_id
     else:
         tags.update({"hp.num_nodes": str(params.get("num_nodes")), "hp.gpus_per_node": str(params.get("gpus_per_node")),
                      "hp.recipe": "OpenRLHF train_sft, the seed's flags (apps spec 1.1)"})
-    try:
-        mlc.get_registered_model(name)
-    except Exception:
-        mlc.create_registered_model(name, description="APPS code SFT models trained by skillflow's apps_sft")
-    version = next((v for v in mlc.search_model_versions(f"name = '{name}'") if v.run_id == run_id), None)
+    registered_model(mlc, name, description="APPS code SFT models trained by skillflow's apps_sft")
+    version = version_of_run(mlc, name, run_id)
     if version is None:  # behind the version: a LoggedModel that evaluations attach their scores to
         from operators.tracking.logged_models import register_with_model
 
@@ -161,11 +148,7 @@ def report(plan: dict[str, Any], params: dict[str, Any], jobs: dict[str, dict[st
     trained = "sft" in plan["sides"]
     summaries: dict[str, dict[str, Any]] = {}
     for side, info in plan["sides"].items():
-        text = hook.read_text(f"{info['eval_dir']}/summary.json")
-        if text is None:
-            raise FileNotFoundError(f"{info['eval_dir']}/summary.json is missing on the cluster: the eval_{side} "
-                                    "job did not write it")
-        summaries[side] = json.loads(text)
+        summaries[side] = read_job_json(hook, f"{info['eval_dir']}/summary.json", f"eval_{side}")
     table = comparison_table({s: {"model": plan["sides"][s]["model"], "pass_at_k": summ["pass_at_k"],
                                   "problems": summ["problems"], "samples": summ["samples"]}
                               for s, summ in summaries.items()}, trained)

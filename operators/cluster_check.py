@@ -30,7 +30,9 @@ def _planned(profile, dag_run):
 
 def plan(params: dict[str, Any], dag_run) -> list[dict[str, Any]]:
     """The probe jobs of the profile (one mapped SlurmJobOperator task each)."""
-    profile = _profile(params)
+    from operators.dag_steps import form_profile
+
+    profile = form_profile("cluster_check", params)
     probes, rows = _planned(profile, dag_run)
     for probe in probes:
         print(f"probe {probe.name}: {probe.target} (job {probe.job['name']}, log {probe.log})")

@@ -10,29 +10,23 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from operators.dag_steps import profile_of as _profile, slurm_hook as _hook
-from tasks.openmath_datagen import (DatagenRequest, PlanError, completion_command, coverage_metrics,
+from operators.dag_steps import gpu_hours, profile_of as _profile, read_job_json, slurm_hook as _hook
+from tasks.openmath_datagen import (DatagenRequest, completion_command, coverage_metrics,
                                     parse_completion, pending_jobs)
+
+DAG_ID = "openmath_datagen"
 
 
 def make_plan(params: dict[str, Any], dag_run) -> dict[str, Any]:
     """Check the form beyond its schema, plan the fixed jobs, open the MLflow run and log the form."""
-    from airflow.sdk.exceptions import AirflowFailException
-
-    from operators.dag_steps import open_tracked_run
+    from operators.dag_steps import form_profile, open_tracked_run, plan_or_fail
     from operators.tracking import mlflow_runs
 
-    profile = _profile(params)
-    req = DatagenRequest.from_params(params)
-    from tasks.plan import PlanCheckError, plan_dag
-
-    try:
-        # The same plan `skillflow plan openmath_datagen` renders, with its plan-time checks.
-        plan = plan_dag("openmath_datagen", params, profile, run_id=dag_run.run_id).details
-    except (PlanError, PlanCheckError) as exc:
-        raise AirflowFailException(f"Invalid params: {exc}") from None
-    mlc, run_id = open_tracked_run(profile, params, dag_run, run_name=f"datagen {Path(req.model).name} {dag_run.run_id}",
-                                   tags={"skillflow.model": req.model, "skillflow.engine": req.engine})
+    profile = form_profile(DAG_ID, params)
+    plan = plan_or_fail(DAG_ID, params, profile, dag_run)
+    mlc, run_id = open_tracked_run(profile, params, dag_run,
+                                   run_name=f"datagen {Path(params['model']).name} {dag_run.run_id}",
+                                   tags={"skillflow.model": params["model"], "skillflow.engine": params["engine"]})
     mlflow_runs.log_params_once(mlc, run_id, {f"runs.{k}": v for k, v in plan["runs"].items()})
     plan["mlflow_run_id"] = run_id
     return {"plan": plan, "prepare_job": plan["prepare"], "mask_job": plan["mask"],
@@ -62,20 +56,13 @@ def _ranges(seeds: list[int]) -> str:
     return index_list(seeds) if seeds else "-"
 
 
-def _read_json(hook, path: str, what: str) -> dict[str, Any]:
-    text = hook.read_text(path)
-    if text is None:
-        raise FileNotFoundError(f"{path} is missing on the cluster: the {what} job did not write it")
-    return json.loads(text)
-
-
 def publish(plan: dict[str, Any], params: dict[str, Any], outlet_events, asset) -> dict[str, Any]:
     """Upload the SFT data file to S3 (checksum verified) and record the URI on the asset event."""
     from operators.tracking.s3 import s3_client, upload_verified
 
     profile = _profile(params)
     hook = _hook(profile)
-    stats = _read_json(hook, plan["stats"]["sft"], "sft-data prepare")
+    stats = read_job_json(hook, plan["stats"]["sft"], "sft-data prepare")
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(tmp, "sft-data.jsonl")
         hook.download(plan["sft_output"], str(local))
@@ -99,7 +86,7 @@ def report(plan: dict[str, Any], params: dict[str, Any], published: dict[str, An
 
     profile = _profile(params)
     hook = _hook(profile)
-    stats = {name: _read_json(hook, path, name.split(".")[0]) for name, path in plan["stats"].items()}
+    stats = {name: read_job_json(hook, path, name.split(".")[0]) for name, path in plan["stats"].items()}
     metrics = coverage_metrics(stats["collect"])
     for name, block in stats.items():
         if name.startswith("mask."):
@@ -107,7 +94,7 @@ def report(plan: dict[str, Any], params: dict[str, Any], published: dict[str, An
     metrics.update({f"sft.{k}": v for k, v in flatten_metrics(stats["sft"]).items()})
     metrics["sft.lines"] = float(published["lines"])
     jobs = [r for r in job_results if r]
-    metrics["slurm.gpu_hours"] = round(sum(float(r.get("gpu_hours") or 0) for r in jobs), 4)
+    metrics["slurm.gpu_hours"] = gpu_hours(jobs)
     metrics["slurm.elapsed_s"] = float(sum(int(r.get("elapsed_s") or 0) for r in jobs))
     mlc = mlflow_runs.client(profile.mlflow_conn_id)
     run_id = plan["mlflow_run_id"]

@@ -10,30 +10,21 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from operators.dag_steps import profile_of as _profile, slurm_hook as _hook
-from tasks.openmath_eval import EvalRequest, PlanError, done_markers
+from operators.dag_steps import gpu_hours, profile_of as _profile, read_job_json, slurm_hook as _hook
+from tasks.openmath_eval import done_markers
 
 DAG_ID = "openmath_eval"
 
 
 def make_plan(params: dict[str, Any], dag_run) -> dict[str, Any]:
     """Check the form beyond its schema, plan every job, open the MLflow run and log the form."""
-    from airflow.sdk.exceptions import AirflowFailException
+    from operators.dag_steps import form_profile, open_tracked_run, plan_or_fail
 
-    from operators.dag_steps import open_tracked_run
-
-    from tasks.plan import PlanCheckError, plan_dag
-
-    profile = _profile(params)
-    req = EvalRequest.from_params(params)
-    try:
-        # The same plan `skillflow plan openmath_eval` renders, with its plan-time checks.
-        plan = plan_dag(DAG_ID, params, profile, run_id=dag_run.run_id).details
-    except (PlanError, PlanCheckError) as exc:
-        raise AirflowFailException(f"Invalid params: {exc}") from None
+    profile = form_profile(DAG_ID, params)
+    plan = plan_or_fail(DAG_ID, params, profile, dag_run)
     mlc, run_id = open_tracked_run(
-        profile, params, dag_run, run_name=f"{Path(req.model).name} {dag_run.run_id}",
-        tags={"skillflow.model": req.model, "skillflow.engine": req.engine,
+        profile, params, dag_run, run_name=f"{Path(params['model']).name} {dag_run.run_id}",
+        tags={"skillflow.model": params["model"], "skillflow.engine": params["engine"],
               **{str(k): str(v) for k, v in (params.get("mlflow_tags") or {}).items()}})
     plan["mlflow_run_id"] = run_id
     plan["profile"] = profile.name if profile.source.startswith("profile ") else profile.source
@@ -54,17 +45,19 @@ def params_for_checkpoint(params: dict[str, Any], triggering_asset_events, dag) 
     DAG's own schema so a bad value fails here, naming the param, not deep inside a job."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    events = []
-    for key, evs in (triggering_asset_events or {}).items():
-        if getattr(key, "name", None) == "skillflow://openmath/sft-checkpoint":
-            events = list(evs)
+    from operators.assets import SFT_CHECKPOINT
+    from operators.dag_steps import asset_events
+    from tasks.forms import PlanError, form_of
+
+    events = asset_events(SFT_CHECKPOINT, triggering_asset_events)
     if not events:
         return params
     extra = dict(events[-1].extra or {})
     overrides = dict(extra.get("eval") or {})
-    unknown = sorted(set(overrides) - set(params))
-    if unknown:
-        raise AirflowFailException(f"the checkpoint event's eval params name unknown param(s) {unknown}")
+    try:
+        form_of(DAG_ID).check(overrides, where="checkpoint event's eval params")
+    except PlanError as exc:
+        raise AirflowFailException(str(exc)) from None
     overrides["model"] = extra["model_path"]
     if extra.get("profile"):
         overrides.setdefault("profile", extra["profile"])
@@ -110,7 +103,7 @@ def stage_from_s3(hook, profile, source: str, target: str, param: str = "model")
     from airflow.sdk.exceptions import AirflowFailException
 
     from operators.tracking.s3 import s3_client
-    from tasks.s3_check import split_uri
+    from tasks.checkpoint_store import split_uri
 
     client = s3_client(profile.aws_conn_id)
     bucket, key = split_uri(source)
@@ -202,18 +195,15 @@ def report(plan: dict[str, Any], params: dict[str, Any], job_results: list[dict[
     profile = _profile(params)
     hook = _hook(profile)
     out = plan["output_dir"]
-    text = hook.read_text(f"{out}/results.json")
-    if text is None:
-        raise FileNotFoundError(f"{out}/results.json is missing on the cluster: the summary job did not write it")
-    results = json.loads(text)
+    results = read_job_json(hook, f"{out}/results.json", "summary")
     table = hook.read_text(f"{out}/summary.txt") or ""
     metrics = metric_names(results)
     jobs = [r for r in job_results if r]
-    metrics["slurm.gpu_hours"] = round(sum(float(r.get("gpu_hours") or 0) for r in jobs), 4)
+    metrics["slurm.gpu_hours"] = gpu_hours(jobs)
     metrics["slurm.elapsed_s"] = float(sum(int(r.get("elapsed_s") or 0) for r in jobs))
     mlc = mlflow_runs.client(profile.mlflow_conn_id)
     run_id = plan["mlflow_run_id"]
-    split = EvalRequest.from_params(params).split
+    split = params["split"]
     files = evidence.benchmark_file_digests(hook, plan["data_dir"], sorted(results), split)
     evidence.log_benchmark_datasets(mlc, run_id, files)
     model_id = logged_models.model_id_of(mlc, mlc.get_run(run_id).data.tags)

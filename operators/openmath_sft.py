@@ -5,30 +5,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from operators.dag_steps import profile_of as _profile, slurm_hook as _hook
-from tasks.openmath_sft import PlanError, SftRequest
+from operators.dag_steps import (asset_events, fail as _fail, gpu_hours as _gpu_hours, profile_of as _profile,
+                                 read_job_json, registered_model, slurm_hook as _hook, version_of_run)
+from tasks.openmath_sft import SftRequest
 
 DAG_ID = "openmath_sft"
 
 
-def _fail(message: str):
-    from airflow.sdk.exceptions import AirflowFailException
-
-    return AirflowFailException(message)
-
-
 def latest_event(asset, triggering_asset_events, inlet_events) -> dict[str, Any] | None:
     """The SFT-data event this run trains on: the one that triggered it, else the newest one."""
-    events = []
-    if triggering_asset_events:
-        for key, evs in triggering_asset_events.items():
-            if getattr(key, "name", None) == asset.name or str(key) in (asset.name, asset.uri):
-                events = list(evs)
-    if not events and inlet_events is not None:
-        try:
-            events = list(inlet_events[asset])
-        except (KeyError, TypeError):
-            events = []
+    events = asset_events(asset, triggering_asset_events, inlet_events)
     if not events:
         return None
     event = events[-1]
@@ -65,10 +51,10 @@ def resolve_data(data: str, event: dict[str, Any] | None, data_dir: str) -> dict
 def make_plan(params: dict[str, Any], dag_run, triggering_asset_events=None, inlet_events=None) -> dict[str, Any]:
     """Check the form, plan every job, open the MLflow run with the form and the data's lineage."""
     from operators.assets import SFT_DATA
-    from operators.dag_steps import open_tracked_run
-    from tasks.openmath_eval import output_dir
+    from operators.dag_steps import form_profile, open_tracked_run, plan_or_fail
+    from tasks.plan import output_dir
 
-    profile = _profile(params)
+    profile = form_profile(DAG_ID, params)
     exp_dir = output_dir(profile, dag_run.dag_id, dag_run.run_id)
     event = latest_event(SFT_DATA, triggering_asset_events, inlet_events) if params["data"] == "asset" else None
     data = resolve_data(params["data"], event, f"{exp_dir}/data")
@@ -77,15 +63,9 @@ def make_plan(params: dict[str, Any], dag_run, triggering_asset_events=None, inl
         profile, params, dag_run, run_name=f"sft {req.base_model} {dag_run.run_id}",
         tags={"skillflow.base_model": req.base_model, "skillflow.data": data["source"]},
         skip_params=("eval",))
-    from tasks.plan import PlanCheckError, plan_dag
-
-    try:
-        # The same plan `skillflow plan openmath_sft` renders, with its plan-time checks.
-        plan = plan_dag(DAG_ID, params, profile, run_id=dag_run.run_id, data_path=data["cluster_path"],
-                        s3_prefix=f"s3://{profile.bucket}/{DAG_ID}/{run_id}").details
-    except (PlanError, PlanCheckError) as exc:
-        mlc.set_terminated(run_id, "FAILED")
-        raise _fail(f"Invalid params: {exc}") from None
+    # The run exists first: the plan's S3 prefix is named after it (a bad param then marks it FAILED).
+    plan = plan_or_fail(DAG_ID, params, profile, dag_run, on_fail=lambda: mlc.set_terminated(run_id, "FAILED"),
+                        data_path=data["cluster_path"], s3_prefix=f"s3://{profile.bucket}/{DAG_ID}/{run_id}")
     plan.update({"mlflow_run_id": run_id, "data": {k: v for k, v in data.items() if k != "event"},
                  "data_event": data.get("event")})
     lineage = {"data.kind": data["kind"], "data.source": data["source"], "base_model_path": plan["base_model_path"],
@@ -145,10 +125,7 @@ def publish(plan: dict[str, Any], params: dict[str, Any], train: dict[str, Any],
 
     profile = _profile(params)
     hook = _hook(profile)
-    text = hook.read_text(plan["paths"]["upload_result"])
-    if not text:
-        raise _fail(f"{plan['paths']['upload_result']} is missing: the upload job did not finish")
-    upload = json.loads(text)
+    upload = read_job_json(hook, plan["paths"]["upload_result"], "upload_checkpoint")
     try:
         # Sizes against the manifest from here; the job itself re-read every byte after uploading.
         checked = verify(upload["uri"], client=s3_client(profile.aws_conn_id), deep=False)
@@ -159,7 +136,7 @@ def publish(plan: dict[str, Any], params: dict[str, Any], train: dict[str, Any],
     jobs = {name: r for name, r in job_results.items() if r}
     job_ids = {name: str(r.get("job_id")) for name, r in jobs.items()}
     job_ids["train"] = ",".join(train.get("job_ids") or [str(train.get("job_id"))])
-    gpu_hours = round(sum(float(r.get("gpu_hours") or 0) for r in jobs.values()) + float(train.get("gpu_hours") or 0), 4)
+    gpu_hours = _gpu_hours([*jobs.values(), train])
     tags = {"cluster_path": plan["eval_model"], "s3_uri": upload["uri"], "manifest_sha256": upload["manifest_sha256"],
             "profile": profile.name, "base_model": params["base_model"], "base_model_path": plan["base_model_path"],
             "data.kind": plan["data"]["kind"], "data.source": plan["data"]["source"],
@@ -171,14 +148,12 @@ def publish(plan: dict[str, Any], params: dict[str, Any], train: dict[str, Any],
     if event.get("source_run_id"):
         tags["data.source_dag_run"] = f"{event.get('source_dag_id')}/{event.get('source_run_id')}"
     name = plan["registered_model"]
-    try:
-        mlc.get_registered_model(name)
-    except Exception:
-        mlc.create_registered_model(name, description="OpenMath SFT checkpoints trained by skillflow's openmath_sft")
+    registered_model(mlc, name, description="OpenMath SFT checkpoints trained by skillflow's openmath_sft")
     # Behind the version: a LoggedModel that evaluations attach their scores to (tracking/logged_models.py).
     from operators.tracking.logged_models import register_with_model
 
-    version = _existing_version(mlc, name, run_id) or register_with_model(
+    # A retried publish finds the version it registered before instead of adding another.
+    version = version_of_run(mlc, name, run_id) or register_with_model(
         mlc, run_id, name, upload["uri"], tags,
         description=f"{params['base_model']} fine-tuned on {plan['data']['source']}")
     if params.get("registry_alias"):
@@ -194,11 +169,3 @@ def publish(plan: dict[str, Any], params: dict[str, Any], train: dict[str, Any],
              "eval": dict(params.get("eval") or {}), "mlflow_run_id": run_id}
     outlet_events[asset].extra = extra
     return {**extra, "mlflow_url": mlflow_runs.run_url(mlc, run_id), "gpu_hours": gpu_hours}
-
-
-def _existing_version(mlc, name: str, run_id: str):
-    """A retried publish finds the version it registered before instead of adding another."""
-    for version in mlc.search_model_versions(f"name = '{name}'"):
-        if version.run_id == run_id:
-            return version
-    return None

@@ -12,11 +12,12 @@ as an HF folder (uploaded like OpenRLHF's ``--save_path``) and as a GGUF for lla
 """
 from __future__ import annotations
 
-import re
 import shlex
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Mapping
 
+from tasks.forms import APPS_SAMPLE_DATA, APPS_SFT, PlanError
+from tasks.plan import planned_entry, spec_dict
 from tasks.profiles import ClusterProfile
 from tasks.recipes.apps import (AppsEvalParams, NativeSamplingParams, OpenrlhfSftParams, apps_eval_job,
                                 native_apps_sampling_job, openrlhf_sft_job)
@@ -27,7 +28,7 @@ from tasks.recipes.sft import (LocalSftParams, checkpoint_upload_job, gguf_to_hf
 
 SEED_MODEL = "deepseek-ai/deepseek-coder-6.7b-instruct"
 LOCAL_MODEL = "smollm2"
-SAMPLE_DATA = "mapcoder-sample"
+SAMPLE_DATA = APPS_SAMPLE_DATA
 SAMPLE_NAME = "mapcoder10"  # tasks/apps/samples/<name>/test.jsonl
 KS = (1, 5, 10)
 SIDES = ("base", "sft")
@@ -44,48 +45,30 @@ LOCAL_SFT = {"lr": "2e-5", "epochs": 1, "max_steps": 5, "global_batch_size": 2, 
              "max_seq_length": 512, "holdout": 2, "val_check_interval": 5, "save_top_k": 1}
 
 
-class PlanError(ValueError):
-    """A param combination that cannot run; the message names the param."""
-
-
 @dataclass
 class AppsSftRequest:
-    """The ``apps_sft`` form after Airflow's schema validation."""
+    """The planning part of the ``apps_sft`` form (:data:`tasks.forms.APPS_SFT`, which holds the
+    defaults) after Airflow's schema validation."""
 
-    model: str | None = None
-    data: str = SAMPLE_DATA
-    train: bool = False
-    num_nodes: int = 2
-    gpus_per_node: int = 4
-    sampling_gpus: int = 4
-    n_samples: int = 10
-    limit: int | None = None
-    max_tokens: int = 2048
-    concurrency: int = 64
-    eval_cpus: int | None = None
-    time_limit: str | None = None
+    model: str | None = APPS_SFT.dataclass_default("model")
+    data: str = APPS_SFT.dataclass_default("data")
+    train: bool = APPS_SFT.dataclass_default("train")
+    num_nodes: int = APPS_SFT.dataclass_default("num_nodes")
+    gpus_per_node: int = APPS_SFT.dataclass_default("gpus_per_node")
+    sampling_gpus: int = APPS_SFT.dataclass_default("sampling_gpus")
+    n_samples: int = APPS_SFT.dataclass_default("n_samples")
+    limit: int | None = APPS_SFT.dataclass_default("limit")
+    max_tokens: int = APPS_SFT.dataclass_default("max_tokens")
+    concurrency: int = APPS_SFT.dataclass_default("concurrency")
+    eval_cpus: int | None = APPS_SFT.dataclass_default("eval_cpus")
+    time_limit: str | None = APPS_SFT.dataclass_default("time_limit")
     # Training jobs in the chain (each resumes from the last checkpoint of the one before).
-    max_train_jobs: int = 6
+    max_train_jobs: int = APPS_SFT.dataclass_default("max_train_jobs")
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> "AppsSftRequest":
-        known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in params.items() if k in known})
-
-
-def output_dir(profile: ClusterProfile, dag_id: str, run_id: str) -> str:
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", run_id)
-    return f"{profile.workdir.rstrip('/')}/{dag_id}/{safe}"
-
-
-def spec_dict(spec) -> dict[str, Any]:
-    """A JobSpec as the JSON-able dict ``SlurmJobOperator`` takes; empty optional fields left out."""
-    data = asdict(spec)
-    return {k: v for k, v in data.items() if v not in (None, (), [], {}) or k in ("command", "name")}
-
-
-def _planned(task_id: str, spec, inputs: list[str], outputs: list[str]) -> dict[str, Any]:
-    return {"task_id": task_id, "job": spec_dict(spec), "inputs": inputs, "outputs": outputs, "dirs": []}
+        """The request from a run's params; a key the form does not declare is a :class:`PlanError`."""
+        return APPS_SFT.request(cls, params)
 
 
 def runs_openrlhf(profile: ClusterProfile) -> bool:
@@ -257,16 +240,16 @@ def build_plan(req: AppsSftRequest, profile: ClusterProfile, out_dir: str, s3_pr
         raise PlanError(str(exc)) from None
     prep_inputs = [f"{req.data.rstrip('/')}/test.jsonl"] + ([f"{req.data.rstrip('/')}/train.jsonl"] if req.train else []) \
         if req.data != SAMPLE_DATA else []
-    planned = [_planned("prepare", prepare, prep_inputs, prep_outputs)]
+    planned = [planned_entry("prepare", prepare, prep_inputs, prep_outputs)]
     for task_id, job in (("convert_base", convert_job), ("train", train_job), ("export_sft", export_job)):
         if job is not None:
-            planned.append(_planned(task_id, job.spec, list(job.inputs), list(job.outputs)))
+            planned.append(planned_entry(task_id, job.spec, list(job.inputs), list(job.outputs)))
     if upload_job is not None:
-        planned.append(_planned("upload_sft", upload_job.spec, list(upload_job.inputs), list(upload_job.outputs)))
+        planned.append(planned_entry("upload_sft", upload_job.spec, list(upload_job.inputs), list(upload_job.outputs)))
     for side, info in sides.items():
-        planned.append(_planned(f"sample_{side}", info.pop("_sample").spec, info.pop("_sample_inputs"),
+        planned.append(planned_entry(f"sample_{side}", info.pop("_sample").spec, info.pop("_sample_inputs"),
                                 info["sample_outputs"]))
-        planned.append(_planned(f"eval_{side}", info.pop("_eval").spec, info.pop("_eval_inputs"),
+        planned.append(planned_entry(f"eval_{side}", info.pop("_eval").spec, info.pop("_eval_inputs"),
                                 info["eval_outputs"]))
     declared = {"model": model} if model.startswith("/") else {}
     if req.data != SAMPLE_DATA:

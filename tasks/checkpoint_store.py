@@ -31,21 +31,30 @@ class CheckpointStoreError(RuntimeError):
     """An upload or a verification failed; the message names the object."""
 
 
+def split_uri(uri: str) -> tuple[str, str]:
+    """``s3://b/k`` -> (b, k); MLflow's proxied ``mlflow-artifacts:/k`` lives in the ``mlflow``
+    bucket. The one S3 URI splitter of skillflow; ValueError for anything else."""
+    if uri.startswith("mlflow-artifacts:/"):
+        return "mlflow", uri[len("mlflow-artifacts:/"):].lstrip("/")
+    if not uri.startswith("s3://"):
+        raise ValueError(f"not an S3 URI: {uri!r}")
+    bucket, _, key = uri[len("s3://"):].partition("/")
+    return bucket, key
+
+
 def split_s3(uri: str) -> tuple[str, str]:
+    """A checkpoint's ``s3://bucket/prefix``: both parts required."""
     if not uri.startswith("s3://"):
         raise CheckpointStoreError(f"not an S3 URI: {uri!r} (expected s3://bucket/prefix)")
-    bucket, _, prefix = uri[len("s3://"):].partition("/")
+    bucket, prefix = split_uri(uri)
     if not bucket or not prefix.strip("/"):
         raise CheckpointStoreError(f"{uri!r} needs a bucket and a prefix (s3://bucket/prefix)")
     return bucket, prefix.strip("/")
 
 
-def sha256_file(path: Path, chunk: int = 8 << 20) -> str:
-    h = hashlib.sha256()
+def sha256_file(path: Path) -> str:
     with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def folder_files(folder: Path) -> list[Path]:

@@ -47,8 +47,10 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+def run_cli(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> int:
+    """Parse ``argv`` and run the chosen handler with skillflow's exit codes: the handler's, 2 with
+    a one-line message for a :class:`UserError`, 130 on Ctrl-C. Every entry point uses it
+    (``skillflow``, ``python -m tasks.sft_data``, ``python -m tasks.sft.cli``)."""
     args = parser.parse_args(argv)
     try:
         rc = args.handler(args)
@@ -58,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skillflow: error: {exc}", file=sys.stderr)
         return 2
     return int(rc or 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(build_parser(), argv)
 
 
 class UserError(Exception):

@@ -49,7 +49,8 @@ def _progress_printer():
 
 def s3_objects_under(uri: str, env: dict[str, str]) -> list[tuple[str, int]]:
     """(key, size) of objects in the bucket under an ``s3://`` or ``mlflow-artifacts:/`` URI."""
-    from tasks.s3_check import client, split_uri
+    from tasks.checkpoint_store import split_uri
+    from tasks.s3_check import client
 
     bucket, prefix = split_uri(uri)
     s3 = client(env)

@@ -19,27 +19,20 @@ complete (:func:`pending_jobs`); a configuration whose seeds are all complete su
 from __future__ import annotations
 
 import math
-import re
 import shlex
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterable
 
+from tasks.forms import DATAGEN, DATAGEN_BASES, MATH_SUBJECTS, PlanError
+from tasks.plan import planned_entry, servers, spec_dict
 from tasks.profiles import ClusterProfile
 from tasks.recipes.common import JobOptions, RecipeError, same_path_mounts
-from tasks.recipes.engines import NativeServer, NemoSkillsServer
 from tasks.recipes.openmath import LabelingParams, labeling_array_job
 
-SUBJECTS = ("algebra", "probability", "prealgebra", "number_theory", "geometry", "precalculus",
-            "intermediate_algebra")
-BASES = ("gsm8k", "math")
+SUBJECTS = MATH_SUBJECTS
+BASES = DATAGEN_BASES
 GENERATION_TYPES = {"empty": "without_reference_solution", "masked_solution": "masked_reference_solution"}
-SEED_MASKED_RUNS = 32
-SEED_NUM_OUTPUT_SAMPLES = 1_024_000
 SPLIT = "train_full"
-
-
-class PlanError(ValueError):
-    """A param combination that cannot run; the message names the param."""
 
 
 @dataclass(frozen=True)
@@ -87,28 +80,29 @@ CONFIGURATIONS: dict[str, Configuration] = _configurations()
 
 @dataclass
 class DatagenRequest:
-    """The form of ``openmath_datagen`` after Airflow's schema validation."""
+    """The planning part of the ``openmath_datagen`` form (:data:`tasks.forms.DATAGEN`, which holds
+    the defaults) after Airflow's schema validation."""
 
-    model: str
-    engine: str = "nemo_skills"
-    server: str = "auto"
-    num_gpus: int = 8
-    code_dir: str | None = None
-    configurations: list[str] = field(default_factory=lambda: list(CONFIGURATIONS))
+    model: str = DATAGEN.dataclass_default("model")
+    engine: str = DATAGEN.dataclass_default("engine")
+    server: str = DATAGEN.dataclass_default("server")
+    num_gpus: int = DATAGEN.dataclass_default("num_gpus")
+    code_dir: str | None = DATAGEN.dataclass_default("code_dir")
+    configurations: list[str] = DATAGEN.dataclass_default("configurations")
     # None: the seed's count per configuration (128 / 224 / 32).
-    num_runs: int | None = None
-    runs_scale: float = 1.0
-    masked_runs: int = SEED_MASKED_RUNS
-    throttle: int | None = 16
-    limit: int | None = None
-    data: str = "download"
-    num_output_samples: int = SEED_NUM_OUTPUT_SAMPLES
-    time_limit: str | None = None
+    num_runs: int | None = DATAGEN.dataclass_default("num_runs")
+    runs_scale: float = DATAGEN.dataclass_default("runs_scale")
+    masked_runs: int = DATAGEN.dataclass_default("masked_runs")
+    throttle: int | None = DATAGEN.dataclass_default("throttle")
+    limit: int | None = DATAGEN.dataclass_default("limit")
+    data: str = DATAGEN.dataclass_default("data")
+    num_output_samples: int = DATAGEN.dataclass_default("num_output_samples")
+    time_limit: str | None = DATAGEN.dataclass_default("time_limit")
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> "DatagenRequest":
-        known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in params.items() if k in known})
+        """The request from a run's params; a key the form does not declare is a :class:`PlanError`."""
+        return DATAGEN.request(cls, params)
 
 
 def runs_for(conf: Configuration, req: DatagenRequest) -> int:
@@ -120,23 +114,6 @@ def runs_for(conf: Configuration, req: DatagenRequest) -> int:
     if not 0 < req.runs_scale <= 1:
         raise PlanError(f"param 'runs_scale' must be in (0, 1]; got {req.runs_scale}")
     return max(1, math.ceil(conf.seed_runs * req.runs_scale))
-
-
-def output_dir(profile: ClusterProfile, dag_id: str, run_id: str) -> str:
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", run_id)
-    return f"{profile.workdir.rstrip('/')}/{dag_id}/{safe}"
-
-
-def _servers(req: DatagenRequest) -> tuple[NemoSkillsServer, NativeServer]:
-    if req.engine == "nemo_skills":
-        server_type = "tensorrt_llm" if req.server in ("auto", "tensorrt_llm") else req.server
-        if server_type not in ("tensorrt_llm", "vllm", "nemo"):
-            raise PlanError(f"param 'server': {req.server!r} cannot serve the nemo_skills engine")
-        return NemoSkillsServer(server_type=server_type, num_gpus=req.num_gpus), NativeServer()
-    kind = None if req.server == "auto" else req.server
-    if kind not in (None, "vllm", "llama_cpp"):
-        raise PlanError(f"param 'server': {req.server!r} cannot serve the native engine (vllm or llama_cpp)")
-    return NemoSkillsServer(), NativeServer(kind=kind, num_gpus=req.num_gpus)
 
 
 # Generation settings of the paper (spec §8.2): at most 3 code blocks, stop on a code error.
@@ -164,7 +141,7 @@ def _units(req: DatagenRequest, profile: ClusterProfile, out_dir: str, data_dir:
     if req.engine not in ("native", "nemo_skills"):
         raise PlanError(f"param 'engine': {req.engine!r} must be native or nemo_skills")
     confs = _selected(req)
-    nemo_server, native_server = _servers(req)
+    nemo_server, native_server = servers(req.engine, req.server, req.num_gpus)
     model = profile.model_path(req.model)
     common = dict(model_path=model, engine=req.engine, code_dir=req.code_dir, data_dir=data_dir, split_name=SPLIT,
                   nemo_server=nemo_server, native_server=native_server,
@@ -230,8 +207,8 @@ def build_plan(req: DatagenRequest, profile: ClusterProfile, out_dir: str) -> di
     sft_out = f"{out_dir}/sft-data.jsonl"
     prepare, mask = prepare_data_job(req, bases, data_dir, profile), mask_job(req, masked, data_dir, out_dir, profile)
     collect, sft = collect_job(req, confs, out_dir, collect_out, profile), sft_job(req, collect_out, sft_out, profile)
-    planned = [_planned("prepare_data", prepare, inputs=[req.data] if req.data.startswith("/") else [],
-                        outputs=[f"{data_dir}/{b}/{SPLIT}.jsonl" for b in bases])]
+    planned = [planned_entry("prepare_data", prepare, inputs=[req.data] if req.data.startswith("/") else [],
+                             outputs=[f"{data_dir}/{b}/{SPLIT}.jsonl" for b in bases])]
     labeling_outputs = []
     for stage, task_id in (("masked", "masked_labeling"), ("labeling", "labeling")):
         for unit in (u for u in units if u.stage == stage):
@@ -242,13 +219,14 @@ def build_plan(req: DatagenRequest, profile: ClusterProfile, out_dir: str) -> di
             if stage == "labeling":
                 labeling_outputs += list(built.outputs)
         if stage == "masked" and masked:
-            planned.append(_planned(
+            planned.append(planned_entry(
                 "mask", mask,
                 inputs=[p for b in masked for p in [f"{data_dir}/{b}/{SPLIT}.jsonl",
                                                     *masked_run_files(out_dir, b, req.masked_runs)]],
                 outputs=[f"{data_dir}/{b}-masked/{SPLIT}.jsonl" for b in masked]))
-    planned += [_planned("collect", collect, inputs=labeling_outputs, outputs=[collect_out, _stats_path(collect_out)]),
-                _planned("sft_data", sft, inputs=[collect_out], outputs=[sft_out, _stats_path(sft_out)])]
+    planned += [planned_entry("collect", collect, inputs=labeling_outputs,
+                              outputs=[collect_out, _stats_path(collect_out)]),
+                planned_entry("sft_data", sft, inputs=[collect_out], outputs=[sft_out, _stats_path(sft_out)])]
     declared = {"model": profile.model_path(req.model)}
     if req.engine == "nemo_skills":
         declared["code_dir"] = req.code_dir
@@ -286,15 +264,6 @@ def unit_summary(unit: Unit) -> dict[str, Any]:
     return {"name": unit.name, "stage": unit.stage, "output_dir": unit.output_dir, "runs": unit.runs,
             "data_file": unit.data_file, "dataset": unit.params.dataset, "examples_type": unit.params.examples_type,
             "context_type": unit.params.context_type}
-
-
-def spec_dict(spec) -> dict[str, Any]:
-    data = asdict(spec)
-    return {k: v for k, v in data.items() if v not in (None, (), [], {}) or k in ("command", "name")}
-
-
-def _planned(task_id: str, spec, inputs: list[str], outputs: list[str]) -> dict[str, Any]:
-    return {"task_id": task_id, "job": spec_dict(spec), "inputs": inputs, "outputs": outputs, "dirs": []}
 
 
 def _job(name: str, command: str, req: DatagenRequest, profile: ClusterProfile):

@@ -11,24 +11,17 @@ from __future__ import annotations
 
 import re
 import shlex
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+from tasks.forms import BENCHMARKS, EVAL, PlanError
+from tasks.plan import servers, spec_dict
 from tasks.profiles import ClusterProfile
 from tasks.recipes.common import JobOptions, RecipeError, same_path_mounts
-from tasks.recipes.engines import NativeServer, NemoSkillsServer
 from tasks.recipes.openmath import (EvalParams, TrtllmBuildParams, eval_greedy_job, eval_sampling_chunk_job,
                                     trtllm_build_job)
 
-BENCHMARKS = ("gsm8k", "asdiv", "gsm-hard", "mawps", "svamp", "tabmwp", "algebra222", "math")
-# The seed document: eight benchmarks greedy, plus 50 samples on GSM8K and MATH.
-DEFAULT_BENCHMARKS = ["gsm8k:50", "asdiv:0", "gsm-hard:0", "mawps:0", "svamp:0", "tabmwp:0", "algebra222:0",
-                      "math:50"]
 _BENCH_ITEM = re.compile(r"^(?P<name>[a-z0-9-]+):(?P<k>\d{1,4})$")
-
-
-class PlanError(ValueError):
-    """A param combination that cannot run; the message names the param."""
 
 
 def parse_benchmarks(items: list[str]) -> dict[str, int]:
@@ -58,41 +51,29 @@ def seed_chunks(samples: int, chunk_size: int, start: int = 0) -> list[list[int]
 
 @dataclass
 class EvalRequest:
-    """The form of ``openmath_eval`` after Airflow's schema validation."""
+    """The planning part of the ``openmath_eval`` form (:data:`tasks.forms.EVAL`, which holds the
+    defaults) after Airflow's schema validation."""
 
-    model: str
-    engine: str = "nemo_skills"
-    server: str = "auto"
-    num_gpus: int = 8
-    benchmarks: list[str] = field(default_factory=lambda: list(DEFAULT_BENCHMARKS))
-    seed_chunk_size: int = 10
+    model: str = EVAL.dataclass_default("model")
+    engine: str = EVAL.dataclass_default("engine")
+    server: str = EVAL.dataclass_default("server")
+    num_gpus: int = EVAL.dataclass_default("num_gpus")
+    benchmarks: list[str] = EVAL.dataclass_default("benchmarks")
+    seed_chunk_size: int = EVAL.dataclass_default("seed_chunk_size")
     # None: the seed's choice, 16 for models of 34B parameters or more and 64 below.
-    batch_size: int | None = None
-    max_code_executions: int = 6
-    stop_on_code_error: bool = False
-    split: str = "test"
-    limit: int | None = None
-    data: str = "download"
-    code_dir: str | None = None
-    time_limit: str | None = None
+    batch_size: int | None = EVAL.dataclass_default("batch_size")
+    max_code_executions: int = EVAL.dataclass_default("max_code_executions")
+    stop_on_code_error: bool = EVAL.dataclass_default("stop_on_code_error")
+    split: str = EVAL.dataclass_default("split")
+    limit: int | None = EVAL.dataclass_default("limit")
+    data: str = EVAL.dataclass_default("data")
+    code_dir: str | None = EVAL.dataclass_default("code_dir")
+    time_limit: str | None = EVAL.dataclass_default("time_limit")
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> "EvalRequest":
-        known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in params.items() if k in known})
-
-
-def _server_objects(req: EvalRequest, profile: ClusterProfile) -> tuple[NemoSkillsServer, NativeServer]:
-    if req.engine == "nemo_skills":
-        server_type = "tensorrt_llm" if req.server in ("auto", "tensorrt_llm") else req.server
-        if server_type not in ("tensorrt_llm", "vllm", "nemo"):
-            raise PlanError(f"param 'server': {req.server!r} cannot serve the nemo_skills engine "
-                            "(tensorrt_llm, vllm or nemo)")
-        return NemoSkillsServer(server_type=server_type, num_gpus=req.num_gpus), NativeServer()
-    kind = None if req.server == "auto" else req.server
-    if kind not in (None, "vllm", "llama_cpp"):
-        raise PlanError(f"param 'server': {req.server!r} cannot serve the native engine (vllm or llama_cpp)")
-    return NemoSkillsServer(), NativeServer(kind=kind, num_gpus=req.num_gpus)
+        """The request from a run's params; a key the form does not declare is a :class:`PlanError`."""
+        return EVAL.request(cls, params)
 
 
 _SIZE = re.compile(r"(?:(\d+)x)?(\d+(?:\.\d+)?)b(?![a-z])", re.IGNORECASE)
@@ -112,11 +93,6 @@ def default_batch_size(model: str) -> int:
     return BIG_MODEL_BATCH if size is not None and size >= BIG_MODEL_B else DEFAULT_BATCH
 
 
-def output_dir(profile: ClusterProfile, dag_id: str, run_id: str) -> str:
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", run_id)
-    return f"{profile.workdir.rstrip('/')}/{dag_id}/{safe}"
-
-
 def build_plan(req: EvalRequest, profile: ClusterProfile, out_dir: str) -> dict[str, Any]:
     """Every job of the run as plain data (JSON-serialisable for XCom)."""
     benches = parse_benchmarks(req.benchmarks)
@@ -127,7 +103,7 @@ def build_plan(req: EvalRequest, profile: ClusterProfile, out_dir: str) -> dict[
                         "nemo_skills engine")
     model_source = profile.model_path(req.model)
     model = staged_model_path(model_source, profile)
-    nemo_server, native_server = _server_objects(req, profile)
+    nemo_server, native_server = servers(req.engine, req.server, req.num_gpus)
     engine_job = None
     if req.engine == "nemo_skills" and nemo_server.server_type == "tensorrt_llm":
         # The form names an HF checkpoint; evaluation reads the engine built from it (TP = GPUs).
@@ -222,11 +198,6 @@ def staged_model_path(source: str, profile: ClusterProfile) -> str:
     folder = f"{profile.workdir.rstrip('/')}/models/{digest}"
     name = source.rstrip("/").rsplit("/", 1)[-1]
     return f"{folder}/{name}" if name.endswith(MODEL_FILE_SUFFIXES) else folder
-
-
-def spec_dict(spec) -> dict[str, Any]:
-    data = asdict(spec)
-    return {k: v for k, v in data.items() if v not in (None, (), [], {}) or k in ("command", "name")}
 
 
 def prepare_data_job(req: EvalRequest, profile: ClusterProfile, benches: dict[str, int], data_dir: str):

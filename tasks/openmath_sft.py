@@ -15,7 +15,8 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from tasks.openmath_eval import PlanError, spec_dict
+from tasks.forms import SFT, SFT_BASE_MODELS, PlanError
+from tasks.plan import spec_dict
 from tasks.profiles import ClusterProfile
 from tasks.recipes.common import JobOptions, RecipeError, RecipeJob, make_spec, slurm_time_seconds
 from tasks.recipes.openmath import (SFT_TABLE, AverageCheckpointsParams, HfToNemoParams, NemoSftParams,
@@ -31,41 +32,43 @@ LOCAL_DEFAULTS = {"global_batch_size": 2, "micro_batch_size": 2, "max_seq_length
                   "save_top_k": 2, "holdout": 8}
 GPU_DEFAULTS = {"global_batch_size": 128, "micro_batch_size": 1, "max_seq_length": 4096, "val_check_interval": 4000,
                 "save_top_k": 8, "holdout": 0}
-BASE_MODELS = [*SFT_TABLE, LOCAL_MODEL, "custom"]
+BASE_MODELS = SFT_BASE_MODELS  # the rows of SFT_TABLE, LOCAL_MODEL and custom (a unit test holds them equal)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
 @dataclass
 class SftRequest:
-    """The form of ``openmath_sft`` after Airflow's schema validation (``None`` = from the table)."""
+    """The planning part of the ``openmath_sft`` form (:data:`tasks.forms.SFT`, which holds the
+    defaults) after Airflow's schema validation (``None`` = from the table)."""
 
-    base_model: str = LOCAL_MODEL
-    model_path: str | None = None
-    hf_model_name: str | None = None
-    data: str = "asset"
-    epochs: int | None = None
-    lr: str | None = None
-    num_nodes: int | None = None
-    gpus_per_node: int | None = None
-    tp: int | None = None
-    pp: int | None = None
-    global_batch_size: int | None = None
-    micro_batch_size: int | None = None
-    max_seq_length: int | None = None
-    val_check_interval: int | None = None
-    save_top_k: int | None = None
-    max_steps: int | None = None
-    time_limit: str | None = None
-    max_sft_jobs: int = 20
-    code_dir: str | None = None
-    omi1_revision: str = "main"
-    num_output_samples: int = 1024000
-    registered_model: str | None = None
+    base_model: str = SFT.dataclass_default("base_model")
+    model_path: str | None = SFT.dataclass_default("model_path")
+    hf_model_name: str | None = SFT.dataclass_default("hf_model_name")
+    data: str = SFT.dataclass_default("data")
+    epochs: int | None = SFT.dataclass_default("epochs")
+    lr: str | None = SFT.dataclass_default("lr")
+    num_nodes: int | None = SFT.dataclass_default("num_nodes")
+    gpus_per_node: int | None = SFT.dataclass_default("gpus_per_node")
+    tp: int | None = SFT.dataclass_default("tp")
+    pp: int | None = SFT.dataclass_default("pp")
+    global_batch_size: int | None = SFT.dataclass_default("global_batch_size")
+    micro_batch_size: int | None = SFT.dataclass_default("micro_batch_size")
+    max_seq_length: int | None = SFT.dataclass_default("max_seq_length")
+    val_check_interval: int | None = SFT.dataclass_default("val_check_interval")
+    save_top_k: int | None = SFT.dataclass_default("save_top_k")
+    max_steps: int | None = SFT.dataclass_default("max_steps")
+    time_limit: str | None = SFT.dataclass_default("time_limit")
+    max_sft_jobs: int = SFT.dataclass_default("max_sft_jobs")
+    code_dir: str | None = SFT.dataclass_default("code_dir")
+    omi1_revision: str = SFT.dataclass_default("omi1_revision")
+    num_output_samples: int = SFT.dataclass_default("num_output_samples")
+    registered_model: str | None = SFT.dataclass_default("registered_model")
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> "SftRequest":
-        known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in params.items() if k in known and v is not None})
+        """The request from a run's params (an empty value keeps the default); a key the form does
+        not declare is a :class:`PlanError`."""
+        return SFT.request(cls, params, drop_none=True)
 
 
 def resolve_row(req: SftRequest) -> SftRow:

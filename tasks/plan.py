@@ -17,14 +17,58 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from tasks.forms import PlanError
 from tasks.profiles import ClusterProfile, ProfileError
+from tasks.recipes.engines import NativeServer, NemoSkillsServer
 from tasks.slurm.plan_checks import missing_image_message, profile_limit_errors
 
 PLAN_FORMAT = 1
+
+__all__ = ["PlanError", "PlanCheckError", "Plan", "PlannedJob", "plan_dag", "output_dir", "spec_dict",
+           "planned_entry", "servers", "write_plan"]
+
+
+# ----------------------------------------------------------------------------- plan basics
+
+def safe_run_id(run_id: str) -> str:
+    """A DAG run id as a folder name (``manual__2026-01-01T00:00:00+00:00`` has ``:`` and ``+``)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", run_id)
+
+
+def output_dir(profile: ClusterProfile, dag_id: str, run_id: str) -> str:
+    """The run's folder on the cluster: ``<workdir>/<dag_id>/<run id made safe>``."""
+    return f"{profile.workdir.rstrip('/')}/{dag_id}/{safe_run_id(run_id)}"
+
+
+def spec_dict(spec) -> dict[str, Any]:
+    """A JobSpec as the JSON-able dict ``SlurmJobOperator`` takes; empty optional fields left out."""
+    data = asdict(spec)
+    return {k: v for k, v in data.items() if v not in (None, (), [], {}) or k in ("command", "name")}
+
+
+def planned_entry(task_id: str, spec, inputs: list[str], outputs: list[str],
+                  dirs: list[str] | None = None) -> dict[str, Any]:
+    """One ``planned`` entry of a ``build_plan`` result (see :class:`PlannedJob`)."""
+    return {"task_id": task_id, "job": spec_dict(spec), "inputs": inputs, "outputs": outputs, "dirs": dirs or []}
+
+
+def servers(engine: str, server: str, num_gpus: int) -> tuple[NemoSkillsServer, NativeServer]:
+    """The model servers of the ``engine``/``server``/``num_gpus`` params (the eval and datagen forms):
+    ``auto`` is TensorRT-LLM for nemo_skills and the profile's choice for native."""
+    if engine == "nemo_skills":
+        server_type = "tensorrt_llm" if server in ("auto", "tensorrt_llm") else server
+        if server_type not in ("tensorrt_llm", "vllm", "nemo"):
+            raise PlanError(f"param 'server': {server!r} cannot serve the nemo_skills engine "
+                            "(tensorrt_llm, vllm or nemo)")
+        return NemoSkillsServer(server_type=server_type, num_gpus=num_gpus), NativeServer()
+    kind = None if server == "auto" else server
+    if kind not in (None, "vllm", "llama_cpp"):
+        raise PlanError(f"param 'server': {server!r} cannot serve the native engine (vllm or llama_cpp)")
+    return NemoSkillsServer(), NativeServer(kind=kind, num_gpus=num_gpus)
 
 
 class PlanCheckError(ValueError):
@@ -99,8 +143,6 @@ def from_details(dag_id: str, profile: ClusterProfile, params: dict[str, Any], d
 # ----------------------------------------------------------------------------- the DAGs' planners
 
 def _run_dir(profile: ClusterProfile, dag_id: str, run_id: str) -> str:
-    from tasks.openmath_eval import output_dir
-
     return output_dir(profile, dag_id, run_id)
 
 
@@ -120,7 +162,7 @@ def _apps(params: dict[str, Any], profile: ClusterProfile, run_id: str, s3_prefi
           **_: Any) -> dict[str, Any]:
     from tasks.apps_plan import AppsSftRequest, build_plan
 
-    prefix = s3_prefix or f"s3://{profile.bucket}/apps_sft/{_safe(run_id)}"
+    prefix = s3_prefix or f"s3://{profile.bucket}/apps_sft/{safe_run_id(run_id)}"
     return build_plan(AppsSftRequest.from_params(params), profile, _run_dir(profile, "apps_sft", run_id),
                       s3_prefix=prefix)
 
@@ -134,10 +176,6 @@ def _sft(params: dict[str, Any], profile: ClusterProfile, run_id: str, data_path
         data_path = planned_data_path(params.get("data", "asset"), f"{exp}/data")
     prefix = s3_prefix or f"s3://{profile.bucket}/openmath_sft/{run_id}"
     return build_plan(SftRequest.from_params(params), profile, exp, data_path, s3_prefix=prefix)
-
-
-def _safe(run_id: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", run_id)
 
 
 PLANNERS: dict[str, Callable[..., dict[str, Any]]] = {

@@ -26,7 +26,7 @@ def has_predictions(run) -> bool:
 
 def fetch_predictions(run, s3, dest: Path) -> Path:
     """Download the run's predictions zip with ``s3`` (a boto3 client), check it, unpack into ``dest``."""
-    from tasks.s3_check import split_uri
+    from tasks.checkpoint_store import split_uri
 
     run_id = run.info.run_id
     uri, expected = run.data.tags.get(TAG_URI), run.data.tags.get(TAG_SHA)

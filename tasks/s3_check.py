@@ -3,15 +3,7 @@ from __future__ import annotations
 
 import hashlib
 
-
-def split_uri(uri: str) -> tuple[str, str]:
-    """``s3://b/k`` → (b, k); MLflow's proxied ``mlflow-artifacts:/k`` lives in the ``mlflow`` bucket."""
-    if uri.startswith("mlflow-artifacts:/"):
-        return "mlflow", uri[len("mlflow-artifacts:/"):].lstrip("/")
-    if not uri.startswith("s3://"):
-        raise ValueError(f"not an S3 URI: {uri}")
-    bucket, _, key = uri[len("s3://"):].partition("/")
-    return bucket, key
+from tasks.checkpoint_store import split_uri
 
 
 def client(env: dict[str, str]):

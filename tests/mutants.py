@@ -42,11 +42,11 @@ class Mutant:
 MUTANTS: tuple[Mutant, ...] = (
     # The trigger's event handling and the operator's reading of its events.
     Mutant("error-as-done", "operators/slurm/trigger.py",
-           'self._event("error", [], watch.log_offset, update.error)',
-           'self._event("done", [], watch.log_offset, update.error)',
+           'self._event(EventStatus.ERROR, [], watch.log_offset, update.error)',
+           'self._event(EventStatus.DONE, [], watch.log_offset, update.error)',
            (TRIGGER_UNIT, "tests/faults/test_slurm_faults.py::test_poller_gives_up_after_max_disconnected_s")),
     Mutant("lost-never", "operators/slurm/operator.py",
-           'lost=event.get("status") == "lost")', "lost=False)",
+           'lost=ev.status is EventStatus.LOST)', "lost=False)",
            (f"{OPERATOR}::test_a_job_slurm_does_not_know_is_lost",)),
     Mutant("end-from-trigger-inverted", "operators/slurm/trigger.py",
            "if self.end_from_trigger and all(s.outcome is Outcome.SUCCESS for s in update.states):",

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import time
 from functools import cached_property
 
 from airflow.sdk import BaseHook
@@ -44,33 +43,35 @@ class SlurmHook(BaseHook):
 
     def run(self, command: str, *, check: bool = True, timeout: float | None = None,
             retries: int = 3) -> tuple[int, str, str]:
-        """Run one command; reconnect and retry when the connection itself breaks."""
+        """Run one command; reconnect and retry (1, 2, 4... s apart, at most 10) when the connection
+        itself breaks (sshd restarted, network blip)."""
         import paramiko
+        from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-        last: Exception | None = None
-        for attempt in range(retries):
-            try:
-                client = self.get_conn()
-                _, stdout, stderr = client.exec_command(command, timeout=timeout or self.command_timeout)
-                out = stdout.read().decode("utf-8", "replace")
-                err = stderr.read().decode("utf-8", "replace")
-                rc = stdout.channel.recv_exit_status()
-                transport = client.get_transport()
-                if rc == -1 and (transport is None or not transport.is_active()):
-                    # The channel closed without an exit status: the connection dropped while
-                    # the command ran. Whether it finished is unknown; only commands that are
-                    # safe to send again reach this point (submission is, see submit_script).
-                    raise EOFError(f"connection dropped before '{command[:60]}' reported its exit status")
-                break
-            except (OSError, EOFError, paramiko.SSHException) as exc:
-                # A dropped connection (sshd restarted, network blip): reconnect and try again.
-                last = exc
-            self._reset()
-            time.sleep(min(2 ** attempt, 10))
-        else:
-            raise SlurmCommandError(f"SSH connection '{self.ssh_conn_id}' failed {retries} times: {last}")
+        retrying = Retrying(stop=stop_after_attempt(retries), wait=wait_exponential(max=10),
+                            retry=retry_if_exception_type((OSError, EOFError, paramiko.SSHException)),
+                            after=lambda _: self._reset())
+        try:
+            rc, out, err = retrying(self._exec, command, timeout or self.command_timeout)
+        except RetryError as exc:
+            raise SlurmCommandError(f"SSH connection '{self.ssh_conn_id}' failed {retries} times: "
+                                    f"{exc.last_attempt.exception()}") from None
         if check and rc != 0:
             raise SlurmCommandError(f"remote command failed (rc {rc}): {command[:200]}\n{err.strip()[-2000:]}")
+        return rc, out, err
+
+    def _exec(self, command: str, timeout: float) -> tuple[int, str, str]:
+        client = self.get_conn()
+        _, stdout, stderr = client.exec_command(command, timeout=timeout)
+        out = stdout.read().decode("utf-8", "replace")
+        err = stderr.read().decode("utf-8", "replace")
+        rc = stdout.channel.recv_exit_status()
+        transport = client.get_transport()
+        if rc == -1 and (transport is None or not transport.is_active()):
+            # The channel closed without an exit status: the connection dropped while the
+            # command ran. Whether it finished is unknown; only commands that are safe to send
+            # again reach this point (submission is, see submit_script).
+            raise EOFError(f"connection dropped before '{command[:60]}' reported its exit status")
         return rc, out, err
 
     def _reset(self) -> None:

@@ -24,9 +24,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from operators.links import SlurmJobLogLink
 from operators.slurm.errors import BY_OUTCOME, SlurmJobError
 from operators.slurm.hook import SlurmHook
-from tasks.slurm.states import ACTIVE, JobState, Outcome
-
-DEFAULT_RETRY_ON = ("FAILED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "OUT_OF_MEMORY", "LOST")
+from tasks.slurm.states import ACTIVE, DEFAULT_RETRY_ON, EventStatus, JobEvent, JobState, Outcome, worst
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -73,15 +71,37 @@ class SlurmJobOperator(BaseOperator):
         # Folders that must exist before sbatch (container runtimes refuse to mount a missing one).
         self.create_dirs = create_dirs
         self._job_id: str | None = None
+        self._loaded_profile = None
+        self._slurm_hook: SlurmHook | None = None
 
     # Set-up -------------------------------------------------------------------------------
     def _profile(self):
-        from tasks.profiles import load_profile
+        """The cluster profile, read once per operator instance (a try, or its resumption)."""
+        if self._loaded_profile is None:
+            from tasks.profiles import load_profile
 
-        return load_profile(self.profile)
+            self._loaded_profile = load_profile(self.profile)
+        return self._loaded_profile
 
     def _hook(self, profile) -> SlurmHook:
-        return SlurmHook(self.ssh_conn_id or profile.ssh_conn_id, accounting=profile.accounting)
+        """The profile's Slurm hook, made once per operator instance (its SSH connection is reused)."""
+        conn_id = self.ssh_conn_id or profile.ssh_conn_id
+        if self._slurm_hook is None or self._slurm_hook.ssh_conn_id != conn_id:
+            self._slurm_hook = SlurmHook(conn_id, accounting=profile.accounting)
+        return self._slurm_hook
+
+    @staticmethod
+    def _check_form(context) -> None:
+        """A DAG with a declared form (tasks/forms.py) refuses a run whose conf names a param the
+        form lacks before a job is submitted: a misspelt param would otherwise run with the
+        default (``skillflow_demo`` has no Python step before its job)."""
+        from tasks.forms import FORMS
+
+        dag = context.get("dag")
+        if dag is not None and dag.dag_id in FORMS and context.get("params") is not None:
+            from operators.dag_steps import check_form
+
+            check_form(dag.dag_id, dict(context["params"]))
 
     def _identity(self, context) -> str:
         ti = context["ti"]
@@ -109,6 +129,7 @@ class SlurmJobOperator(BaseOperator):
             from airflow.sdk.exceptions import AirflowSkipException
 
             raise AirflowSkipException("no Slurm job to run for this task in this DAG run")
+        self._check_form(context)
         profile = self._profile()
         hook = self._hook(profile)
         job_id, resolved_log = self._submit_or_reuse(context, profile, hook, f"try{context['ti'].try_number}")
@@ -232,15 +253,13 @@ class SlurmJobOperator(BaseOperator):
                            why, exc)
 
     def execute_complete(self, context, event: dict[str, Any]) -> dict[str, Any]:
+        ev = JobEvent.from_dict(event)
         profile = self._profile()
         hook = self._hook(profile)
-        job_id = event.get("job_id")
-        self._job_id = job_id
-        if event.get("status") == "error":
-            raise BY_OUTCOME[Outcome.LOST](f"Lost track of Slurm job {job_id}: {event.get('message')}",
-                                           job_id=job_id)
-        states = [JobState(**s) for s in event.get("states", [])]
-        return self._judge(hook, job_id, states, event.get("log_path"), lost=event.get("status") == "lost")
+        self._job_id = ev.job_id
+        if ev.status is EventStatus.ERROR:
+            raise BY_OUTCOME[Outcome.LOST](f"Lost track of Slurm job {ev.job_id}: {ev.message}", job_id=ev.job_id)
+        return self._judge(hook, ev.job_id, list(ev.states), ev.log_path, lost=ev.status is EventStatus.LOST)
 
     # Judgement ----------------------------------------------------------------------------
     def _judge(self, hook: SlurmHook, job_id: str, states: list[JobState], log_path: str | None,
@@ -262,7 +281,7 @@ class SlurmJobOperator(BaseOperator):
                 return result
             missing = [p for p, ok in complete.items() if not ok]
             self.log.error("Expected outputs missing: %s", ", ".join(missing))
-        outcome = Outcome.LOST if lost or not failed else self._worst(failed)
+        outcome = Outcome.LOST if lost or not failed else worst(s.outcome for s in failed)
         message = self._describe(hook, job_id, failed, log_path, outcome)
         error_cls = BY_OUTCOME[outcome]
         error = error_cls(message, job_id=job_id, outcome=outcome,
@@ -270,14 +289,6 @@ class SlurmJobOperator(BaseOperator):
         if outcome.value not in self.retry_on:
             raise AirflowFailException(f"[{outcome.value}, not retried] {message}") from error
         raise error
-
-    @staticmethod
-    def _worst(failed: list[JobState]) -> Outcome:
-        # Infrastructure outcomes first: they decide whether a retry can help.
-        order = [Outcome.NODE_FAIL, Outcome.PREEMPTED, Outcome.OUT_OF_MEMORY, Outcome.TIMEOUT, Outcome.CANCELLED,
-                 Outcome.FAILED, Outcome.LOST]
-        present = {s.outcome for s in failed}
-        return next(o for o in order if o in present)
 
     def _describe(self, hook: SlurmHook, job_id: str, failed: list[JobState], log_path: str | None,
                   outcome: Outcome) -> str:

@@ -22,10 +22,8 @@ from typing import Any, Sequence
 from airflow.sdk.exceptions import AirflowFailException
 
 from operators.slurm.operator import SlurmJobOperator
-from tasks.slurm.states import ACTIVE, JobState, Outcome
-
-# Ends after which a continuation can help: the job stopped for time, or the node went away.
-CONTINUE_AFTER = {Outcome.SUCCESS, Outcome.TIMEOUT, Outcome.PREEMPTED, Outcome.NODE_FAIL}
+from tasks.slurm.states import (ACTIVE, CONTINUE_AFTER, TRAINING_RETRY_ON, EventStatus, JobEvent, JobState, Outcome,
+                                worst)
 
 
 class SlurmTrainingOperator(SlurmJobOperator):
@@ -43,7 +41,9 @@ class SlurmTrainingOperator(SlurmJobOperator):
 
     def __init__(self, *, progress: dict[str, Any], max_jobs: int = 20, curves: dict[str, Any] | None = None,
                  curves_every_s: float = 300.0, **kwargs):
-        kwargs.setdefault("retry_on", ("FAILED", "NODE_FAIL", "OUT_OF_MEMORY", "LOST"))
+        # Ends after which a continuation helps (CONTINUE_AFTER: the job stopped for time, or the
+        # node went away) are handled by the chain, not retried; the policy is tasks.slurm.states.POLICY.
+        kwargs.setdefault("retry_on", TRAINING_RETRY_ON)
         super().__init__(**kwargs)
         self.progress = progress
         self.max_jobs = max_jobs
@@ -138,20 +138,20 @@ class SlurmTrainingOperator(SlurmJobOperator):
                          earlier: list[str] | None = None) -> dict[str, Any]:
         self._link = link
         earlier = list(earlier or [])
-        job_id = event.get("job_id")
+        ev = JobEvent.from_dict(event)
         self._sync_curves()
-        if event.get("status") == "wake":
-            return self._defer_on(context, self._profile(), job_id, earlier, int(event.get("log_offset") or 0))
-        if event.get("status") in ("error", "lost"):
+        if ev.status is EventStatus.WAKE:
+            return self._defer_on(context, self._profile(), ev.job_id, earlier, ev.log_offset)
+        if ev.status in (EventStatus.ERROR, EventStatus.LOST):
             return super().execute_complete(context, event)
-        return self._after_job(context, job_id, [JobState(**s) for s in event.get("states", [])], earlier)
+        return self._after_job(context, ev.job_id, list(ev.states), earlier)
 
     # After each job of the chain -------------------------------------------------------------
     def _after_job(self, context, job_id: str, states: list[JobState], earlier: list[str]) -> dict[str, Any]:
         profile = self._profile()
         hook = self._hook(profile)
-        outcome = Outcome.SUCCESS if all(s.outcome is Outcome.SUCCESS for s in states) else self._worst(
-            [s for s in states if s.outcome is not Outcome.SUCCESS])
+        outcome = Outcome.SUCCESS if all(s.outcome is Outcome.SUCCESS for s in states) else worst(
+            s.outcome for s in states if s.outcome is not Outcome.SUCCESS)
         step, max_steps, detail = self._read_progress(hook)
         chain = [*earlier, job_id]
         self.log.info("Training job %s ended %s; progress %s/%s steps (%s)", job_id, outcome.value, step, max_steps,

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import asdict
 from typing import Any, AsyncIterator
 
 from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
 from tasks.slurm import commands
-from tasks.slurm.states import JobState, Outcome
+from tasks.slurm.states import EventStatus, JobEvent, JobState, Outcome
 
 
 class SlurmJobTrigger(BaseTrigger):
@@ -84,10 +83,10 @@ class SlurmJobTrigger(BaseTrigger):
                     update = await asyncio.wait_for(watch.updates.get(), timeout)
                 except asyncio.TimeoutError:
                     # Resume the log at the start of the unfinished line, so no text is lost.
-                    yield TriggerEvent(self._event("wake", latest, watch.log_offset - len(pending_text)))
+                    yield TriggerEvent(self._event(EventStatus.WAKE, latest, watch.log_offset - len(pending_text)))
                     return
                 if update.error:
-                    yield TriggerEvent(self._event("error", [], watch.log_offset, update.error))
+                    yield TriggerEvent(self._event(EventStatus.ERROR, [], watch.log_offset, update.error))
                     return
                 if update.log_bytes:
                     pending_text += update.log_bytes
@@ -112,18 +111,17 @@ class SlurmJobTrigger(BaseTrigger):
                     if self.end_from_trigger and all(s.outcome is Outcome.SUCCESS for s in update.states):
                         yield TaskSuccessEvent(xcoms={"slurm_job_id": self.job_id})
                         return
-                    yield TriggerEvent(self._event("done", update.states, update.log_offset))
+                    yield TriggerEvent(self._event(EventStatus.DONE, update.states, update.log_offset))
                     return
                 if update.lost:
-                    yield TriggerEvent(self._event("lost", update.states, update.log_offset,
+                    yield TriggerEvent(self._event(EventStatus.LOST, update.states, update.log_offset,
                                                    f"job {self.job_id} is in neither squeue nor accounting"))
                     return
         finally:
             poller.remove(watch_id)
 
-    def _event(self, status: str, states: list[JobState], offset: int, message: str = "") -> dict[str, Any]:
-        return {"status": status, "job_id": self.job_id, "states": [asdict(s) for s in states],
-                "log_path": self.log_path, "log_offset": offset, "message": message}
+    def _event(self, status: EventStatus, states: list[JobState], offset: int, message: str = "") -> dict[str, Any]:
+        return JobEvent(status, self.job_id, tuple(states), self.log_path, offset, message).to_dict()
 
     async def on_kill(self) -> None:
         """The user killed the deferred task: cancel the job so no GPU keeps working for nobody."""

@@ -7,7 +7,6 @@ are what the caller logs beside the artifact.
 from __future__ import annotations
 
 import hashlib
-import time
 from pathlib import Path
 
 from tasks.checkpoint_store import sha256_file
@@ -21,24 +20,27 @@ def s3_client(aws_conn_id: str | None):
 
 
 def upload_verified(client, local_path: str | Path, bucket: str, key: str, retries: int = 5) -> dict[str, str | int]:
-    """Upload with retries, then download-hash the stored object and compare."""
+    """Upload, then download-hash the stored object and compare; any failure (connection refused,
+    5xx, checksum mismatch) is retried, 1, 2, 4... s apart (at most 20)."""
     from boto3.s3.transfer import TransferConfig
+    from tenacity import RetryError, Retrying, stop_after_attempt, wait_exponential
 
     digest = sha256_file(local_path)
     size = Path(local_path).stat().st_size
     config = TransferConfig(multipart_threshold=8 << 20, multipart_chunksize=8 << 20)
-    last: Exception | None = None
-    for attempt in range(retries):
-        try:
-            client.upload_file(str(local_path), bucket, key, Config=config, ExtraArgs={"Metadata": {"sha256": digest}})
-            stored = stored_sha256(client, bucket, key)
-            if stored != digest:
-                raise IOError(f"s3://{bucket}/{key}: stored object's SHA-256 {stored} differs from the local {digest}")
-            return {"uri": f"s3://{bucket}/{key}", "sha256": digest, "bytes": size}
-        except Exception as exc:  # connection refused, 5xx, checksum mismatch
-            last = exc
-            time.sleep(min(2 ** attempt, 20))
-    raise IOError(f"upload of {local_path} to s3://{bucket}/{key} failed after {retries} tries: {last}")
+
+    def attempt() -> dict[str, str | int]:
+        client.upload_file(str(local_path), bucket, key, Config=config, ExtraArgs={"Metadata": {"sha256": digest}})
+        stored = stored_sha256(client, bucket, key)
+        if stored != digest:
+            raise IOError(f"s3://{bucket}/{key}: stored object's SHA-256 {stored} differs from the local {digest}")
+        return {"uri": f"s3://{bucket}/{key}", "sha256": digest, "bytes": size}
+
+    try:
+        return Retrying(stop=stop_after_attempt(retries), wait=wait_exponential(max=20))(attempt)
+    except RetryError as exc:
+        raise IOError(f"upload of {local_path} to s3://{bucket}/{key} failed after {retries} tries: "
+                      f"{exc.last_attempt.exception()}") from None
 
 
 def stored_sha256(client, bucket: str, key: str) -> str:

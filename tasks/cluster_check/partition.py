@@ -13,7 +13,8 @@ import shlex
 
 from tasks.cluster_check.table import FAIL, PASS, SKIP, Row, passed
 from tasks.profiles import ClusterProfile
-from tasks.slurm.limits import format_seconds, gpus_in_gres, slurm_time_seconds
+from tasks.slurm.durations import format_seconds, slurm_time_seconds
+from tasks.slurm.limits import gpus_in_gres
 
 MARK = "@@SKILLFLOW_CLUSTER_CHECK"
 _FIELD = re.compile(r"(?:^|\s)([A-Za-z][A-Za-z0-9_:/]*)=(\S*)")

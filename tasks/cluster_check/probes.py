@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tasks.cluster_check.table import FAIL, Row
-from tasks.openmath_eval import spec_dict
+from tasks.plan import spec_dict
 from tasks.profiles import ClusterProfile, ProfileError
 from tasks.recipes.common import SANDBOX_PORT_EXPR
 from tasks.recipes.engines import NEMO_SKILLS_SANDBOX_PORT, nemo_skills_sandbox

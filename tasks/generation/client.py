@@ -7,7 +7,6 @@ evaluation sampling is T=0.7, top_p=0.95, labeling T=1.0, top_p=0.95; the seed g
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,37 +74,39 @@ class OpenAIHTTPClient:
         return f"{self.base_url}{self.path}"
 
     def _session(self) -> Any:
+        """This thread's session; urllib3 retries lost connections, timeouts and 5xx answers of
+        every request (POSTs included: a completion has no side effect), with exponential backoff."""
         import requests
+        from requests.adapters import HTTPAdapter
+        from urllib3.util.retry import Retry
 
         if not hasattr(self._local, "session"):
-            self._local.session = requests.Session()
+            retry = Retry(total=self.retries, status_forcelist=range(500, 600), allowed_methods=None,
+                          backoff_factor=self.backoff_s, raise_on_status=False, respect_retry_after_header=False)
+            session = requests.Session()
+            for prefix in ("http://", "https://"):
+                session.mount(prefix, HTTPAdapter(max_retries=retry))
+            self._local.session = session
         return self._local.session
 
     def first_choice(self, body: dict[str, Any], what: str = "the request") -> tuple[dict[str, Any], str]:
         """``choices[0]`` of the answer and the raw text (for error messages)."""
         import requests
 
-        last_error = ""
-        for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(self.backoff_s * 2 ** (attempt - 1))
-            try:
-                resp = self._session().post(self.endpoint, json=body, timeout=self.timeout_s)
-            except requests.RequestException as exc:
-                last_error = f"{type(exc).__name__}: {exc}"
-                continue
-            if resp.status_code >= 500:
-                last_error = f"HTTP {resp.status_code}: {resp.text[:300]}"
-                continue
-            if resp.status_code != 200:
-                raise GenerationError(f"{self.endpoint} rejected {what} with HTTP {resp.status_code}: "
-                                      f"{resp.text[:500]}")
-            try:
-                return resp.json()["choices"][0], resp.text
-            except (ValueError, KeyError, IndexError, TypeError) as exc:
-                raise GenerationError(f"{self.endpoint} answered {what} without choices[0]: {exc!r}: "
-                                      f"{resp.text[:300]}") from None
-        raise GenerationError(f"{self.endpoint} failed {self.retries + 1} times for {what}; last error: {last_error}")
+        failed = f"{self.endpoint} failed {self.retries + 1} times for {what}; last error"
+        try:
+            resp = self._session().post(self.endpoint, json=body, timeout=self.timeout_s)
+        except requests.RequestException as exc:
+            raise GenerationError(f"{failed}: {type(exc).__name__}: {exc}") from None
+        if resp.status_code >= 500:
+            raise GenerationError(f"{failed}: HTTP {resp.status_code}: {resp.text[:300]}")
+        if resp.status_code != 200:
+            raise GenerationError(f"{self.endpoint} rejected {what} with HTTP {resp.status_code}: {resp.text[:500]}")
+        try:
+            return resp.json()["choices"][0], resp.text
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise GenerationError(f"{self.endpoint} answered {what} without choices[0]: {exc!r}: "
+                                  f"{resp.text[:300]}") from None
 
 
 class CompletionsClient(OpenAIHTTPClient):

@@ -14,9 +14,9 @@ import json
 from dataclasses import dataclass
 
 from tasks.profiles import ClusterProfile
-from tasks.recipes.common import (SERVER_PORT_EXPR, WAIT_HTTP_FUNCTION, JobOptions, PathMap, RecipeError, RecipeJob,
-                                  abs_path, basename, make_spec, parent, positive, q, slug, words)
-from tasks.recipes.engines import NativeServer, health_path, native_image, native_server_command
+from tasks.recipes.common import (JobOptions, PathMap, RecipeError, RecipeJob, abs_path, basename, make_spec, parent,
+                                  positive, q, slug)
+from tasks.recipes.engines import NativeServer, native_image, native_step
 from tasks.recipes.openmath import KnownFix
 
 KNOWN_FIXES: tuple[KnownFix, ...] = (
@@ -203,28 +203,6 @@ class NativeSamplingParams:
     image_key: str = "openrlhf"
 
 
-def _server_step(server: NativeServer, kind: str, model: str, work: str, mkdirs: tuple[str, ...]) -> str:
-    """Start the model server, wait until it answers, run ``work``; the server stops on exit.
-
-    ``engines.native_step`` also waits for a code sandbox, which sampling does not use; the
-    server command, its health route and the wait are shared with it.
-    """
-    return "\n".join([
-        f"export SKILLFLOW_SERVER_PORT={SERVER_PORT_EXPR}",
-        WAIT_HTTP_FUNCTION.rstrip("\n"),
-        f"mkdir -p {words(*mkdirs)} || exit 1",
-        'export SKILLFLOW_SERVER_URL="http://127.0.0.1:$SKILLFLOW_SERVER_PORT"',
-        'SKILLFLOW_SERVER_LOG="$SKILLFLOW_WORKDIR/logs/${SLURM_JOB_NAME}-server-${SLURM_JOB_ID}.log"',
-        'mkdir -p "$SKILLFLOW_WORKDIR/logs"',
-        f'{native_server_command(server, kind, model)} >"$SKILLFLOW_SERVER_LOG" 2>&1 &',
-        "SKILLFLOW_SERVER_PID=$!",
-        "trap 'kill \"$SKILLFLOW_SERVER_PID\" 2>/dev/null' EXIT",
-        f'skillflow_wait_http "$SKILLFLOW_SERVER_URL{health_path(kind)}" "model server" '
-        f'{int(server.startup_timeout_s)} "$SKILLFLOW_SERVER_PID" || {{ tail -n 50 "$SKILLFLOW_SERVER_LOG" >&2; exit 1; }}',
-        work,
-    ]) + "\n"
-
-
 def native_apps_sampling_job(params: NativeSamplingParams, profile: ClusterProfile,
                              opts: JobOptions = JobOptions()) -> RecipeJob:
     """Sampling as one Slurm job: vLLM's OpenAI server on the GPUs of a GPU cluster (image
@@ -260,7 +238,8 @@ def native_apps_sampling_job(params: NativeSamplingParams, profile: ClusterProfi
         flags.append(("--extra-body", q(json.dumps(extra, sort_keys=True))))
     rendered = [f"{flag} {value}" for flag, value in flags]
     work = '"$SKILLFLOW_CLI" apps sample \\\n    ' + " \\\n    ".join(rendered)
-    command = _server_step(params.server, kind, model, work, (parent(out),))
+    # The server and its wait as every native step starts them; sampling runs no code, so no sandbox.
+    command = native_step(params.server, profile, model, [work], (parent(out),), sandbox=False)
     gpus = positive("server.num_gpus", params.server.num_gpus) if kind == "vllm" else 0
     spec = make_spec(opts, name=f"apps-sample-{slug(basename(parent(out_host)))}", command=command,
                      image=(profile.image(params.image_key) if native_image(profile, kind) else None),

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from tasks.profiles import ClusterProfile
+from tasks.slurm import durations
 from tasks.slurm.spec import JobSpec
 
 _IDENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$")
-_SLURM_TIME = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d{1,2}))?(?::(\d{1,2}))?$")
 
 
 class RecipeError(ValueError):
@@ -152,19 +152,15 @@ def parent(path: str) -> str:
 
 
 def slurm_time_seconds(value: str) -> int:
-    """Seconds in a Slurm time string (``MM``, ``MM:SS``, ``HH:MM:SS``, ``D-HH[:MM[:SS]]``)."""
-    m = _SLURM_TIME.match(value or "")
-    if not m:
-        raise RecipeError(f"time={value!r} is not a Slurm time")
-    days, a, b, c = m.groups()
-    if days is not None:  # D-HH, D-HH:MM, D-HH:MM:SS
-        h, mi, s = int(a), int(b or 0), int(c or 0)
-        return ((int(days) * 24 + h) * 60 + mi) * 60 + s
-    if c is not None:
-        return (int(a) * 60 + int(b)) * 60 + int(c)
-    if b is not None:
-        return int(a) * 60 + int(b)
-    return int(a) * 60
+    """Seconds in a job's finite walltime (the grammar of :mod:`tasks.slurm.durations`); a
+    RecipeError names the value when it is no Slurm time or is UNLIMITED."""
+    try:
+        seconds = durations.slurm_time_seconds(value or "")
+    except ValueError:
+        raise RecipeError(f"time={value!r} is not a Slurm time") from None
+    if seconds is None:
+        raise RecipeError(f"time={value!r}: a job's time budget needs a finite walltime")
+    return seconds
 
 
 def make_spec(opts: JobOptions, *, extra_sbatch_args: Iterable[str] = (), **fields: Any) -> JobSpec:

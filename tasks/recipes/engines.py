@@ -201,11 +201,12 @@ def health_path(kind: str) -> str:
 
 
 def native_step(server: NativeServer, profile: ClusterProfile, model: str | None, work: Sequence[str],
-                mkdirs: Sequence[str] = ()) -> str:
-    """Start (or find) the server, wait for it and the sandbox, run ``work``; the server stops on exit."""
+                mkdirs: Sequence[str] = (), sandbox: bool = True) -> str:
+    """Start (or find) the server, wait for it (and, with ``sandbox``, for the code sandbox), run
+    ``work``; the server stops on exit."""
     kind = server.resolved_kind(profile)
-    lines = [f"export SKILLFLOW_SERVER_PORT={SERVER_PORT_EXPR} SKILLFLOW_SANDBOX_PORT={SANDBOX_PORT_EXPR}",
-             WAIT_HTTP_FUNCTION.rstrip("\n")]
+    ports = f"SKILLFLOW_SERVER_PORT={SERVER_PORT_EXPR}" + (f" SKILLFLOW_SANDBOX_PORT={SANDBOX_PORT_EXPR}" if sandbox else "")
+    lines = [f"export {ports}", WAIT_HTTP_FUNCTION.rstrip("\n")]
     if mkdirs:
         lines.append(f"mkdir -p {words(*mkdirs)} || exit 1")
     if kind == "external":
@@ -225,7 +226,8 @@ def native_step(server: NativeServer, profile: ClusterProfile, model: str | None
             f'skillflow_wait_http "$SKILLFLOW_SERVER_URL{health_path(kind)}" "model server" {int(server.startup_timeout_s)} '
             '"$SKILLFLOW_SERVER_PID" || { tail -n 50 "$SKILLFLOW_SERVER_LOG" >&2; exit 1; }',
         ]
-    lines.append('skillflow_wait_http "http://127.0.0.1:$SKILLFLOW_SANDBOX_PORT/health" sandbox 300 || exit 1')
+    if sandbox:
+        lines.append('skillflow_wait_http "http://127.0.0.1:$SKILLFLOW_SANDBOX_PORT/health" sandbox 300 || exit 1')
     lines.append(" && \\\n  ".join(work))
     return "\n".join(lines) + "\n"
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
+from tasks.forms import BENCHMARKS, SAMPLING_BENCHMARKS  # noqa: F401 (SAMPLING_BENCHMARKS re-exported)
 from tasks.profiles import ClusterProfile
+from tasks.slurm.durations import nemo_duration
 from tasks.recipes.common import (JobOptions, PathMap, RecipeError, RecipeJob, abs_path, basename, ident, make_spec,
                                   parent, positive, q, slug, slurm_time_seconds, words)
 from tasks.recipes.engines import (NativeServer, NemoSkillsServer, check_engine, native_generate, native_image,
@@ -95,9 +97,8 @@ KNOWN_FIXES: tuple[KnownFix, ...] = (
 # are MPI processes, one Slurm task each. srun reads the same choice from this variable.
 PMIX_ENV = {"SLURM_MPI_TYPE": "pmix"}
 
-# Seed doc evaluation set, in the order it lists them (openmath §4.1).
-SEED_BENCHMARKS: tuple[str, ...] = ("gsm8k", "asdiv", "gsm-hard", "mawps", "svamp", "tabmwp", "algebra222", "math")
-SAMPLING_BENCHMARKS: tuple[str, ...] = ("gsm8k", "math")
+# Seed doc evaluation set, in the order it lists them (openmath §4.1); declared with the eval form.
+SEED_BENCHMARKS: tuple[str, ...] = BENCHMARKS
 
 
 # ------------------------------------------------------------------------------------- generation
@@ -645,13 +646,6 @@ def sft_time_limit(walltime_s: int, budget: SftTimeBudget, margin_s: int) -> int
     return loop
 
 
-def _nemo_duration(seconds: int) -> str:
-    days, rest = divmod(max(seconds, 0), 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{days:02d}:{hours:02d}:{minutes:02d}:{secs:02d}"
-
-
 def nemo_sft_job(params: NemoSftParams, profile: ClusterProfile, opts: JobOptions = JobOptions()) -> RecipeJob:
     """``start_sft.py`` on every GPU (tasks per node = GPUs per node), with the sandbox sidecar
     the validation metric needs. Resubmitting the same job resumes from the last checkpoint."""
@@ -691,7 +685,7 @@ def nemo_sft_job(params: NemoSftParams, profile: ClusterProfile, opts: JobOption
         budget = params.budget or sft_budget_for(params.model)
         loop = sft_time_limit(slurm_time_seconds(time), budget, positive("checkpoint_margin_s",
                                                                          params.checkpoint_margin_s, 0))
-        overrides.append(f"++exp_manager.max_time_per_run={_nemo_duration(loop)}")
+        overrides.append(f"++exp_manager.max_time_per_run={nemo_duration(loop)}")
     # start_sft.py copies these two into the model config; ++model.global_batch_size would be overwritten.
     for key in ("global_batch_size", "micro_batch_size"):
         value = getattr(params, key)

@@ -145,14 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Same exit codes as ``skillflow``: 2 with a one-line message for errors the user fixes."""
-    from tasks.cli import UserError
+    from tasks.cli import run_cli
 
-    args = build_parser().parse_args(argv)
-    try:
-        return int(args.handler(args) or 0)
-    except UserError as exc:
-        print(f"skillflow: error: {exc}", file=sys.stderr)
-        return 2
+    return run_cli(build_parser(), argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

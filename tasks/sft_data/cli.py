@@ -163,11 +163,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m tasks.sft_data sft-data ...``; same exit codes as ``skillflow``."""
-    from tasks.cli import UserError
+    from tasks.cli import run_cli
 
-    args = build_parser().parse_args(argv)
-    try:
-        return int(args.handler(args) or 0)
-    except UserError as exc:
-        print(f"skillflow: error: {exc}", file=sys.stderr)
-        return 2
+    return run_cli(build_parser(), argv)

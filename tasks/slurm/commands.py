@@ -10,6 +10,7 @@ import re
 import shlex
 from typing import Iterable
 
+from tasks.slurm.durations import elapsed_seconds
 from tasks.slurm.states import JobState, normalize_state
 
 SQUEUE_FIELDS = ("JobID", "ArrayJobID", "ArrayTaskID", "State", "Reason", "exit_code", "TimeUsed", "NumNodes",
@@ -129,22 +130,6 @@ def _gpus_from_tres(tres: str) -> int | None:
     return 0 if tres else None
 
 
-def _elapsed(text: str) -> int | None:
-    """Slurm durations: ``MM:SS``, ``HH:MM:SS``, ``D-HH:MM:SS``."""
-    text = text.strip()
-    if not text or text in ("INVALID", "N/A"):
-        return None
-    days = 0
-    if "-" in text:
-        d, text = text.split("-", 1)
-        days = int(d)
-    parts = [int(p) for p in text.split(":")]
-    while len(parts) < 3:
-        parts.insert(0, 0)
-    h, m, s = parts[-3:]
-    return days * 86400 + h * 3600 + m * 60 + s
-
-
 def parse_squeue(stdout: str) -> list[JobState]:
     out = []
     for line in stdout.splitlines():
@@ -159,7 +144,7 @@ def parse_squeue(stdout: str) -> list[JobState]:
         is_array = array_task not in ("", "N/A")
         out.append(JobState(job_id=job_id, state=normalize_state(state), reason=reason, exit_code=exit_code,
                             signal=signal, array_job_id=array_job if is_array else None,
-                            array_task_id=array_task if is_array else None, elapsed_s=_elapsed(used),
+                            array_task_id=array_task if is_array else None, elapsed_s=elapsed_seconds(used),
                             nodes=int(nodes) if nodes.isdigit() else None, gpus=_gpus_from_tres(tres)))
     return out
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar
 
 from tasks.profiles import ClusterProfile, ProfileError
-from tasks.slurm.limits import format_seconds, slurm_time_seconds
+from tasks.slurm.durations import format_seconds, slurm_time_seconds
 from tasks.slurm.spec import JobSpec
 
 _SPEC_FIELDS = frozenset(f.name for f in fields(JobSpec))

@@ -11,8 +11,9 @@ import re
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from tasks.slurm.durations import is_slurm_time
+
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:+-]{0,127}$")
-_TIME = re.compile(r"^(\d+-)?\d{1,4}(:\d{2}){0,2}$|^UNLIMITED$|^INFINITE$")
 _MEM = re.compile(r"^\d+[KMGT]?$")
 _ARRAY = re.compile(r"^\d+(-\d+)?(:\d+)?(,\d+(-\d+)?(:\d+)?)*$")
 _DEPENDENCY = re.compile(r"^(after|afterok|afternotok|afterany|aftercorr|singleton)(:\d+(_\d+)?(\+\d+)?)*$")
@@ -112,7 +113,7 @@ class JobSpec:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 0):
                 raise bad(name, value, "must be a non-negative integer")
-        if self.time is not None and not _TIME.match(self.time):
+        if self.time is not None and not is_slurm_time(self.time):
             raise bad("time", self.time, "is not a Slurm time ([D-]HH:MM:SS, MM, ...)")
         if self.mem is not None and not _MEM.match(str(self.mem)):
             raise bad("mem", self.mem, "is not a Slurm memory size (e.g. 64G, 0)")

@@ -36,6 +36,23 @@ def test_demo_dag_end_to_end_logs_to_mlflow_and_s3(stack):
     del mlflow
 
 
+def test_a_misspelt_param_fails_the_run_before_any_job(stack):
+    """The form is declared once (tasks/forms.py): a conf key it lacks fails the first task at
+    once, no retry, no Slurm job, and the task log names the key and the valid ones."""
+    api = client_for(stack)
+    api.wait_for_dag("skillflow_demo")
+    run_id = api.trigger("skillflow_demo", {"nn": 5, "experiment": "selftest-typo"})["dag_run_id"]
+    final = api.wait_for_run("skillflow_demo", run_id, timeout=300)
+    assert final["state"] == "failed"
+    ti = _ti(api, "skillflow_demo", run_id, "slurm_job")
+    assert ti["state"] == "failed" and ti["try_number"] == 1, ti
+    with pytest.raises(Exception):  # pushed only once a job is submitted
+        api.xcom("skillflow_demo", run_id, "slurm_job", key="slurm_job_id")
+    logs = list((stack.layout.airflow_home / "logs" / "dag_id=skillflow_demo" / f"run_id={run_id}").rglob("*.log"))
+    text = "\n".join(p.read_text(errors="replace") for p in logs)
+    assert "unknown param(s) 'nn'" in text and "valid: n, experiment, profile" in text, text[-3000:]
+
+
 def _squeue_has(job_id: str, env) -> bool:
     out = subprocess.run(["squeue", "-h", "-j", job_id, "-t", "PENDING,RUNNING,CONFIGURING,COMPLETING", "-o", "%i"],
                          capture_output=True, text=True, env=env)

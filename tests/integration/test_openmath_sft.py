@@ -17,7 +17,7 @@ import pytest
 
 from operators.slurm.hook import SlurmHook
 from operators.slurm.operator import SlurmJobOperator
-from tasks.openmath_eval import spec_dict
+from tasks.plan import spec_dict
 from tasks.profiles import load_profile
 from tasks.recipes.sft import LocalSftParams, gguf_to_hf_job, local_sft_job
 from tasks.recipes.common import JobOptions

@@ -8,7 +8,8 @@ import json
 import pytest
 
 from tasks.apps_plan import (LOCAL_SFT, AppsSftRequest, PlanError, build_plan, comparison_table, metric_names,
-                             output_dir, seed_table)
+                             seed_table)
+from tasks.plan import output_dir
 from tasks.profiles import load_profile
 from tasks.slurm.render import render_sbatch
 from tasks.slurm.spec import JobSpec

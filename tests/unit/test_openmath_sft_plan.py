@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.openmath_eval import PlanError
+from tasks.forms import PlanError
 from tasks.openmath_sft import SftRequest, build_plan, nemo_progress, resolve_row, steps_per_epoch
 from tasks.profiles import load_profile
 from tasks.slurm.render import render_sbatch

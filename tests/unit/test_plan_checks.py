@@ -13,7 +13,8 @@ import tasks.openmath_datagen as datagen
 import tasks.openmath_eval as evaluation
 import tasks.openmath_sft as sft
 from tasks.profiles import ProfileError, load_profile
-from tasks.slurm.limits import format_seconds, gpus_in_gres, slurm_time_seconds
+from tasks.slurm.durations import format_seconds, slurm_time_seconds
+from tasks.slurm.limits import gpus_in_gres
 from tasks.slurm.plan_checks import (FORMS, PlanCheckError, check_plan, checked_plan, iter_job_specs,
                                      missing_image_message, profile_limit_errors)
 

@@ -39,11 +39,10 @@ def test_operator_rejects_unknown_retry_outcome():
 
 def test_worst_outcome_of_mixed_array_elements_decides_the_retry():
     """Infrastructure outcomes rank first: they decide whether a retry can help."""
-    from operators.slurm.operator import SlurmJobOperator
-    from tasks.slurm.states import Outcome
+    from tasks.slurm.states import Outcome, worst as worst_outcome
 
     def worst(*states):
-        return SlurmJobOperator._worst([JobState(job_id=str(i), state=s) for i, s in enumerate(states)])
+        return worst_outcome(JobState(job_id=str(i), state=s).outcome for i, s in enumerate(states))
 
     assert worst("FAILED", "NODE_FAIL", "CANCELLED") is Outcome.NODE_FAIL
     assert worst("FAILED", "TIMEOUT") is Outcome.TIMEOUT
