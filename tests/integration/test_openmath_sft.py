@@ -209,12 +209,16 @@ def test_trainer_that_writes_its_model_at_the_end_with_curves_while_it_runs(stac
             Path(exp, "gate").touch()
 
     # Through the real scheduler, triggerer and worker: selftest_slurm_training (tests/dags) wires
-    # the training operator with this job, its files-kind progress and its curves.
+    # the training operator with this job, its files-kind progress and its curves. The wake-up
+    # interval is kept well above the seconds a worker takes to report its deferral: a trigger
+    # event that comes before that report (here a 4 s interval, with the worker's exit reported
+    # 5 s after it deferred) makes Airflow's scheduler fail the re-queued task ("finished with
+    # state success, but the task instance's state attribute is queued").
     r = run_training(stack, {"job": {"name": name, "command": f"mkdir -p {exp}/model && {writer}"}, "max_jobs": 1,
                              "progress": {"kind": "files", "files": [f"{exp}/model/config.json"]},
                              "curves": {"tensorboard": f"{exp}/runs", "mlflow_run_id": run_id,
                                         "mlflow_conn_id": profile.mlflow_conn_id},
-                             "curves_every_s": 4}, watch=watch)
+                             "curves_every_s": 15}, watch=watch)
     assert r["state"] == "success", r["log"][-3000:]
     assert r["result"]["steps"] == 1 and r["result"]["jobs"] == 1
     assert seen_while_running, "no curve point reached MLflow while the job ran"
