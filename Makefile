@@ -8,7 +8,7 @@ PIP := $(PY) -m pip
 APT_PACKAGES := openssh-server openssh-client slurm-wlm munge nodejs npm util-linux procps chromium
 PYTEST_ARGS ?=
 
-.PHONY: help images deps venv node model train-env install up down status demo test test-unit test-integration faults bench lock clean-var
+.PHONY: help images deps venv node model train-env sandbox-env install up down status demo test test-unit test-integration faults bench lock clean-var
 
 help:
 	@echo "make demo   - install what is missing, start the local stack, run the demo DAG end to end"
@@ -64,6 +64,20 @@ $(TRAIN_VENV)/.stamp: requirements-train.txt pyproject.toml
 
 train-env: $(TRAIN_VENV)/.stamp
 
+# The interpreter that runs model-written code in the local profile's sandbox (tasks/sandbox/pool.py
+# takes it by default): the package versions of upstream's sandbox image (docker/sandbox/requirements.txt:
+# numpy 1.26, sympy 1.12, IPython 8.24...), which the Airflow venv cannot carry (numpy 2, sympy 1.14).
+# Only the packages model code imports; the sandbox's own worker modules are stdlib and come from the checkout.
+SANDBOX_VENV := .venv-sandbox
+$(SANDBOX_VENV)/.stamp: docker/sandbox/requirements.txt
+	@test -x $(SANDBOX_VENV)/bin/python || $(PYTHON) -m venv $(SANDBOX_VENV)
+	set -o pipefail; $(SANDBOX_VENV)/bin/python -m pip install -q --upgrade pip 2>&1 | (grep -v "is ignored" || true)
+	set -o pipefail; $(SANDBOX_VENV)/bin/python -m pip install -q -r docker/sandbox/requirements.txt 2>&1 | (grep -v "is ignored" || true)
+	$(SANDBOX_VENV)/bin/python -m pip check
+	@touch $@
+
+sandbox-env: $(SANDBOX_VENV)/.stamp
+
 venv: $(VENV)/.stamp
 
 stack/node_modules/.stamp: stack/package-lock.json
@@ -72,7 +86,7 @@ stack/node_modules/.stamp: stack/package-lock.json
 
 node: stack/node_modules/.stamp
 
-install: deps venv node model train-env
+install: deps venv node model train-env sandbox-env
 
 up: install
 	$(VENV)/bin/skillflow stack up

@@ -15,7 +15,7 @@ The first ``--ref-files`` files are timed on each harness, one harness after the
   killed at the time limit, with the same ``callers`` parallel callers. It pays the interpreter
   start and the numpy import per program, but none of the seed's Manager, child process, half-size
   pool or retries: a lower bound for a one-process-per-program harness, not the seed;
-* ``seed_style`` (:mod:`tasks.apps.seed_style`): the seed's harness as spec apps_sft.md §2.4
+* ``seed_style`` (:mod:`devtools.apps_seed_style`): the seed's harness as docs/recipes/apps_sft.md §2.4
   describes it. A forked pool of ``cpu_count // 2`` workers (the seed's chunk size, a new pool per
   round); per program a ``multiprocessing.Manager()`` and a forked child that runs all tests
   in-process and reports through the Manager list, joined for the time limit and killed if alive;
@@ -56,9 +56,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from devtools.apps_seed_style import map_samples, preload, retry_until_stable, seed_workers  # noqa: E402
 from tasks.apps.execute import PRELOAD, Problem, pool_runner, run_program  # noqa: E402
 from tasks.apps.mapcoder import convert_row  # noqa: E402
-from tasks.apps.seed_style import map_samples, preload, retry_until_stable, seed_workers  # noqa: E402
 from tasks.sandbox import Limits, SandboxPool  # noqa: E402
 
 SHARED = Path(os.environ.get("SKILLFLOW_SHARED", ROOT.parent / "shared")) / "data"

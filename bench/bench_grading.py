@@ -74,7 +74,7 @@ def build_pairs(answers: list[str], n: int, seed: int = 0) -> list[tuple[str, st
 
 
 def load_pairs(math_test: Path, n: int) -> list[tuple[str, str]]:
-    from tasks.datasets.readers import read_math_tora_test
+    from tasks.openmath.datasets.readers import read_math_tora_test
 
     answers = [r["expected_answer"] for r in read_math_tora_test(math_test)]
     return build_pairs(list(answers), n)

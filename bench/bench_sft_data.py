@@ -137,7 +137,7 @@ def main() -> int:
 
         output = workdir / "sft-data.jsonl"
         cmd = [
-            sys.executable, "-m", "tasks.sft_data", "sft-data", "prepare",
+            sys.executable, "-m", "tasks.openmath.sft_data", "sft-data", "prepare",
             "--input", *map(str, inputs), "--output", str(output),
             "--downsampling-method", "fair", "--num-output-samples", str(n_out),
             "--text-filter-type", "any_code", "--trim-solutions", "--seed", "0",

@@ -54,7 +54,7 @@ PARTITION = "bench"
 @contextmanager
 def local_stack():
     """The running stack, started here (and stopped after) only if none of it was running."""
-    from tasks.stack import control
+    from devtools.stack import control
 
     started = not any(r.pid for r in control.status())
     if not control.is_up():
@@ -70,7 +70,7 @@ def local_stack():
 def ensure_partition(ctx) -> None:
     """A stack started before the ``bench`` partition existed learns it from its regenerated
     slurm.conf (``scontrol reconfigure`` keeps running jobs and services as they are)."""
-    from tasks.stack.config import write_configs
+    from devtools.stack.config import write_configs
 
     if subprocess.run(["scontrol", "show", "partition", PARTITION], env=ctx.env, capture_output=True).returncode:
         write_configs(ctx.layout)
@@ -370,8 +370,8 @@ def main() -> int:
     ap.add_argument("--job-seconds", type=int, default=5, help="how long each job (array element) runs")
     ap.add_argument("--timeout", type=float, default=300.0)
     args = ap.parse_args()
-    from tasks.airflow_client import AirflowClient
-    from tasks.stack.config import load_secrets
+    from devtools.airflow_client import AirflowClient
+    from devtools.stack.config import load_secrets
 
     shape = (args.array_every, args.array_size, args.job_seconds, args.timeout)
     t0 = time.monotonic()

@@ -44,7 +44,7 @@ PARAMS = dag_params("apps_sft")
 def apps_sft():
     @task(multiple_outputs=True)
     def plan(params=None, dag_run=None) -> dict:
-        from operators.apps_sft import make_plan
+        from operators.apps.sft import make_plan
 
         return make_plan(dict(params), dag_run)
 
@@ -52,7 +52,7 @@ def apps_sft():
     def report(plan: dict, convert: dict | None, train: dict | None, export: dict | None, upload_sft: dict | None,
                sample_base: dict | None, eval_base: dict | None, sample_sft: dict | None, eval_sft: dict | None,
                params=None) -> dict:
-        from operators.apps_sft import report as do_report
+        from operators.apps.sft import report as do_report
 
         return do_report(plan, dict(params), {"convert": convert, "train": train, "export": export,
                                               "upload_sft": upload_sft, "sample_base": sample_base,

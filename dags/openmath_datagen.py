@@ -1,6 +1,6 @@
 """openmath_datagen: synthesize OpenMathInstruct-1 SFT data the way the paper did.
 
-Steps, each GPU step a Slurm job on the cluster of the chosen profile (openmath spec §8, §9):
+Steps, each GPU step a Slurm job on the cluster of the chosen profile (docs/recipes/openmath.md §8, §9):
 
 1. **prepare_data** — `train_full` of GSM8K and/or MATH (download, a cluster mirror folder, or
    the credited 20-problem `shared-sample`), cut to `limit` problems for smoke runs.
@@ -13,7 +13,7 @@ Steps, each GPU step a Slurm job on the cluster of the chosen profile (openmath 
    3 code executions, stop on a code error, **5 few-shot examples**. The seed document's labeling
    command forgets `num_few_shots`, which defaults to 0 on that code version, so its prompts would
    carry no examples; we pass 5 (the paper's K, v0.1.1's default; `KNOWN_FIXES` in
-   `tasks/recipes/openmath.py`).
+   `tasks/openmath/steps.py`).
 5. **collect** — `skillflow sft-data collect`: correct, de-duplicated solutions with coverage per
    dataset and per configuration.
 6. **sft_data** — `skillflow sft-data prepare` as the seed command (fair downsampling to
@@ -52,25 +52,25 @@ PARAMS = dag_params("openmath_datagen")
 def openmath_datagen():
     @task(multiple_outputs=True)
     def plan(params=None, dag_run=None) -> dict:
-        from operators.openmath_datagen import make_plan
+        from operators.openmath.datagen import make_plan
 
         return make_plan(dict(params), dag_run)
 
     @task(trigger_rule="none_failed")
     def pending_masked(plan: dict, params=None) -> list:
-        from operators.openmath_datagen import pending
+        from operators.openmath.datagen import pending
 
         return pending(plan, dict(params), "masked")
 
     @task(trigger_rule="none_failed")
     def pending_labeling(plan: dict, params=None) -> list:
-        from operators.openmath_datagen import pending
+        from operators.openmath.datagen import pending
 
         return pending(plan, dict(params), "labeling")
 
     @task(outlets=[SFT_DATA])
     def publish(plan: dict, params=None, outlet_events=None) -> dict:
-        from operators.openmath_datagen import publish as do_publish
+        from operators.openmath.datagen import publish as do_publish
 
         return do_publish(plan, dict(params), outlet_events, SFT_DATA)
 
@@ -78,7 +78,7 @@ def openmath_datagen():
     @task(trigger_rule="none_failed")
     def report(plan: dict, published: dict, prepare: dict, masked: list | None, mask: dict | None,
                labeling: list | None, collect: dict, sft: dict, params=None) -> dict:
-        from operators.openmath_datagen import report as do_report
+        from operators.openmath.datagen import report as do_report
 
         jobs = [prepare, mask, collect, sft, *list(masked or []), *list(labeling or [])]
         return do_report(plan, dict(params), published, [j for j in jobs if j])

@@ -33,33 +33,33 @@ PARAMS = dag_params("openmath_eval")
 def openmath_eval():
     @task(multiple_outputs=True)
     def plan(params=None, dag_run=None, dag=None, triggering_asset_events=None) -> dict:
-        from operators.openmath_eval import make_plan, params_for_checkpoint
+        from operators.openmath.evaluation import make_plan, params_for_checkpoint
 
         return make_plan(params_for_checkpoint(dict(params), triggering_asset_events, dag), dag_run)
 
     @task
     def check_model(plan: dict, params=None) -> str:
-        from operators.openmath_eval import check_model as check
+        from operators.openmath.evaluation import check_model as check
 
         return check(plan, dict(params))
 
     # Runs after prepare_data even when build_engine was skipped (no TensorRT-LLM engine needed).
     @task(trigger_rule="none_failed")
     def pending_greedy(greedy: list, params=None) -> list:
-        from operators.openmath_eval import pending_greedy as pending
+        from operators.openmath.evaluation import pending_greedy as pending
 
         return pending(greedy, dict(params))
 
     @task(trigger_rule="none_failed")
     def pending_chunks(chunks: list, params=None) -> list:
-        from operators.openmath_eval import pending_chunks as pending
+        from operators.openmath.evaluation import pending_chunks as pending
 
         return pending(chunks, dict(params))
 
     @task(trigger_rule="none_failed")
     def report(plan: dict, prepare: dict, engine: dict | None, greedy: list | None, sampling: list | None,
                summary: dict, params=None) -> dict:
-        from operators.openmath_eval import report as do_report
+        from operators.openmath.evaluation import report as do_report
 
         jobs = [prepare, engine, summary, *list(greedy or []), *list(sampling or [])]
         return do_report(plan, dict(params), [j for j in jobs if j])

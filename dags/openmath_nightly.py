@@ -2,7 +2,7 @@
 ``nightly``), and fail with a readable report when a metric regressed against the model's previous
 nightly run or its published numbers: a drop that is significant (paired per problem, Holm-corrected
 at ``alpha``; against published numbers, outside the run's own interval) and larger than
-``min_effect`` points. See ``tasks/regressions.py``.
+``min_effect`` points. See ``tasks/openmath/regressions.py``.
 """
 from __future__ import annotations
 
@@ -28,13 +28,13 @@ def openmath_nightly():
     @task
     def find_models(params=None) -> list:
         from operators.dag_steps import form_profile
-        from operators.nightly import models_with_alias
+        from operators.openmath.nightly import models_with_alias
 
         return models_with_alias(params["alias"], form_profile("openmath_nightly", dict(params)).mlflow_conn_id)
 
     @task
     def confs(models: list, params=None) -> list:
-        from operators.nightly import eval_confs
+        from operators.openmath.nightly import eval_confs
 
         overrides = dict(params["eval_params"], profile=params["profile"])
         return eval_confs(models, overrides, params["experiment"])
@@ -43,7 +43,7 @@ def openmath_nightly():
     @task(trigger_rule="all_done")
     def compare(models: list, params=None, run_id=None) -> dict:
         from operators.dag_steps import profile_of
-        from operators.nightly import compare as do_compare, eval_run_id
+        from operators.openmath.nightly import compare as do_compare, eval_run_id
 
         profile = profile_of(params)
         run_ids = [eval_run_id(run_id, i) for i in range(len(models))]

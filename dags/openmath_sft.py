@@ -51,13 +51,13 @@ PARAMS = dag_params("openmath_sft")
 def openmath_sft():
     @task(multiple_outputs=True, inlets=[SFT_DATA])
     def plan(params=None, dag_run=None, triggering_asset_events=None, inlet_events=None) -> dict:
-        from operators.openmath_sft import make_plan
+        from operators.openmath.sft import make_plan
 
         return make_plan(dict(params), dag_run, triggering_asset_events, inlet_events)
 
     @task
     def stage_data(plan: dict, params=None) -> dict:
-        from operators.openmath_sft import stage_data as stage
+        from operators.openmath.sft import stage_data as stage
 
         return stage(plan, dict(params))
 
@@ -65,7 +65,7 @@ def openmath_sft():
     @task(outlets=[SFT_CHECKPOINT], trigger_rule="none_failed")
     def publish(plan: dict, train: dict, download: dict | None, prepare: dict | None, convert: dict,
                 average: dict, export: dict, upload: dict, params=None, outlet_events=None) -> dict:
-        from operators.openmath_sft import publish as do_publish
+        from operators.openmath.sft import publish as do_publish
 
         results = {"download": download, "prepare": prepare, "convert": convert, "average": average,
                    "export": export, "upload": upload}

@@ -1,8 +1,8 @@
 """The ``skillflow`` command line.
 
-Each sub-command lives in its own module that exposes ``register(subparsers)``; the module list
-below is the only place that knows them all. Modules must keep heavy imports inside their
-handlers so that ``skillflow --help`` stays fast.
+Each sub-command lives in its own module that exposes ``register(subparsers)``; the two module
+lists below (the runtime's, then the development checkout's) are the only place that knows them
+all. Modules must keep heavy imports inside their handlers so that ``skillflow --help`` stays fast.
 """
 from __future__ import annotations
 
@@ -11,21 +11,27 @@ import importlib
 import sys
 
 COMMAND_MODULES = [
-    "tasks.stack.cli",
-    "tasks.demo",
-    "tasks.sft_data.cli",
+    "tasks.openmath.sft_data.cli",
     "tasks.sft.cli",
-    "tasks.datasets.cli",
+    "tasks.openmath.datasets.cli",
     "tasks.grading.cli",
-    "tasks.summarize",
-    "tasks.compare",
+    "tasks.openmath.summarize",
+    "tasks.openmath.compare",
     "tasks.sandbox.cli",
     "tasks.generation.cli",
     "tasks.apps.cli",
-    "tasks.checkpoint_store",
+    "tasks.storage.checkpoints",
     # Reads DAG files, so it imports Airflow, but only when `skillflow plan` runs.
     "operators.plan_cli",
 ]
+
+# Development tooling (package ``devtools``): present in a checkout's venv, absent from the cluster
+# and Airflow images, which install only ``tasks`` and ``operators``. There the command still parses
+# and says what it is instead of failing with an import error. Module -> (command, help).
+DEV_COMMAND_MODULES = {
+    "devtools.stack.cli": ("stack", "start, stop or inspect the local stack on loopback"),
+    "devtools.demo": ("demo", "start the local stack and run the demo DAG end to end"),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,9 +39,36 @@ def build_parser() -> argparse.ArgumentParser:
     # cluster_check runs this inside each image: the installed version, or an error.
     parser.add_argument("--version", action="version", version=f"skillflow {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (command, help_text) in DEV_COMMAND_MODULES.items():
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name not in _parents(name):
+                raise  # devtools is there but something it imports is not: a real error
+            _register_dev_only(sub, command, help_text)
+        else:
+            module.register(sub)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
     return parser
+
+
+def _parents(module: str) -> set[str]:
+    parts = module.split(".")
+    return {".".join(parts[:i]) for i in range(1, len(parts) + 1)}
+
+
+def _register_dev_only(sub, command: str, help_text: str) -> None:
+    # No option prefix, so that whatever follows (``demo --dag x``) reaches the refusal below.
+    p = sub.add_parser(command, help=f"{help_text} (development checkout only)", prefix_chars="\0",
+                       add_help=False)
+    p.add_argument("rest", nargs="*", help=argparse.SUPPRESS)
+
+    def refuse(args: argparse.Namespace) -> int:
+        raise UserError(f"`skillflow {command}` is development tooling (the devtools package), which this "
+                        "installation does not include; run it from a checkout installed with `make install`")
+
+    p.set_defaults(handler=refuse)
 
 
 def _version() -> str:
@@ -50,7 +83,7 @@ def _version() -> str:
 def run_cli(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> int:
     """Parse ``argv`` and run the chosen handler with skillflow's exit codes: the handler's, 2 with
     a one-line message for a :class:`UserError`, 130 on Ctrl-C. Every entry point uses it
-    (``skillflow``, ``python -m tasks.sft_data``, ``python -m tasks.sft.cli``)."""
+    (``skillflow``, ``python -m tasks.openmath.sft_data``, ``python -m tasks.sft.cli``)."""
     args = parser.parse_args(argv)
     try:
         rc = args.handler(args)

@@ -224,7 +224,7 @@ DATAGEN = Form("openmath_datagen", (
 
 # ------------------------------------------------------------------ openmath_sft
 
-# Rows of the paper's per-model table (tasks.recipes.openmath.SFT_TABLE), the local CPU stand-in, custom.
+# Rows of the paper's per-model table (tasks.openmath.steps.SFT_TABLE), the local CPU stand-in, custom.
 SFT_BASE_MODELS = ["Mistral-7B", "CodeLlama-7B", "CodeLlama-13B", "CodeLlama-34B", "Llama2-70B", "CodeLlama-70B",
                    "smollm2", "custom"]
 _SFT_TABLE_TEXT = ("Mistral-7B: 4 epochs, LR 1e-6, 8x8 GPUs, TP 4 | CodeLlama-7B/13B: 4, 2e-5, 8x8, TP 4 | "

@@ -1,7 +1,7 @@
 """What a DAG run would submit, before it submits anything: the plan as data, its checks, its files.
 
-Every DAG that runs Slurm jobs has a ``build_plan`` of its own (:mod:`tasks.openmath_eval`,
-:mod:`tasks.openmath_sft`, :mod:`tasks.openmath_datagen`, :mod:`tasks.apps_plan`); each returns,
+Every DAG that runs Slurm jobs has a ``build_plan`` of its own (:mod:`tasks.openmath.evaluation`,
+:mod:`tasks.openmath.sft`, :mod:`tasks.openmath.datagen`, :mod:`tasks.apps.plan`); each returns,
 beside the keys its DAG wires, ``planned`` (every job in submission order, with the Airflow task
 that submits it, what it reads and what it writes) and ``declared_inputs`` (the cluster paths the
 form or the profile vouch for). :func:`plan_dag` calls that same ``build_plan`` -- the DAG's
@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 from tasks.forms import PlanError
 from tasks.profiles import ClusterProfile, ProfileError
-from tasks.recipes.engines import NativeServer, NemoSkillsServer
+from tasks.steps.engines import NativeServer, NemoSkillsServer
 from tasks.slurm.plan_checks import missing_image_message, profile_limit_errors
 
 PLAN_FORMAT = 1
@@ -147,20 +147,20 @@ def _run_dir(profile: ClusterProfile, dag_id: str, run_id: str) -> str:
 
 
 def _eval(params: dict[str, Any], profile: ClusterProfile, run_id: str, **_: Any) -> dict[str, Any]:
-    from tasks.openmath_eval import EvalRequest, build_plan
+    from tasks.openmath.evaluation import EvalRequest, build_plan
 
     return build_plan(EvalRequest.from_params(params), profile, _run_dir(profile, "openmath_eval", run_id))
 
 
 def _datagen(params: dict[str, Any], profile: ClusterProfile, run_id: str, **_: Any) -> dict[str, Any]:
-    from tasks.openmath_datagen import DatagenRequest, build_plan
+    from tasks.openmath.datagen import DatagenRequest, build_plan
 
     return build_plan(DatagenRequest.from_params(params), profile, _run_dir(profile, "openmath_datagen", run_id))
 
 
 def _apps(params: dict[str, Any], profile: ClusterProfile, run_id: str, s3_prefix: str | None = None,
           **_: Any) -> dict[str, Any]:
-    from tasks.apps_plan import AppsSftRequest, build_plan
+    from tasks.apps.plan import AppsSftRequest, build_plan
 
     prefix = s3_prefix or f"s3://{profile.bucket}/apps_sft/{safe_run_id(run_id)}"
     return build_plan(AppsSftRequest.from_params(params), profile, _run_dir(profile, "apps_sft", run_id),
@@ -169,7 +169,7 @@ def _apps(params: dict[str, Any], profile: ClusterProfile, run_id: str, s3_prefi
 
 def _sft(params: dict[str, Any], profile: ClusterProfile, run_id: str, data_path: str | None = "",
          s3_prefix: str | None = None, **_: Any) -> dict[str, Any]:
-    from tasks.openmath_sft import SftRequest, build_plan, planned_data_path
+    from tasks.openmath.sft import SftRequest, build_plan, planned_data_path
 
     exp = _run_dir(profile, "openmath_sft", run_id)
     if data_path == "":  # not resolved by the DAG (the CLI): where the form's data would be

@@ -31,7 +31,7 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def stack():
     """The running local stack; yields its Context (layout + environment)."""
-    from tasks.stack import control
+    from devtools.stack import control
 
     rows = control.status()
     # Stop the stack at the end only if this session found nothing of it running: a stack that

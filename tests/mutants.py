@@ -55,10 +55,10 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("update-lost-ignored", "operators/slurm/trigger.py", "if update.lost:", "if False:",
            (f"{OPERATOR}::test_a_job_slurm_does_not_know_is_lost",)),
     # The nightly comparison.
-    Mutant("paired-drop-sign", "tasks/regressions.py",
+    Mutant("paired-drop-sign", "tasks/openmath/regressions.py",
            'regression = r["diff"] < 0 and', 'regression = r["diff"] > 0 and',
            ("tests/unit/test_regressions.py", "tests/unit/test_nightly.py")),
-    Mutant("interval-or", "tasks/regressions.py",
+    Mutant("interval-or", "tasks/openmath/regressions.py",
            "regression = expected > ci[1] and expected - observed > min_effect",
            "regression = expected > ci[1] or expected - observed > min_effect",
            ("tests/unit/test_regressions.py", "tests/unit/test_nightly.py")),

@@ -27,10 +27,11 @@ from tasks.slurm.states import (ACTIVE, CONTINUE_AFTER, TRAINING_RETRY_ON, Event
 
 
 class SlurmTrainingOperator(SlurmJobOperator):
-    """:param progress: how to read progress on the cluster, as planned by :mod:`tasks.openmath_sft`
-        (``kind`` ``local``: the trainer's ``status.json``; ``nemo``: checkpoint names against the
+    """:param progress: how to read progress on the cluster, as a recipe's plan gives it
+        (:mod:`tasks.openmath.sft`, :mod:`tasks.apps.plan`; read with :mod:`tasks.sft.progress`):
+        ``kind`` ``local``: the trainer's ``status.json``; ``nemo``: checkpoint names against the
         steps the data gives; ``files``: done when these files exist, for trainers that write
-        their model only at the end).
+        their model only at the end.
     :param max_jobs: at most this many jobs in the chain (the first included).
     :param curves: ``{"tensorboard": folder, "mlflow_run_id": id, "mlflow_conn_id": conn}`` or empty.
     """
@@ -186,7 +187,7 @@ class SlurmTrainingOperator(SlurmJobOperator):
 
     def _read_progress(self, hook) -> tuple[int, int, str]:
         """(steps done, steps to do, how it was read) from the cluster's files."""
-        from tasks.openmath_sft import nemo_progress, steps_per_epoch
+        from tasks.sft.progress import nemo_progress, steps_per_epoch
 
         p = self.progress
         if p.get("kind") == "files":  # done when the trainer's final outputs exist (OpenRLHF)

@@ -50,7 +50,7 @@ def log_benchmark_datasets(mlc, run_id: str, files: dict[str, dict[str, Any]]) -
 
 
 def log_accuracy_plot(mlc, run_id: str, results: dict[str, dict[str, dict[str, Any]]], title: str) -> None:
-    from tasks.plots import accuracy_plot, series_from_results
+    from tasks.comparison.plots import accuracy_plot, series_from_results
 
     with tempfile.TemporaryDirectory() as tmp:
         accuracy_plot({"this run": series_from_results(results)}, Path(tmp, "accuracy.png"), title)

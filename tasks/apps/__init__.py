@@ -1,4 +1,4 @@
-"""APPS code-generation data and evaluation (spec apps_sft.md §2.2, §2.4, §3, §4).
+"""APPS code-generation data and evaluation (docs/recipes/apps_sft.md §2.2, §2.4, §3, §4).
 
 * :mod:`tasks.apps.prepare` -- raw APPS rows to the SFT file and the test prompts;
 * :mod:`tasks.apps.mapcoder` -- MapCoder/xCodeEval-format subsets to APPS rows;

@@ -69,7 +69,7 @@ def register(subparsers) -> None:
 def run_prepare(args: argparse.Namespace) -> int:
     from tasks.apps.prepare import prepare_split, resolve_sources
     from tasks.cli import UserError
-    from tasks.jsonl import JsonlError
+    from tasks.storage.jsonl import JsonlError
 
     try:
         sources = resolve_sources(args.source, args.split)
@@ -85,7 +85,7 @@ def run_prepare(args: argparse.Namespace) -> int:
 def run_convert(args: argparse.Namespace) -> int:
     from tasks.apps.mapcoder import convert_row
     from tasks.cli import UserError
-    from tasks.jsonl import JsonlError, atomic_writer, iter_jsonl_numbered
+    from tasks.storage.jsonl import JsonlError, atomic_writer, iter_jsonl_numbered
 
     stats: Counter = Counter()
     try:
@@ -105,7 +105,7 @@ def run_convert(args: argparse.Namespace) -> int:
 def run_eval(args: argparse.Namespace) -> int:
     from tasks.apps.evaluate import evaluate, print_table
     from tasks.cli import UserError
-    from tasks.jsonl import JsonlError
+    from tasks.storage.jsonl import JsonlError
 
     for name in ("timeout", "budget"):
         if getattr(args, name) <= 0:
@@ -129,7 +129,7 @@ def run_eval(args: argparse.Namespace) -> int:
 def run_sample(args: argparse.Namespace) -> int:
     from tasks.apps.sample import GenerationError, SamplingConfig, parse_extra, run
     from tasks.cli import UserError
-    from tasks.jsonl import JsonlError
+    from tasks.storage.jsonl import JsonlError
 
     for name in ("n_sample", "max_tokens", "concurrency", "limit"):
         value = getattr(args, name)

@@ -2,7 +2,7 @@
 
 Runs in the trusted evaluator, not in the sandbox: the candidate never sees expected outputs.
 The order of the fallbacks matters (an early lenient check can accept what a later one would
-not), so it follows spec §3.4 step 6 for standard-input problems and step 5 for call-based ones.
+not), so it follows docs/recipes/apps_sft.md §3.4 step 6 for standard-input problems and step 5 for call-based ones.
 """
 from __future__ import annotations
 

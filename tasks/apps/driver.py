@@ -16,7 +16,7 @@ Protocol: the payload is one JSON object on stdin (``nonce``, ``mode`` "stdin"/"
 ``@@apps-<nonce>@@ <json>`` written to a private dup of fd 1; fds 0 and 1 then point at
 /dev/null so the candidate's own writes never reach the record stream.
 
-Reference behaviour reproduced (spec §3.4): the fixed import prelude; stdin programs wrapped in
+Reference behaviour reproduced (docs/recipes/apps_sft.md §3.4): the fixed import prelude; stdin programs wrapped in
 ``def code()``; ``reliability_guard`` (``exit``/``quit`` disabled, ``os.kill`` etc. set to None);
 stdin mocked per test (``input``/``readline`` share a line iterator, ``readline`` returns lines
 without newline, ``readlines`` splits on "\\n", ``open`` is a mock file, ``SystemExit``

@@ -1,4 +1,4 @@
-"""Evaluate sampled programs on APPS problems: results per sample and pass@k (spec §2.4, §4).
+"""Evaluate sampled programs on APPS problems: results per sample and pass@k (docs/recipes/apps_sft.md §2.4, §4).
 
 Throughput comes from warm sandbox workers (one per core) each running a whole program, all its
 tests, in one fork (:mod:`tasks.apps.execute`); a thread per worker feeds them. The run is
@@ -21,7 +21,7 @@ from typing import Any
 
 from tasks.apps.execute import PRELOAD, Problem, ProblemError, pool_runner, run_program
 from tasks.apps.passk import seed_lines, summarise
-from tasks.jsonl import JsonlError, atomic_writer, iter_jsonl_numbered
+from tasks.storage.jsonl import JsonlError, atomic_writer, iter_jsonl_numbered
 
 _CODE_BLOCK = re.compile(r"```python(.*?)```", re.S)
 

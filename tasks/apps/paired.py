@@ -4,11 +4,11 @@ Each problem's pass@1 is its share of passing samples (c / n). For each group (`
 each difficulty) the row holds ``n`` (paired problems), ``a``/``b`` (mean pass@1, percent, base
 and SFT), ``diff`` (points), ``ci95`` (paired bootstrap over problems, 10,000 resamples, fixed
 seed), ``p_value`` -- an exact two-sided **sign test** on the problems whose share changed (ties
-dropped; :func:`tasks.stats.sign_test`), chosen over a permutation test because it is exact and
+dropped; :func:`tasks.comparison.stats.sign_test`), chosen over a permutation test because it is exact and
 deterministic and assumes nothing about the size of the changes -- and ``gained``/``lost``
 (problems whose share rose/fell). ``a_ci``/``b_ci`` are each side's own bootstrap interval.
 
-Rows come out as ``{"apps.<group>": {"pass@1": row}}`` so :mod:`tasks.compare_tracking` logs them
+Rows come out as ``{"apps.<group>": {"pass@1": row}}`` so :mod:`tasks.comparison.tracking` logs them
 like any other comparison.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tasks.stats import paired_bootstrap_ci, sign_test
+from tasks.comparison.stats import paired_bootstrap_ci, sign_test
 
 
 class PairingError(ValueError):

@@ -1,4 +1,4 @@
-"""Unbiased pass@k (Chen et al., 2021; spec §4), per difficulty and in total.
+"""Unbiased pass@k (Chen et al., 2021; docs/recipes/apps_sft.md §4), per difficulty and in total.
 
 ``pass_at_k`` refuses n < k (the estimator assumes n >= k); :func:`summarise` then reports that
 k as unavailable (``None``) for the affected group and lists the problems, instead of the seed's

@@ -1,4 +1,5 @@
-"""Raw APPS rows (codeparrot/apps layout) to the SFT training file and the test prompts (spec §2.2).
+"""Raw APPS rows (codeparrot/apps layout) to the SFT training file and the test prompts
+(docs/recipes/apps_sft.md §2.2).
 
 The filter is exactly the seed's: a problem is dropped when ``input_output`` or ``solutions`` is
 not valid JSON (an empty string is invalid), which is how problems without solutions or tests
@@ -13,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from tasks.jsonl import atomic_writer, iter_jsonl_numbered
+from tasks.storage.jsonl import atomic_writer, iter_jsonl_numbered
 
 INSTRUCTION = "Write Python code to solve competitive programming problems in a markdown code block."
 CLOSING = "\nPlease generate the code in a ```python markdown block, ensuring to include the closing ``` at the end."

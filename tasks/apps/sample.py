@@ -1,6 +1,6 @@
 """``skillflow apps sample``: n programs per APPS problem from any OpenAI-compatible chat server.
 
-The native counterpart of the seed's ``llmkit_data.cli.sample`` (apps spec §2.3): the same
+The native counterpart of the seed's ``llmkit_data.cli.sample`` (docs/recipes/apps_sft.md §2.3): the same
 prompts (one user message per problem, from ``apps prepare``), T=0.6, top-p 0.95, at most 2048
 new tokens, 10 samples per problem, and the same output lines
 ``{"question", "problem_id", "response": [{"role": "assistant", "content": ...}]}``, n
@@ -30,12 +30,12 @@ from pathlib import Path
 from typing import Any
 
 from tasks.generation.client import GenerationError, OpenAIHTTPClient
-from tasks.jsonl import JsonlError, atomic_writer, iter_jsonl_numbered
+from tasks.storage.jsonl import JsonlError, atomic_writer, iter_jsonl_numbered
 
 
 @dataclass(frozen=True)
 class SamplingConfig:
-    """The seed's sampling settings (apps spec §2.3); ``extra`` is merged into every request body."""
+    """The seed's sampling settings (docs/recipes/apps_sft.md §2.3); ``extra`` is merged into every request body."""
 
     n_sample: int = 10
     temperature: float = 0.6

@@ -20,9 +20,10 @@ from typing import Any
 from tasks.cluster_check.table import FAIL, Row
 from tasks.plan import spec_dict
 from tasks.profiles import ClusterProfile, ProfileError
-from tasks.recipes.common import SANDBOX_PORT_EXPR
-from tasks.recipes.engines import NEMO_SKILLS_SANDBOX_PORT, nemo_skills_sandbox
 from tasks.slurm.spec import JobSpec, Sidecar
+from tasks.plan import spec_dict
+from tasks.steps.base import SANDBOX_PORT_EXPR
+from tasks.steps.engines import NEMO_SKILLS_SANDBOX_PORT, nemo_skills_sandbox
 
 PROBE_TIME = "00:10:00"
 SANDBOX_KEY = "sandbox"

@@ -61,8 +61,8 @@ def _handle(args: argparse.Namespace) -> int:
     from tasks.generation.client import CompletionsClient, GenerationError, Sampling
     from tasks.generation.code_loop import CodeExecutionConfig
     from tasks.generation.runner import GenerationSettings, generate_file, load_rows, output_name, render_all
-    from tasks.jsonl import JsonlError
     from tasks.prompts import PromptError, load_prompt
+    from tasks.storage.jsonl import JsonlError
 
     try:
         seeds = parse_seeds(args.seeds) if args.seeds else None
@@ -99,9 +99,9 @@ def _handle(args: argparse.Namespace) -> int:
             sandbox = HttpSandbox(args.sandbox_url)
         else:
             from tasks.sandbox.pool import SandboxPool
-            from tasks.sandbox.session import LocalSandbox
+            from tasks.sandbox.session import PROGRAM_PRELOAD, LocalSandbox
 
-            preload = tuple(m for m in args.sandbox_preload.split(",") if m.strip())
+            preload = PROGRAM_PRELOAD + tuple(m for m in args.sandbox_preload.split(",") if m.strip())
             pool = SandboxPool(workers=args.sandbox_workers or min(args.concurrency, os.cpu_count() or 1),
                                preload=preload)
             sandbox = LocalSandbox(pool)

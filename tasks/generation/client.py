@@ -1,6 +1,6 @@
 """A small client for OpenAI-compatible ``POST {base_url}/v1/completions`` servers.
 
-Sampling follows spec §4.4: greedy is temperature 0 with top_k 1 and top_p 1 (what TensorRT-LLM
+Sampling follows docs/recipes/openmath.md §4.4: greedy is temperature 0 with top_k 1 and top_p 1 (what TensorRT-LLM
 gets as "temperature 1.0, top_k 1" upstream; OpenAI-style servers take temperature 0 as greedy),
 evaluation sampling is T=0.7, top_p=0.95, labeling T=1.0, top_p=0.95; the seed goes as ``seed``.
 """

@@ -1,4 +1,4 @@
-"""The generation loop with code execution of spec §5.2 (NeMo-Skills ``code_execution_model``).
+"""The generation loop with code execution of docs/recipes/openmath.md §5.2 (NeMo-Skills ``code_execution_model``).
 
 One sample: ask the server to continue ``prompt + generation`` with ``</llm-code>`` added to the
 stop phrases. When the new text ends with ``</llm-code>``, run the code of its last
@@ -60,7 +60,7 @@ def format_code_output(output: str) -> str:
 
 
 def cut_at_stop_phrases(text: str, stop_phrases: list[str] | tuple[str, ...]) -> str:
-    """Drop everything from the first prompt-level stop phrase on (spec §5.2, final generation)."""
+    """Drop everything from the first prompt-level stop phrase on (docs/recipes/openmath.md §5.2, final generation)."""
     cut = len(text)
     for phrase in stop_phrases:
         if phrase:
@@ -72,7 +72,7 @@ def cut_at_stop_phrases(text: str, stop_phrases: list[str] | tuple[str, ...]) ->
 
 def generate_with_code(prompt: str, complete: Callable[[str, list[str]], Completion], sandbox: Sandbox,
                        config: CodeExecutionConfig, stop_phrases: list[str] | tuple[str, ...] = ()) -> dict:
-    """Run the §5.2 loop for one sample; returns ``{"generation", "error_message"}``.
+    """Run the loop of docs/recipes/openmath.md §5.2 for one sample; returns ``{"generation", "error_message"}``.
 
     ``complete(text, stop)`` continues ``text`` (sampling and token budget are bound by the
     caller; each call may produce up to that many new tokens). The code output appended after a

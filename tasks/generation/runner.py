@@ -1,6 +1,6 @@
 """Generation over a data file: prompts, concurrency, ordered output, resume and ``.done`` markers.
 
-Output layout (spec §4.3/§4.4): ``output-greedy.jsonl`` or one ``output-rs{seed}.jsonl`` per seed,
+Output layout (docs/recipes/openmath.md §4.3/§4.4): ``output-greedy.jsonl`` or one ``output-rs{seed}.jsonl`` per seed,
 line *i* answering input line *i* (after ``--limit``), each line = the input fields plus
 ``generation``, ``error_message`` and ``predicted_answer``. Lines are appended in input order as
 soon as they and all before them are done, so an interrupted run leaves a consistent prefix;
@@ -21,9 +21,9 @@ from typing import Any, Callable, TextIO
 
 from tasks.generation.client import CompletionsClient, GenerationError, Sampling
 from tasks.generation.code_loop import CodeExecutionConfig, generate_with_code
-from tasks.jsonl import JsonlError, atomic_writer, iter_jsonl
 from tasks.prompts import PromptConfig, PromptError
 from tasks.sandbox.session import Sandbox
+from tasks.storage.jsonl import JsonlError, atomic_writer, iter_jsonl
 
 
 def predicted_answer(generation: str) -> str | None:

@@ -1,6 +1,6 @@
 """Extraction of the final answer from a model's solution text.
 
-NeMo-Skills (main@9b7f9d57, spec §5.1) takes the content of the *last* ``\\boxed{...}``, found by
+NeMo-Skills (main@9b7f9d57, docs/recipes/openmath.md §5.1) takes the content of the *last* ``\\boxed{...}``, found by
 brace counting from the last occurrence of ``\\boxed``. We keep its edge cases because graded
 files and metrics must agree with the published numbers:
 

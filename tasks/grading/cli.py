@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     from tasks.cli import UserError
     from tasks.grading.checker import MathChecker
     from tasks.grading.grade_files import grade_files
-    from tasks.jsonl import JsonlError
+    from tasks.storage.jsonl import JsonlError
 
     if args.timeout <= 0:
         raise UserError(f"--timeout must be positive, got {args.timeout}")

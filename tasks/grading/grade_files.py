@@ -1,4 +1,4 @@
-"""Add ``is_correct`` to every record of NeMo-Skills output files (evaluate_results, spec §6.1).
+"""Add ``is_correct`` to every record of NeMo-Skills output files (evaluate_results, docs/recipes/openmath.md §6.1).
 
 Each record needs ``predicted_answer`` (string or null) and ``expected_answer``. Records that
 already carry ``is_correct`` keep it unless ``ignore_cache`` is set, so re-running after a partial
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from tasks.grading.checker import MathChecker
-from tasks.jsonl import JsonlError, atomic_writer, parse_jsonl_line
+from tasks.storage.jsonl import JsonlError, atomic_writer, parse_jsonl_line
 
 
 @dataclass
@@ -49,7 +49,7 @@ def grade_files(paths: Sequence[os.PathLike | str], checker: MathChecker, *,
                 ignore_cache: bool = False) -> list[GradeReport]:
     """Grade ``paths`` in place with ``checker``; returns one report per file, in order.
 
-    Raises :class:`tasks.jsonl.JsonlError` (naming file and line) before writing anything if any
+    Raises :class:`tasks.storage.jsonl.JsonlError` (naming file and line) before writing anything if any
     file is malformed or a record lacks a needed field.
     """
     loaded = []

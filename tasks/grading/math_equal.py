@@ -1,4 +1,5 @@
-"""Is a predicted answer equal to the expected one? Semantics of NeMo-Skills main@9b7f9d57 (§6.2).
+"""Is a predicted answer equal to the expected one? Semantics of NeMo-Skills main@9b7f9d57
+(docs/recipes/openmath.md §6.2).
 
 The decision runs in the order upstream uses, because the order *is* the semantics (a pair of
 numbers that are not close is False even when sympy would call them equal):

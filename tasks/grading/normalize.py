@@ -1,10 +1,10 @@
-"""Answer-string normalisation with the behaviour of NeMo-Skills main@9b7f9d57 (spec §6.2).
+"""Answer-string normalisation with the behaviour of NeMo-Skills main@9b7f9d57 (docs/recipes/openmath.md §6.2).
 
 Two layers, applied in this order by :func:`tasks.grading.math_equal.math_equal`:
 
 * :func:`strip_number_decoration` -- ``$12`` -> ``12`` and ``12%`` / ``12\\%`` -> ``12``;
-* :func:`normalize_answer_string` -- the long rewrite list of §6.2 (units, ``\\text``, fractions,
-  mixed numbers, thousands commas, ...). MATH expected answers went through it at prepare time.
+* :func:`normalize_answer_string` -- the long rewrite list of docs/recipes/openmath.md §6.2 (units,
+  ``\\text``, fractions, mixed numbers, thousands commas, ...). MATH expected answers went through it at prepare time.
 
 The rules are deliberately *literal*: upstream strips unit words anywhere in the string ("cm"
 inside "\\mathcal"? no -- but "second" inside "seconds", yes) and its "p.m." pattern is a regex
@@ -135,7 +135,7 @@ def _integer_string(text: str) -> str:
 
 
 def normalize_answer_string(expr: str | None) -> str | None:
-    """Rewrite an answer into the canonical string form of spec §6.2 (``None`` stays ``None``)."""
+    """Rewrite an answer into the canonical string form of docs/recipes/openmath.md §6.2 (``None`` stays ``None``)."""
     if expr is None:
         return None
     expr = str(expr)[:MAX_INPUT_CHARS]

@@ -1,4 +1,4 @@
-"""The sympy step of :func:`tasks.grading.math_equal.math_equal` (spec §6.2 step 8).
+"""The sympy step of :func:`tasks.grading.math_equal.math_equal` (docs/recipes/openmath.md §6.2 step 8).
 
 Most pairs that reach this step are plain arithmetic whose verdict
 :func:`tasks.grading.arithmetic.certain_verdict` knows for certain without sympy (in a fraction of

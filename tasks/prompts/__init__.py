@@ -2,7 +2,7 @@
 
 The prompt configs and few-shot example sets are NeMo-Skills' own files (``data/``, see
 ``data/CREDITS.md``), so that a prompt we send is the one the published numbers were measured
-with. Rendering follows spec §8.1 in three steps:
+with. Rendering follows docs/recipes/openmath.md §8.1 in three steps:
 
 1. each of the first ``num_few_shots`` examples of ``examples_type`` is filled into the config's
    ``few_shot_examples.template`` together with its own context;
@@ -22,7 +22,7 @@ from typing import Any, Mapping
 
 _DATA = Path(__file__).with_name("data")
 
-#: Context templates by ``context_type`` (spec §8.1), filled from the question or example dict.
+#: Context templates by ``context_type`` (docs/recipes/openmath.md §8.1), filled from the question or example dict.
 CONTEXT_TEMPLATES: dict[str, str] = {
     "empty": "",
     "reference_solution": "\n\nReference solution (do not copy it):\n{reference_solution}",
@@ -61,8 +61,8 @@ class PromptConfig:
                context_type: str = "empty") -> str:
         """The prompt string for ``question`` (a dataset line); see the module docstring.
 
-        ``num_few_shots`` defaults to 0 as upstream's PromptConfig does (spec §8.1); the labeling
-        recipes must pass 5 explicitly (spec §8.2).
+        ``num_few_shots`` defaults to 0 as upstream's PromptConfig does (docs/recipes/openmath.md §8.1); the labeling
+        recipes must pass 5 explicitly (docs/recipes/openmath.md §8.2).
         """
         context_template = _context_template(context_type)
         examples = ""

@@ -5,7 +5,7 @@ Public API (stdlib only; ``requests`` is imported only by :class:`HttpSandbox`):
 * :class:`SandboxPool` -- ``pool.run(code, stdin=None, timeout=None, limits=None) -> ExecResult``;
 * :class:`Limits`, :class:`ExecResult`;
 * :class:`CodeSession`, :class:`LocalSandbox`, :class:`HttpSandbox`, :func:`build_program`,
-  :func:`program_reply` -- NeMo-Skills session semantics (spec §5.3).
+  :func:`program_reply` -- NeMo-Skills session semantics (docs/recipes/openmath.md §5.3).
 """
 from tasks.sandbox.limits import ExecResult, Limits
 from tasks.sandbox.pool import SandboxPool, SandboxUnavailable, namespaces_available

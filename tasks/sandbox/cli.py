@@ -15,7 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve = sub.add_parser("serve", help="HTTP service speaking the NeMo-Skills sandbox protocol (POST /execute)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=6000, help="0 picks a free port (printed on stderr)")
-    _add_pool_args(serve)
+    _add_pool_args(serve, preload="IPython.core.interactiveshell,numpy,sympy")
     serve.add_argument("--verbose", action="store_true", help="log every request on stderr")
     serve.set_defaults(handler=_serve)
 
@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.set_defaults(handler=_run)
 
 
-def _add_pool_args(parser: argparse.ArgumentParser, workers: bool = True) -> None:
+def _add_pool_args(parser: argparse.ArgumentParser, workers: bool = True, preload: str = "") -> None:
     if workers:
         parser.add_argument("--workers", type=int, default=None, help="parallel executions (default: CPU count)")
     parser.add_argument("--timeout", type=float, default=10.0, help="default wall-clock seconds per execution")
@@ -35,7 +35,9 @@ def _add_pool_args(parser: argparse.ArgumentParser, workers: bool = True) -> Non
     parser.add_argument("--max-processes", type=int, default=32, help="process limit per execution")
     parser.add_argument("--max-output-bytes", type=int, default=1 << 20, help="cap on stdout, stderr, each file")
     parser.add_argument("--isolation", choices=("auto", "namespaces", "none"), default="auto")
-    parser.add_argument("--preload", default="", help="comma-separated modules imported once per worker, e.g. sympy")
+    parser.add_argument("--preload", default=preload,
+                        help=f"comma-separated modules imported once per worker (default: {preload or 'none'}); "
+                             "/execute programs run IPython, and numpy imported here keeps one BLAS thread")
 
 
 def _limits(args: argparse.Namespace):

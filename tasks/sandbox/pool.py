@@ -50,9 +50,25 @@ from tasks.sandbox.limits import ExecResult, Limits
 from tasks.sandbox.wire import FrameReader, WireError, header_frame, write_all
 
 _PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
+#: The interpreter that runs model code (and the workers), unless ``SandboxPool(python=...)`` says:
+#: ``$SKILLFLOW_SANDBOX_PYTHON``, else the checkout's sandbox environment built by ``make install``
+#: (``.venv-sandbox``: the package versions of upstream's sandbox image, docker/sandbox/requirements.txt),
+#: else the interpreter running skillflow.
+SANDBOX_PYTHON_ENV = "SKILLFLOW_SANDBOX_PYTHON"
+_CHECKOUT_SANDBOX_PYTHON = Path(_PROJECT_ROOT) / ".venv-sandbox" / "bin" / "python"
 _UNSHARE_ARGS = ("--fork", "--pid", "--mount-proc", "--net", "--ipc", "--mount", "--kill-child")
 #: Slack the pool gives a worker beyond the execution timeout before declaring it hung.
 _WORKER_GRACE_S = 30.0
+
+
+def sandbox_python() -> str:
+    """The default interpreter of the workers; see :data:`SANDBOX_PYTHON_ENV`."""
+    configured = os.environ.get(SANDBOX_PYTHON_ENV, "").strip()
+    if configured:
+        return configured
+    if os.access(_CHECKOUT_SANDBOX_PYTHON, os.X_OK):
+        return str(_CHECKOUT_SANDBOX_PYTHON)
+    return sys.executable
 
 
 class SandboxUnavailable(RuntimeError):
@@ -83,18 +99,18 @@ class _WorkerProcess:
     """One worker subprocess, its control pipes and its cgroups."""
 
     def __init__(self, index: int, namespaces: bool, uid: int | None, preload: Sequence[str], tmpfs_mb: int,
-                 use_cgroups: bool):
+                 use_cgroups: bool, python: str, pythonpath: str):
         self.index = index
         self.base = tempfile.mkdtemp(prefix="skillflow-sandbox-")
         os.chmod(self.base, 0o711)
         self.groups = cgroups.create(index) if use_cgroups else {}
         config = {"base": self.base, "uid": uid, "namespaces": namespaces, "preload": list(preload),
                   "tmpfs_mb": tmpfs_mb, "project_root": _PROJECT_ROOT, "cgroups": self.groups or None}
-        cmd = [sys.executable, "-m", "tasks.sandbox.worker", json.dumps(config)]
+        cmd = [python, "-m", "tasks.sandbox.worker", json.dumps(config)]
         if namespaces:
             cmd = [shutil.which("unshare") or "unshare", *_UNSHARE_ARGS, *cmd]
         # Preloaded libraries initialise in the worker, so thread counts must be set here too.
-        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONPATH": _PROJECT_ROOT,
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONPATH": pythonpath,
                "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
                "MKL_NUM_THREADS": "1"}
         self.stderr = tempfile.TemporaryFile()
@@ -177,12 +193,25 @@ class _WorkerProcess:
             cgroups.remove(self.groups)
 
 
+def _tasks_only_path() -> str:
+    """A folder holding only a link to skillflow's ``tasks`` package, the workers' ``PYTHONPATH``.
+
+    Installed from a wheel, ``tasks`` sits in skillflow's site-packages beside its own sympy;
+    putting that folder on the sandbox interpreter's path would hand model code skillflow's
+    packages instead of the sandbox's pinned ones.
+    """
+    folder = tempfile.mkdtemp(prefix="skillflow-sandbox-path-")
+    os.chmod(folder, 0o755)
+    os.symlink(os.path.join(_PROJECT_ROOT, "tasks"), os.path.join(folder, "tasks"))
+    return folder
+
+
 class SandboxPool:
     """Warm workers that run untrusted Python under :class:`Limits`; see the module docstring."""
 
     def __init__(self, workers: int | None = None, limits: Limits | None = None, *, isolation: str = "auto",
                  preload: Sequence[str] = (), uid_base: int | None = None, tmpfs_mb: int = 256,
-                 start_timeout: float = 60.0):
+                 start_timeout: float = 60.0, python: str | None = None):
         if isolation not in ("auto", "namespaces", "none"):
             raise ValueError(f"isolation must be 'auto', 'namespaces' or 'none', got {isolation!r}")
         self.limits = limits or Limits()
@@ -199,7 +228,13 @@ class SandboxPool:
         self._why_not_cgroups = None if self._cgroups else why_not
         self._uid_base = uid_base if uid_base is not None else _default_uid_base()
         self._preload = tuple(preload)
+        self._python = python or sandbox_python()
+        if not (os.path.isfile(self._python) and os.access(self._python, os.X_OK)):
+            where = "python=" if python else (f"${SANDBOX_PYTHON_ENV}" if os.environ.get(SANDBOX_PYTHON_ENV, "").strip()
+                                             else "the default")
+            raise SandboxUnavailable(f"sandbox interpreter {self._python!r} ({where}) is not an executable file")
         self._tmpfs_mb = tmpfs_mb
+        self._pythonpath = _tasks_only_path()
         self._idle: queue.Queue[_WorkerProcess] = queue.Queue()
         self._all: list[_WorkerProcess] = []
         self._lock = threading.Lock()
@@ -211,15 +246,17 @@ class SandboxPool:
         except BaseException:
             for w in started:
                 w.kill()
+            shutil.rmtree(self._pythonpath, ignore_errors=True)
             raise
         for w in started:
             self._idle.put(w)
-        self._finalizer = weakref.finalize(self, SandboxPool._close_all, self._all)
+        self._finalizer = weakref.finalize(self, SandboxPool._close_all, self._all, self._pythonpath)
 
     def _spawn(self, index: int) -> _WorkerProcess:
         # Dropping privileges needs the namespace set-up that keeps the interpreter readable.
         uid = self._uid_base + index if self._root and self._namespaces else None
-        w = _WorkerProcess(index, self._namespaces, uid, self._preload, self._tmpfs_mb, self._cgroups)
+        w = _WorkerProcess(index, self._namespaces, uid, self._preload, self._tmpfs_mb, self._cgroups, self._python,
+                           self._pythonpath)
         with self._lock:
             self._all.append(w)
         return w
@@ -259,6 +296,7 @@ class SandboxPool:
                             else "not enforced (needs namespaces)"),
             "exposed": sample.get("exposed", []),
             "preloaded": sample.get("preloaded", {}),
+            "python": {"executable": self._python, **sample.get("python", {})},
         }
 
     def run(self, code: str, *, stdin: str | None = None, timeout: float | None = None,
@@ -312,10 +350,11 @@ class SandboxPool:
         self._finalizer()
 
     @staticmethod
-    def _close_all(workers: list[_WorkerProcess]) -> None:
+    def _close_all(workers: list[_WorkerProcess], pythonpath: str) -> None:
         for w in list(workers):
             w.close()
         workers.clear()
+        shutil.rmtree(pythonpath, ignore_errors=True)
 
     def __enter__(self) -> "SandboxPool":
         return self

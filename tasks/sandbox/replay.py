@@ -1,79 +1,68 @@
-"""The program a code session sends to a sandbox: replay snippets, report the last one as JSON.
+"""The program a code session sends to a sandbox: run the snippets in IPython, report the last one.
 
 This file is *source text* for the sandbox as well as a module: :func:`build_program` in
 :mod:`tasks.sandbox.session` sends its whole text followed by one call to :func:`replay_main`, so
 the program runs in any sandbox that executes Python and returns its stdout (ours, or the
-NeMo-Skills image). It must therefore import only the standard library and do nothing at import.
+NeMo-Skills image). It must therefore import only the standard library at import time and do
+nothing at import; IPython is imported when the program runs, in the sandbox's interpreter
+(docker/sandbox/requirements.txt pins the version upstream's image had).
 
-NeMo-Skills runs the snippets in an IPython ``InteractiveShell``. We emulate the parts of it that
-show in the output without depending on IPython (startup ~0.3 s per execution, and not installed
-here): snippets share one namespace; when a snippet's last statement is an expression its value
-is printed as ``repr`` (IPython's ``Out[1]: value`` with the prefix already stripped); tracebacks
-are part of the output, stdout first, then stderr. Known differences: IPython pretty-prints long
-containers over several lines and labels traceback frames ``Cell In[1]``; we print one-line
-``repr`` and standard tracebacks.
+What the model sees must be what NeMo-Skills (9b7f9d57, ``Sandbox.execute_code`` in
+nemo_skills/code_execution/sandbox.py) shows it, so this program does what the program built there
+does, checked snippet by snippet in tests/unit/test_sandbox_fidelity.py:
+
+* one ``InteractiveShell`` per execution runs the session's snippets in order with
+  ``run_cell``, each inside IPython's output capture; only the last snippet's capture counts;
+* the output is its stdout then its stderr, stripped, with every ``Out[1]: `` removed (a value
+  IPython pretty-prints over several lines thus keeps the newline that followed the prompt);
+  tracebacks are IPython's, with its colour codes, as part of the output;
+* output over ``max_output_characters`` is cut there and ``<output cut>`` appended;
+* ``error_message``: ``Execution error: <exception>`` when the last snippet raised,
+  ``Syntax error: <error>`` when it did not compile, ``Result is not defined`` when it printed
+  nothing, else empty; a failure of the program itself gives ``result`` None and
+  ``Undefined error:`` with the traceback less its first three lines.
+
+Deliberate difference: upstream's program also sets ``OPENBLAS_NUM_THREADS=16``; the sandbox's
+workers keep one thread (what a program prints does not depend on it, and 16 threads would not
+fit the memory limit). How snippets reach IPython (escape sequences decoded once) is done on the
+client side, :func:`tasks.sandbox.session.as_upstream_sends`.
 """
 from __future__ import annotations
 
-import ast
-import contextlib
-import io
 import json
-import linecache
 import sys
 import traceback
 import warnings
 
-_CELL = "<llm-code>"
-
-
-def _run_cell(source: str, namespace: dict) -> tuple[str, str, str]:
-    """Run one snippet; return (stdout, stderr, error kind: "" | "syntax" | "exec" + ": " + message)."""
-    out, err = io.StringIO(), io.StringIO()
-    linecache.cache[_CELL] = (len(source), None, source.splitlines(True), _CELL)
-    try:
-        tree = ast.parse(source, _CELL, "exec")
-    except SyntaxError as exc:  # IndentationError included
-        out.write("".join(traceback.format_exception_only(type(exc), exc)))
-        return out.getvalue(), err.getvalue(), f"syntax: {exc}"
-    last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            exec(compile(tree, _CELL, "exec"), namespace)
-            if last is not None:
-                value = eval(compile(ast.Expression(last.value), _CELL, "eval"), namespace)
-                if value is not None:
-                    namespace["_"] = value
-                    print(repr(value))
-        except BaseException as exc:  # SystemExit too: a snippet cannot end the session program
-            tb = exc.__traceback__.tb_next if exc.__traceback__ else None
-            out.write("".join(traceback.format_exception(type(exc), exc, tb)))
-            return out.getvalue(), err.getvalue(), f"exec: {exc}"
-    return out.getvalue(), err.getvalue(), ""
-
 
 def replay(snippets: list[str], max_output_characters: int = 1000) -> dict:
-    """Run ``snippets`` in one namespace; report the output and error of the last one only."""
+    """Run ``snippets`` in one IPython shell; report the output and error of the last one only."""
     try:
         warnings.filterwarnings("ignore")
-        namespace: dict = {"__name__": "__main__", "__builtins__": __builtins__}
-        stdout = stderr = kind = ""
+        from IPython.core.interactiveshell import InteractiveShell
+        from IPython.utils.capture import capture_output
+
+        shell = InteractiveShell()
+        stdout = stderr = ""
+        outcome = None
         for snippet in snippets:
-            stdout, stderr, kind = _run_cell(snippet, namespace)
+            with capture_output() as captured:
+                outcome = shell.run_cell(snippet)
+            stdout, stderr = captured.stdout, captured.stderr
         output = f"{stdout}{stderr}".strip().replace("Out[1]: ", "")
         if len(output) > max_output_characters:
             output = output[:max_output_characters] + "<output cut>"
-        if kind.startswith("exec: "):
-            error = "Execution error: " + kind[len("exec: "):]
-        elif kind.startswith("syntax: "):
-            error = "Syntax error: " + kind[len("syntax: "):]
+        if outcome is not None and outcome.error_in_exec is not None:
+            error = f"Execution error: {outcome.error_in_exec}"
+        elif outcome is not None and outcome.error_before_exec is not None:
+            error = f"Syntax error: {outcome.error_before_exec}"
         elif output == "":
             error = "Result is not defined"
         else:
             error = ""
         return {"result": output, "error_message": error}
-    except BaseException:
-        return {"result": None, "error_message": "Undefined error:" + traceback.format_exc()}
+    except Exception:
+        return {"result": None, "error_message": "Undefined error:" + "\n".join(traceback.format_exc().split("\n")[3:])}
 
 
 def replay_main(snippets_json: str, max_output_characters: int) -> None:

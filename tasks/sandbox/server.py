@@ -3,7 +3,7 @@
 Endpoints (JSON in, JSON out):
 
 * ``POST /execute`` ``{"generated_code": str, "timeout": seconds}`` -> ``{"result", "error_message"}``
-  (spec §5.3): the program runs in the pool and its last stdout line is the reply; a timeout gives
+  (docs/recipes/openmath.md §5.3): the program runs in the pool and its last stdout line is the reply; a timeout gives
   ``{"result": null, "error_message": "timeout"}``.
 * ``POST /run`` ``{"code": str, "stdin": str?, "timeout": s?, "memory_mb": n?, "max_processes": n?,
   "max_output_bytes": n?}`` -> the raw :class:`~tasks.sandbox.limits.ExecResult` as a dict; for

@@ -1,17 +1,19 @@
 """Client side of code execution: sessions, the NeMo-Skills reply format, and two backends.
 
-Spec §5.3: the client, not the server, keeps a session. Each execution sends one program that
+docs/recipes/openmath.md §5.3: the client, not the server, keeps a session. Each execution sends one program that
 replays the session's earlier *successful* snippets and reports only the last snippet's output
 as ``{"result": str | None, "error_message": str}``; any error clears the session. The program is
-built here (see :mod:`tasks.sandbox.replay`) and sent either to an in-process
+built here (see :mod:`tasks.sandbox.replay`; it runs the snippets in IPython, as upstream's does) and sent either to an in-process
 :class:`~tasks.sandbox.pool.SandboxPool` (:class:`LocalSandbox`) or to a ``POST /execute``
 service (:class:`HttpSandbox`: ours, or the NeMo-Skills sandbox image).
 """
 from __future__ import annotations
 
+import ast
 import json
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -20,9 +22,33 @@ from tasks.sandbox.limits import ExecResult
 
 _REPLAY_SOURCE = Path(__file__).with_name("replay.py").read_text(encoding="utf-8")
 
-#: Prefixes of every error_message the sandbox can produce (spec §5.3).
+#: Prefixes of every error_message the sandbox can produce (docs/recipes/openmath.md §5.3).
 ERROR_PREFIXES = ("Execution error:", "Syntax error:", "Result is not defined", "timeout", "Undefined error:")
 NOT_EXECUTED = "<not_executed>"
+#: Modules worth importing once per worker for session programs (ours and NeMo-Skills' run IPython).
+PROGRAM_PRELOAD = ("IPython.core.interactiveshell",)
+
+
+def as_upstream_sends(code: str) -> str | None:
+    """``code`` as IPython receives it from NeMo-Skills' client (9b7f9d57, ``Sandbox.execute_code``).
+
+    That client writes each snippet, with ``\"\"\"`` escaped, into a triple-quoted, non-raw string
+    literal of the program it sends, so Python decodes the escape sequences of the model's code
+    once: ``print("a\\nb")`` reaches IPython with a real line break inside the string (a syntax
+    error there), ``"\\\\d"`` arrives as ``"\\d"``. Returns None when that literal does not parse
+    (the code ends in ``"`` or in an odd backslash, has a bad ``\\N{...}`` or a NUL): upstream's whole
+    program then fails to compile, its server never answers, and its client reports ``timeout``.
+    """
+    literal = '"""' + code.replace('"""', r'\"\"\"') + '"""'
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # invalid escapes such as \d stay as written, with a warning
+            tree = ast.parse(literal, mode="eval")
+    except (SyntaxError, ValueError):
+        return None
+    if not (isinstance(tree.body, ast.Constant) and isinstance(tree.body.value, str)):
+        return None
+    return tree.body.value
 
 
 def build_program(snippets: list[str], max_output_characters: int = 1000) -> str:
@@ -36,8 +62,12 @@ def program_reply(result: ExecResult) -> dict[str, Any]:
 
     A timeout gives ``{"result": None, "error_message": "timeout"}`` as upstream does. Otherwise
     the last line of stdout must be a JSON object with ``result`` and ``error_message`` (what
-    programs built by :func:`build_program` and NeMo-Skills' client print); anything else is
-    reported as ``Undefined error:`` with the program's output, so the caller sees why.
+    programs built by :func:`build_program` and NeMo-Skills' client print). A program that ended
+    (status ``error`` or ``signal``: it did not compile, or died) without one is also answered
+    ``timeout``: upstream's server (local_sandbox_server.py, 9b7f9d57) waits forever for the reply
+    of such a program and its client reports ``timeout``, which is what the model saw. Anything
+    else (the pool's own failure, output over the cap) is ``Undefined error:`` with the program's
+    output, so the caller sees why.
     """
     if result.status == "timeout":
         return {"result": None, "error_message": "timeout"}
@@ -49,6 +79,8 @@ def program_reply(result: ExecResult) -> dict[str, Any]:
             reply = None
         if isinstance(reply, dict) and "error_message" in reply and "result" in reply:
             return {"result": reply["result"], "error_message": str(reply["error_message"])}
+    if result.status in ("error", "signal"):
+        return {"result": None, "error_message": "timeout"}
     detail = (f"program ended with status {result.status} (exit {result.exit_code}, signal {result.signal}) "
               f"without printing a JSON reply\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
     return {"result": None, "error_message": "Undefined error:" + detail}
@@ -71,11 +103,11 @@ class LocalSandbox:
 
 
 class HttpSandbox:
-    """Client of ``POST {url}/execute`` (spec §5.3).
+    """Client of ``POST {url}/execute`` (docs/recipes/openmath.md §5.3).
 
     Deliberate difference from upstream: upstream's HTTP timeout equals the execution timeout,
     so a slow but successful reply races the server's own kill and turns into retries and then
-    ``timeout`` (spec §12.10). We give the HTTP request ``timeout + http_slack_s`` and keep
+    ``timeout`` (docs/recipes/openmath.md §12.10). We give the HTTP request ``timeout + http_slack_s`` and keep
     upstream's 3 retries at 1 s intervals for request timeouts and refused connections.
     """
 
@@ -128,10 +160,14 @@ class CodeSession:
         """Run ``code`` after the session's snippets; return ``{"result", "error_message"}``.
 
         On success ``code`` joins the session; any error (including "Result is not defined",
-        which is an error_message like the others) clears it, as spec §5.3 says.
+        which is an error_message like the others) clears it, as docs/recipes/openmath.md §5.3 says.
         """
-        program = build_program([*self.snippets, code], max_output_characters)
-        reply = sandbox.execute_program(program, timeout)
+        sent = [as_upstream_sends(c) for c in (*self.snippets, code)]
+        if any(c is None for c in sent):
+            reply = {"result": None, "error_message": "timeout"}  # what upstream's client reports then
+        else:
+            program = build_program(sent, max_output_characters)  # type: ignore[arg-type]
+            reply = sandbox.execute_program(program, timeout)
         if reply["error_message"]:
             self.snippets.clear()
         else:

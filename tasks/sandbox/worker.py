@@ -60,6 +60,23 @@ _CLONE_NEWIPC = 0x08000000
 _CHILD_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
+#: Distributions whose versions change what model code prints; reported in ``/health``.
+_REPORTED = ("numpy", "sympy", "pandas", "ipython", "antlr4-python3-runtime")
+
+
+def _interpreter() -> dict[str, Any]:
+    """The worker's Python version and the versions of :data:`_REPORTED` (None: not installed)."""
+    from importlib import metadata
+
+    packages: dict[str, str | None] = {}
+    for name in _REPORTED:
+        try:
+            packages[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            packages[name] = None
+    return {"version": ".".join(map(str, sys.version_info[:3])), "packages": packages}
+
+
 class Worker:
     """State of one worker process; see the module docstring. Holds nothing of any execution."""
 
@@ -76,6 +93,7 @@ class Worker:
         self.groups = WorkerGroups(config["cgroups"]) if config.get("cgroups") else None
         self.info["cgroups"] = self.groups is not None
         self.info["preloaded"] = self._preload(config.get("preload") or [])
+        self.info["python"] = _interpreter()
         if self.namespaces:
             self.info.update(rootfs.build(self.base, config["project_root"]))
             self.info["interfaces"] = [name for _, name in socket.if_nameindex()]

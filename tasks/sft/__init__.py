@@ -1,1 +1,3 @@
-"""Local (CPU) stand-ins for the GPU steps of SFT: GGUF conversion, checkpoint averaging, TensorBoard reading."""
+"""SFT plumbing shared by both recipes: local (CPU) stand-ins for the GPU steps (GGUF conversion,
+checkpoint averaging, TensorBoard reading, the CPU trainer), the Slurm jobs that run them and the
+checkpoint upload (``steps``), and how far a training run got (``progress``)."""

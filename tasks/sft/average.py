@@ -1,7 +1,7 @@
 """Checkpoint averaging: the `local` profile's stand-in for NeMo-Skills' ``average_checkpoints.py``.
 
 The recipe evaluates the element-wise mean of the saved checkpoints rather than the last one
-(spec openmath §10.3), so this averages Hugging Face checkpoint folders (``save_pretrained`` output
+(docs/recipes/openmath.md §10.3), so this averages Hugging Face checkpoint folders (``save_pretrained`` output
 or the Trainer's ``checkpoint-N``) tensor by tensor. Sums are kept in float64 so that averaging many
 bf16/fp16 checkpoints does not lose precision, and the result is written in each tensor's original
 dtype with the shard layout of the first checkpoint, so every consumer of a checkpoint reads it.

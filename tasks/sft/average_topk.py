@@ -1,5 +1,5 @@
 """Average the checkpoints a CPU training run kept (``checkpoints/topk.json``): NeMo's
-``prepare_eval`` step on the local profile (spec openmath §10.3 averages every saved checkpoint;
+``prepare_eval`` step on the local profile (docs/recipes/openmath.md §10.3 averages every saved checkpoint;
 NeMo keeps the best ``save_top_k`` by the validation metric, and so does the local trainer)."""
 from __future__ import annotations
 

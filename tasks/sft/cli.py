@@ -117,7 +117,8 @@ def _add_commands(sub: Any) -> None:
                    help="tensor type of matrices; 'template' re-quantizes to the template's types")
     p.set_defaults(handler=handle_hf_to_gguf)
 
-    p = sub.add_parser("average", help="element-wise mean of HF checkpoints (training env; spec §10.3)")
+    p = sub.add_parser("average",
+                       help="element-wise mean of HF checkpoints (training env; docs/recipes/openmath.md §10.3)")
     p.add_argument("checkpoints", nargs="*", metavar="CHECKPOINT_DIR")
     p.add_argument("--training-dir", metavar="DIR", help="average its checkpoint-N folders (all, or --steps)")
     p.add_argument("--steps", nargs="+", type=int, metavar="N", help="only these checkpoint steps")

@@ -1,5 +1,5 @@
 """Supervised fine-tuning on the CPU with Hugging Face ``transformers``: the `local` profile's
-stand-in for NeMo-Aligner SFT (spec openmath §10.2).
+stand-in for NeMo-Aligner SFT (docs/recipes/openmath.md §10.2).
 
 It keeps the parts of ``sft_config_codegen`` that decide what a run *is* -- data format
 (``{input}{output}`` with EOS, loss on the output only, input truncated from the right), constant
@@ -23,7 +23,7 @@ The validation metric is the loss on the validation file; NeMo's is code-generat
 the sandbox, which would take minutes per validation on a CPU.
 
 ``--apply-chat-template --input-key question --output-key response`` reads OpenRLHF's chat format
-instead (apps spec §1.3, the `local` stand-in of ``apps_sft``): both fields are lists of chat
+instead (docs/recipes/apps_sft.md §1.3, the `local` stand-in of ``apps_sft``): both fields are lists of chat
 messages, rendered with the tokenizer's chat template, and rows are filtered, truncated and
 masked as OpenRLHF 0.5.3's SFT dataset does (:func:`encode_chat`).
 """
@@ -116,7 +116,7 @@ def encode(rows: list[dict], tokenizer, max_seq_length: int, input_key: str = "i
 
 def encode_chat(rows: list[dict], tokenizer, max_seq_length: int, input_key: str,
                 output_key: str) -> tuple[list[dict], int]:
-    """OpenRLHF 0.5.3's SFT dataset with ``--apply_chat_template`` (apps spec §1.3): (examples,
+    """OpenRLHF 0.5.3's SFT dataset with ``--apply_chat_template`` (docs/recipes/apps_sft.md §1.3): (examples,
     rows dropped).
 
     The prompt is the chat template over ``input_key`` with the generation prompt; the response is

@@ -44,7 +44,7 @@ class Faults:
 
     # Processes -----------------------------------------------------------------------------
     def pid(self, service: str) -> int | None:
-        from tasks.stack import process
+        from devtools.stack import process
 
         return process.pid_alive(self.layout.pidfile(service))
 
@@ -56,22 +56,22 @@ class Faults:
         for p in victims:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(p, signal.SIGKILL)
-        from tasks.stack import process
+        from devtools.stack import process
 
         process.wait_for(lambda: not any(process.alive(p) for p in victims), timeout=15, interval=0.1)
         return pid
 
     def stop(self, service: str) -> None:
         """A clean stop (SIGTERM, then wait), as an administrator's restart does."""
-        from tasks.stack import control
-        from tasks.stack.services import by_name
+        from devtools.stack import control
+        from devtools.stack.services import by_name
 
         control.down([by_name(service)], quiet=True)
 
     def start(self, service: str) -> float:
         """Start the service again through the stack's own ``up``; returns seconds to healthy."""
-        from tasks.stack import control
-        from tasks.stack.services import by_name
+        from devtools.stack import control
+        from devtools.stack.services import by_name
 
         t0 = time.monotonic()
         control.up([by_name(service)], quiet=True)
@@ -88,7 +88,7 @@ class Faults:
                 self.start(service)
 
     def healthy(self, service: str) -> bool:
-        from tasks.stack.services import by_name
+        from devtools.stack.services import by_name
 
         return bool(self.pid(service)) and by_name(service).health(self.ctx)[0]
 

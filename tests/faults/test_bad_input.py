@@ -141,7 +141,7 @@ def test_empty_dataset_is_an_error_naming_the_file(tmp_path, measured):
 def test_missing_model_path_is_named(stack, measured):
     from airflow.sdk.exceptions import AirflowFailException
 
-    from operators.openmath_eval import check_model
+    from operators.openmath.evaluation import check_model
 
     path = f"{stack.env['SKILLFLOW_VAR']}/cluster/models/{unique('no-such-model')}.gguf"
     with pytest.raises(AirflowFailException) as info:

@@ -23,7 +23,7 @@ SECTION = "Security"
 
 
 def stack_secrets(stack, api) -> dict[str, str]:
-    from tasks.stack.config import load_secrets
+    from devtools.stack.config import load_secrets
 
     found = {f"secrets.json:{k}": v for k, v in load_secrets(stack.layout).items()}
     key_lines = (stack.layout.ssh / "client_ed25519").read_text().strip().splitlines()[1:-1]

@@ -182,7 +182,7 @@ def test_preempted_job_is_tracked_to_its_real_end(faults, measured):
     PreemptMode=REQUEUE, and a job in the higher-tier ``urgent`` partition takes every CPU. Slurm
     holds a requeued job for a while before it may start again (BeginTime); the test releases it
     with ``scontrol update StartTime=now`` instead of waiting."""
-    from tasks.stack.config import slurm_cpus
+    from devtools.stack.config import slurm_cpus
 
     # Stand-in: the urgent job is sent once the poller has seen the job run, shown only in process.
     name = unique("flt-preempt")

@@ -1,8 +1,8 @@
 """An authenticated REST client for the running local stack."""
 from __future__ import annotations
 
-from tasks.airflow_client import AirflowClient
-from tasks.stack.config import load_secrets
+from devtools.airflow_client import AirflowClient
+from devtools.stack.config import load_secrets
 
 
 def client_for(ctx) -> AirflowClient:

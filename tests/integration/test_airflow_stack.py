@@ -13,7 +13,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_demo_dag_end_to_end_logs_to_mlflow_and_s3(stack):
-    from tasks.demo import s3_objects_under
+    from devtools.demo import s3_objects_under
 
     api = client_for(stack)
     api.wait_for_dag("skillflow_demo")
@@ -97,7 +97,7 @@ def test_task_killed_before_the_triggerer_picks_it_up_cancels_the_job(stack):
     import os
     import signal
 
-    from tasks.stack import process
+    from devtools.stack import process
 
     api = client_for(stack)
     api.wait_for_dag("selftest_slurm")

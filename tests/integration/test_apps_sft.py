@@ -51,8 +51,8 @@ def test_local_run_trains_on_the_cpu_registers_the_model_and_compares_it_with_th
     import boto3
     from mlflow.tracking import MlflowClient
 
-    from tasks.checkpoint_store import MANIFEST, split_s3, verify
-    from tasks.s3_check import sha256_of_object
+    from tasks.storage.checkpoints import MANIFEST, split_s3, verify
+    from tasks.storage.s3 import sha256_of_object
 
     env = stack.env
     api = client_for(stack)

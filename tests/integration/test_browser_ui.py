@@ -14,7 +14,7 @@ import urllib.parse
 
 import pytest
 
-from tasks.stack.config import load_secrets
+from devtools.stack.config import load_secrets
 from tests.integration.airflow_api import client_for
 from tests.integration.browser import CHROMIUM, Steps, chromium_context
 

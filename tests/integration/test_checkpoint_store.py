@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from tasks.checkpoint_store import MANIFEST, CheckpointStoreError, read_manifest, upload_folder, verify
+from tasks.storage.checkpoints import MANIFEST, CheckpointStoreError, read_manifest, upload_folder, verify
 
 pytestmark = pytest.mark.integration
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.stack.config import smollm2_gguf
-from tasks.stack.layout import Layout
+from devtools.stack.config import smollm2_gguf
+from devtools.stack.layout import Layout
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.airflow_client import AirflowAPIError
+from devtools.airflow_client import AirflowAPIError
 from tests.integration.airflow_api import client_for
 
 pytestmark = pytest.mark.integration
@@ -33,7 +33,7 @@ def test_form_rejects_unknown_configuration(stack):
 def test_smoke_run_reports_coverage_and_publishes_sft_data(stack):
     from mlflow.tracking import MlflowClient
 
-    from tasks.s3_check import sha256_of_object
+    from tasks.storage.s3 import sha256_of_object
 
     api = client_for(stack)
     api.wait_for_dag(DAG)

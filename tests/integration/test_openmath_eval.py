@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.airflow_client import AirflowAPIError
+from devtools.airflow_client import AirflowAPIError
 from tests.integration.airflow_api import client_for
 
 pytestmark = pytest.mark.integration
@@ -37,7 +37,7 @@ def _mapped_count(api, run_id: str, task_id: str) -> int:
 def test_smoke_run_logs_metrics_and_verified_zip_then_resume_skips_finished_chunks(stack):
     from mlflow.tracking import MlflowClient
 
-    from tasks.s3_check import sha256_of_object
+    from tasks.storage.s3 import sha256_of_object
 
     api = client_for(stack)
     api.wait_for_dag("openmath_eval")
@@ -75,7 +75,7 @@ def test_smoke_run_logs_metrics_and_verified_zip_then_resume_skips_finished_chun
 
 
 def test_model_given_as_s3_uri_is_staged_on_the_cluster(stack):
-    from tasks.s3_check import client
+    from tasks.storage.s3 import client
 
     key = "models/selftest/SmolLM2-135M-Instruct.Q4_1.gguf"
     client(stack.env).upload_file(stack.env["SKILLFLOW_SMOLLM2_GGUF"], "skillflow", key)

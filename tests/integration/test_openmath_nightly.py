@@ -67,10 +67,10 @@ def _graded(correct: list[bool], bench: str) -> str:
 
 def _log_night(mlc, s3, exp_id: str, model: str, dag_run_id: str, nights: dict[str, list[bool]], tmp: Path) -> str:
     """A finished evaluation run as openmath_eval leaves it: metrics, and a checked predictions zip in S3."""
-    from operators.openmath_eval import metric_names
+    from operators.openmath.evaluation import metric_names
     from operators.tracking import mlflow_runs
     from operators.tracking.s3 import upload_verified
-    from tasks.summarize import summarize
+    from tasks.openmath.summarize import summarize
 
     results_dir = tmp / dag_run_id
     for bench, correct in nights.items():
@@ -100,7 +100,7 @@ def _flip(outcomes: list[bool], positions: list[int]) -> list[bool]:
 def test_noise_passes_and_a_real_loss_fails_with_the_report(stack, tmp_path):
     from airflow.sdk.exceptions import AirflowFailException
 
-    from operators import nightly
+    from operators.openmath import nightly
     from operators.tracking import mlflow_runs
     from operators.tracking.s3 import s3_client
     from tasks.profiles import load_profile

@@ -19,8 +19,8 @@ from operators.slurm.hook import SlurmHook
 from operators.slurm.operator import SlurmJobOperator
 from tasks.plan import spec_dict
 from tasks.profiles import load_profile
-from tasks.recipes.sft import LocalSftParams, gguf_to_hf_job, local_sft_job
-from tasks.recipes.common import JobOptions
+from tasks.sft.steps import LocalSftParams, gguf_to_hf_job, local_sft_job
+from tasks.steps.base import JobOptions
 from tests.integration.selftest_runs import TRAINING, chain_records, run_training
 from tests.integration.slurm_driver import TaskInstanceStandIn, finish, submit
 from tests.polling import wait_until
@@ -130,7 +130,7 @@ def test_dag_trains_publishes_and_starts_the_evaluation(stack):
 def _run_and_check(api, env, s3, key):
     from mlflow.tracking import MlflowClient
 
-    from tasks.checkpoint_store import verify
+    from tasks.storage.checkpoints import verify
 
     api.wait_for_dag("openmath_eval")
     evals_before = {r["dag_run_id"] for r in api.dag_runs("openmath_eval")}

@@ -1,4 +1,4 @@
-"""pass@k against values worked out by hand (spec §4)."""
+"""pass@k against values worked out by hand (docs/recipes/apps_sft.md §4)."""
 from __future__ import annotations
 
 import math

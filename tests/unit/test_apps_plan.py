@@ -1,4 +1,4 @@
-"""``apps_sft`` planning (tasks/apps_plan.py): refusals naming the param, job wiring, the report's
+"""``apps_sft`` planning (tasks/apps/plan.py): refusals naming the param, job wiring, the report's
 metric names and the seed-format comparison table."""
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ import json
 
 import pytest
 
-from tasks.apps_plan import (LOCAL_SFT, AppsSftRequest, PlanError, build_plan, comparison_table, metric_names,
+from tasks.apps.plan import (LOCAL_SFT, AppsSftRequest, PlanError, build_plan, comparison_table, metric_names,
                              seed_table)
 from tasks.plan import output_dir
 from tasks.profiles import load_profile
 from tasks.slurm.render import render_sbatch
 from tasks.slurm.spec import JobSpec
+from tasks.plan import output_dir
 from tests.unit.test_openmath_sft_plan import check_golden
 
 FAKE_ENV = {"SKILLFLOW_ROOT": "/opt/skillflow", "SKILLFLOW_VAR": "/var/lib/skillflow",

@@ -1,4 +1,4 @@
-"""APPS preparation (spec §2.2) on hand-made rows, and the MapCoder converter on real rows."""
+"""APPS preparation (docs/recipes/apps_sft.md §2.2) on hand-made rows, and the MapCoder converter on real rows."""
 from __future__ import annotations
 
 import json

@@ -7,9 +7,9 @@ import time
 
 import pytest
 
+from devtools.apps_seed_style import (map_samples, preload, retry_until_stable, seed_chunksize, seed_style_runner,
+                                      seed_workers)
 from tasks.apps.execute import PRELOAD, Problem, pool_runner, run_program
-from tasks.apps.seed_style import (map_samples, preload, retry_until_stable, seed_chunksize, seed_style_runner,
-                                   seed_workers)
 from tasks.sandbox import Limits, SandboxPool
 
 SUM = Problem(1, "introductory", ["1 2\n", "3 4\n", "10 20\n"], ["3\n", "7\n", "30\n"])

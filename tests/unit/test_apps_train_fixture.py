@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.apps import train_fixture
+from devtools import apps_train_fixture as train_fixture
 from tasks.apps.prepare import CLOSING, INSTRUCTION
 from tasks.apps.samples import copy_sample, read_sample
 from tasks.cli import main

@@ -7,8 +7,8 @@ import pytest
 from scipy import stats as sps
 
 from tasks.cli import main
-from tasks.compare import CompareError, _data_notes, compare_outcomes, load_results_dir
-from tasks.summarize import summarize
+from tasks.openmath.compare import CompareError, _data_notes, compare_outcomes, load_results_dir
+from tasks.openmath.summarize import summarize
 
 
 def _write(path, records):

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.datasets import prepare as prep
-from tasks.datasets.sources import SOURCES, SourceFile
+from tasks.openmath.datasets import prepare as prep
+from tasks.openmath.datasets.sources import SOURCES, SourceFile
 from tests.prereqs import SHARED_DATA as SHARED, needs_shared
 
 

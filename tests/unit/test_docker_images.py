@@ -23,8 +23,9 @@ DOCKER = ROOT / "docker"
 DOCKERFILES = sorted(DOCKER.glob("*/Dockerfile"))
 HADOLINT_CONFIG = DOCKER / ".hadolint.yaml"
 
-# Versions the specs fix (spec apps_sft §0/§1: the seed's OpenRLHF environment; spec openmath §0:
-# NeMo-Skills 0.3.0 images) and the Airflow the project is built on (pyproject, requirements.txt).
+# Versions the recipes fix (docs/recipes/apps_sft.md §0/§1: the seed's OpenRLHF environment;
+# docs/recipes/openmath.md §0: NeMo-Skills 0.3.0 images) and the Airflow the project is built on
+# (pyproject, requirements.txt).
 EXPECTED = {
     "openrlhf": "0.5.3",
     "transformers": "4.46.3",
@@ -243,36 +244,45 @@ def test_lock_minus_image_installs_only_the_difference():
         mod.parse_lock(["mlflow>=3"])
 
 
-# What model-written code imports in the sandbox follows upstream's nemo-skills-sandbox:0.3.0 (built
-# with NeMo-Skills b9174f8d, 2024-05-07, before numpy 2), not the lock: the interpreter output the
-# model sees must match the one it was trained and evaluated with (numpy 2 prints np.float64(3.0)).
-UPSTREAM_SANDBOX_PINS = {"numpy": "1.26.4", "pandas": "2.2.2", "ipython": "8.24.0"}
+# What model-written code imports in the sandbox follows upstream's nemo-skills-sandbox:0.3.0, not the
+# lock: the interpreter output the model sees must match the one it was trained and evaluated with
+# (numpy 2 prints np.float64(3.0)). docker/sandbox/requirements.txt says how these were established;
+# tests/unit/test_sandbox_fidelity.py checks the output against upstream's sandbox.
+UPSTREAM_SANDBOX_PINS = {"numpy": "1.26.4", "pandas": "2.2.2", "sympy": "1.12", "ipython": "8.24.0",
+                         "antlr4-python3-runtime": "4.11.0"}
 
 
 def test_cluster_image_requirements_use_the_lock_pins():
-    for path in (DOCKER / "common" / "skillflow-runtime.txt", DOCKER / "sandbox" / "requirements.txt"):
-        pins = read_pins(path)
-        assert pins, path
-        for name, version in pins.items():
-            if path.parent.name == "sandbox" and name in UPSTREAM_SANDBOX_PINS:
-                assert version == UPSTREAM_SANDBOX_PINS[name], f"{path.relative_to(ROOT)} pins {name}=={version}"
-            elif name in LOCK:
-                assert LOCK[name] == version, f"{path.relative_to(ROOT)} pins {name}=={version}, lock {LOCK[name]}"
-        # Cluster images never carry the Airflow side.
-        assert not {"apache-airflow", "mlflow", "boto3"} & set(pins), path
-    runtime = read_pins(DOCKER / "common" / "skillflow-runtime.txt")
-    assert runtime["antlr4-python3-runtime"] == "4.11.0"   # spec openmath §5.3: exactly this version
+    path = DOCKER / "common" / "skillflow-runtime.txt"
+    runtime = read_pins(path)
+    assert runtime, path
+    for name, version in runtime.items():
+        if name in LOCK:
+            assert LOCK[name] == version, f"{path.relative_to(ROOT)} pins {name}=={version}, lock {LOCK[name]}"
+    # Cluster images never carry the Airflow side.
+    assert not {"apache-airflow", "mlflow", "boto3"} & set(runtime), path
+    assert runtime["antlr4-python3-runtime"] == "4.11.0"   # docs/recipes/openmath.md §5.3: exactly this version
     assert {"pyyaml", "sympy", "requests"} <= set(runtime)  # pyproject's direct dependencies
-    sandbox = read_pins(DOCKER / "sandbox" / "requirements.txt")
-    assert set(runtime) <= set(sandbox)
-    assert {"ipython", "numpy", "pandas"} <= set(sandbox)    # what the NeMo-Skills client's programs import
+
+
+def test_sandbox_model_requirements_are_upstreams():
+    pins = read_pins(DOCKER / "sandbox" / "requirements.txt")
+    for name, version in UPSTREAM_SANDBOX_PINS.items():
+        assert pins.get(name) == version, f"docker/sandbox/requirements.txt pins {name}=={pins.get(name)}"
+    # Only what model code imports: skillflow's own packages live in its venv, not on the workers' path.
+    assert not {"apache-airflow", "mlflow", "boto3", "pyyaml", "requests"} & set(pins)
 
 
 def test_sandbox_image_is_locked_down():
     dockerfile = DOCKER / "sandbox" / "Dockerfile"
-    assert re.fullmatch(rf"python:{re.escape(EXPECTED['python'])}-slim-\w+", base_image(dockerfile))
+    # Model code runs on upstream's Python 3.10 (tiangolo/uwsgi-nginx-flask:python3.10);
+    # skillflow on its own 3.11 venv, as in the other cluster images.
+    assert re.fullmatch(r"python:3\.10-slim-\w+", base_image(dockerfile))
+    assert build_args(dockerfile)["SKILLFLOW_PYTHON"] == EXPECTED["python"]
+    assert "install-skillflow.sh" in dockerfile.read_text()
     final = final_stage(dockerfile)
     last = {word: rest for word, rest in final}
+    assert "SKILLFLOW_SANDBOX_PYTHON=/usr/local/bin/python3.10" in last["ENV"]
     user = last["USER"].split(":")[0]
     assert user not in ("", "0", "root")
     assert last["EXPOSE"] == "6000"
@@ -284,6 +294,19 @@ def test_sandbox_image_is_locked_down():
     for script in ("entrypoint.sh", "start.sh"):
         assert any(rest.endswith(f"docker/sandbox/{script} /{script}") for rest in copies), script
         assert os.access(DOCKER / "sandbox" / script, os.X_OK)
+
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
+def test_images_ship_the_runtime_packages_not_devtools(dockerfile):
+    """Each image builds skillflow's wheel from ``tasks`` and ``operators`` only: the development
+    tooling (``devtools``: local stack, demo driver, benchmark baselines) never reaches a cluster."""
+    sources = [rest.split()[-2] for word, rest in instructions(dockerfile)
+               if word == "COPY" and "--from=" not in rest]
+    assert "tasks" in sources and "operators" in sources
+    assert not any(s.startswith("devtools") for s in sources), sources
+    ignore = dockerfile.with_name("Dockerfile.dockerignore").read_text().splitlines()
+    assert "*" in ignore and not any("devtools" in line for line in ignore if line.startswith("!"))
 
 
 # ----------------------------------------------------------------------- profile and build.sh

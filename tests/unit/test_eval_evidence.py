@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from operators.openmath_eval import metric_names
+from operators.openmath.evaluation import metric_names
 from operators.tracking import evidence
 
 

@@ -94,10 +94,10 @@ def test_the_form_check_passes_the_declared_params(dag_id):
 
 
 def _requests():
-    from tasks.apps_plan import AppsSftRequest
-    from tasks.openmath_datagen import DatagenRequest
-    from tasks.openmath_eval import EvalRequest
-    from tasks.openmath_sft import SftRequest
+    from tasks.apps.plan import AppsSftRequest
+    from tasks.openmath.datagen import DatagenRequest
+    from tasks.openmath.evaluation import EvalRequest
+    from tasks.openmath.sft import SftRequest
 
     return {"openmath_eval": EvalRequest, "openmath_datagen": DatagenRequest, "openmath_sft": SftRequest,
             "apps_sft": AppsSftRequest}
@@ -118,7 +118,7 @@ def test_requests_take_the_forms_defaults_and_refuse_unknown_keys(dag_id):
 
 
 def test_request_defaults_are_fresh_copies():
-    from tasks.openmath_eval import EvalRequest
+    from tasks.openmath.evaluation import EvalRequest
 
     first = EvalRequest()
     first.benchmarks.append("gsm8k:1")
@@ -127,9 +127,9 @@ def test_request_defaults_are_fresh_copies():
 
 
 def test_the_lists_the_forms_offer_are_the_planners():
-    from tasks.openmath_datagen import CONFIGURATIONS
-    from tasks.openmath_sft import LOCAL_MODEL
-    from tasks.recipes.openmath import SEED_BENCHMARKS, SFT_TABLE
+    from tasks.openmath.datagen import CONFIGURATIONS
+    from tasks.openmath.sft import LOCAL_MODEL
+    from tasks.openmath.steps import SEED_BENCHMARKS, SFT_TABLE
 
     assert list(CONFIGURATIONS) == forms.DATAGEN_CONFIGURATIONS
     assert forms.SFT_BASE_MODELS == [*SFT_TABLE, LOCAL_MODEL, "custom"]

@@ -1,4 +1,4 @@
-"""``skillflow generate``: the §5.2 code-execution loop, output files, resume, seeds.
+"""``skillflow generate``: the code-execution loop of docs/recipes/openmath.md §5.2, output files, resume, seeds.
 
 The completions server here is a TEST DOUBLE for model behaviour: a loopback HTTP server that
 returns predetermined texts, because a real small model (135M parameters) cannot be made to write
@@ -10,6 +10,7 @@ The sandbox is real (a local pool).
 from __future__ import annotations
 
 import json
+import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -20,6 +21,7 @@ from tasks.generation.code_loop import CodeExecutionConfig, cut_at_stop_phrases,
 from tasks.generation.runner import GenerationSettings, generate_file, valid_prefix
 from tasks.prompts import load_prompt, render_prompt
 from tasks.sandbox import Limits, LocalSandbox, SandboxPool
+from tasks.sandbox.session import PROGRAM_PRELOAD
 
 CODE_42 = "Let me compute.\n<llm-code>\nx = 6 * 7\nx\n</llm-code>\nSo the answer is \\boxed{42}."
 SCRIPTS = {
@@ -77,7 +79,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def sandbox():
-    with SandboxPool(workers=2, limits=Limits(timeout_s=10)) as pool:
+    with SandboxPool(workers=2, limits=Limits(timeout_s=30), preload=PROGRAM_PRELOAD) as pool:
         yield LocalSandbox(pool)
 
 
@@ -127,8 +129,11 @@ def test_error_stops_generation_when_asked(server, sandbox):
 def test_error_output_is_shown_and_a_later_success_resets_the_message(server, sandbox):
     out = run_one(server, sandbox, "Q-error", stop_on_code_error=False, max_code_executions=6)
     gen = out["generation"]
-    assert "</llm-code>\n<llm-code-output>\nTraceback (most recent call last):" in gen
-    assert "ZeroDivisionError: division by zero\n</llm-code-output>\nFixed:" in gen
+    # The model sees IPython's coloured traceback, as from upstream's sandbox (test_sandbox_fidelity.py).
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", gen)
+    assert "</llm-code>\n<llm-code-output>\n" + "-" * 75 + "\nZeroDivisionError" in plain
+    assert "Traceback (most recent call last)" in plain
+    assert "ZeroDivisionError: division by zero\n</llm-code-output>\nFixed:" in plain
     assert gen.endswith("<llm-code-output>\n3\n</llm-code-output>\n\\boxed{3}")
     assert out["error_message"] == ""
 

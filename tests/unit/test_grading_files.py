@@ -5,7 +5,7 @@ import pytest
 from tasks.cli import main
 from tasks.grading.checker import MathChecker
 from tasks.grading.grade_files import grade_files
-from tasks.jsonl import JsonlError
+from tasks.storage.jsonl import JsonlError
 
 
 def _write(path, rows, blank_after=None):

@@ -1,4 +1,4 @@
-"""Grading semantics of spec §6.2, the fast/sympy split, timeouts and hostile input.
+"""Grading semantics of docs/recipes/openmath.md §6.2, the fast/sympy split, timeouts and hostile input.
 
 Speed is measured in bench/ (bench_grading.py); the time bounds here only catch a hang, far above
 any normal run (the checks below take well under a second each when they work).

@@ -7,7 +7,7 @@ import pytest
 
 from tasks.grading.checker import MathChecker
 from tasks.grading.grade_files import grade_files
-from tasks.metrics import compute_metrics
+from tasks.openmath.metrics import compute_metrics
 from tests.prereqs import SHARED_DATA as SHARED, needs_shared
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,7 +62,7 @@ def test_openai_labels_agree_on_fixture():
 @needs_shared
 def test_openai_labels_agree_on_shared_data():
     # Measured: 4734 of 4748 (99.71%). Every disagreement is one we accept and OpenAI did not:
-    # answers off by a factor of 100 (e.g. 2500 vs 25; include_percentage, spec §6.2) and one
+    # answers off by a factor of 100 (e.g. 2500 vs 25; include_percentage, docs/recipes/openmath.md §6.2) and one
     # within the relative tolerance 1e-4 (120,006 vs 120000).
     rate, n = _agreement(GENERATIONS / "openai_example_model_solutions.jsonl")
     assert n == 4 * 1187

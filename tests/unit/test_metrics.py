@@ -3,8 +3,8 @@ import json
 import pytest
 
 from tasks.cli import main
-from tasks.metrics import MetricsError, compute_metrics, sort_sample_files
-from tasks.summarize import format_table, summarize
+from tasks.openmath.metrics import MetricsError, compute_metrics, sort_sample_files
+from tasks.openmath.summarize import format_table, summarize
 
 
 def _file(path, rows):

@@ -1,4 +1,4 @@
-"""operators.nightly against a real MLflow tracking store and registry (SQLite, in process).
+"""operators.openmath.nightly against a real MLflow tracking store and registry (SQLite, in process).
 
 The paired path (predictions zips in S3) is exercised on the real stack in
 tests/integration/test_openmath_nightly.py; here the runs keep no predictions, so the previous
@@ -11,7 +11,7 @@ import time
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
-from operators import nightly
+from operators.openmath import nightly
 from operators.tracking import mlflow_runs
 
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tasks import openmath_datagen as dg
+from tasks.openmath import datagen as dg
+from tasks.openmath import steps as openmath
 from tasks.profiles import ClusterProfile, load_profile
-from tasks.recipes import openmath
-from tasks.recipes.common import RecipeError
+from tasks.steps.base import RecipeError
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = "/cluster/dg/run1"
@@ -284,7 +284,7 @@ def test_cpu_steps_run_end_to_end_on_labeled_files(tmp_path, local):
 
 
 def test_samples_split_cli(tmp_path):
-    from tasks.datasets.samples import copy_samples
+    from tasks.openmath.datasets.samples import copy_samples
 
     written = copy_samples(["gsm8k", "math"], tmp_path, split="train_full")
     for path in written:

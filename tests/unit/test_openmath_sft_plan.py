@@ -9,8 +9,9 @@ from __future__ import annotations
 import pytest
 
 from tasks.forms import PlanError
-from tasks.openmath_sft import SftRequest, build_plan, nemo_progress, resolve_row, steps_per_epoch
+from tasks.openmath.sft import SftRequest, build_plan, resolve_row
 from tasks.profiles import load_profile
+from tasks.sft.progress import nemo_progress, steps_per_epoch
 from tasks.slurm.render import render_sbatch
 from tasks.slurm.spec import JobSpec
 from tests import golden_files

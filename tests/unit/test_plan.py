@@ -16,9 +16,9 @@ import re
 
 import pytest
 
+from tasks.openmath.steps import SFT_TABLE
 from tasks.plan import PlanCheckError, PlannedJob, check_plan, data_flow_errors, plan_dag, plan_json, render_job
 from tasks.profiles import load_profile
-from tasks.recipes.openmath import SFT_TABLE
 
 LUSTRE = "/lustre/fsw/my_account"
 CODE = f"{LUSTRE}/NeMo-Skills"

@@ -8,10 +8,10 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-import tasks.apps_plan as apps
-import tasks.openmath_datagen as datagen
-import tasks.openmath_eval as evaluation
-import tasks.openmath_sft as sft
+import tasks.apps.plan as apps
+import tasks.openmath.datagen as datagen
+import tasks.openmath.evaluation as evaluation
+import tasks.openmath.sft as sft
 from tasks.profiles import ProfileError, load_profile
 from tasks.slurm.durations import format_seconds, slurm_time_seconds
 from tasks.slurm.limits import gpus_in_gres
@@ -76,7 +76,7 @@ def test_gpus_over_the_node_name_the_param_that_asked():
 
 
 def test_image_key_missing_from_the_profile_names_the_params_that_chose_it(tmp_path: Path):
-    raw = yaml.safe_load((Path(evaluation.__file__).parent / "cluster_profiles" / "example-pyxis.yaml").read_text())
+    raw = yaml.safe_load((Path(evaluation.__file__).parents[1] / "cluster_profiles" / "example-pyxis.yaml").read_text())
     del raw["container"]["images"]["trtllm"]
     path = tmp_path / "no-trtllm.yaml"
     path.write_text(yaml.safe_dump(raw))

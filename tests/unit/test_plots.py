@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.plots import accuracy_figure, accuracy_plot
+from tasks.comparison.plots import accuracy_figure, accuracy_plot
 
 LONG = ("openmath-sft-smollm2-2026-12-06T23-31-17-checkpoint-final vs "
         "openmath-sft-smollm2-2026-12-05T22-10-04-checkpoint-final: accuracy per benchmark")

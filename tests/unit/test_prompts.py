@@ -1,4 +1,4 @@
-"""Rendered prompts against the strings spec §8.1 describes."""
+"""Rendered prompts against the strings docs/recipes/openmath.md §8.1 describes."""
 from __future__ import annotations
 
 import hashlib
@@ -22,7 +22,7 @@ def test_sft_prompt_is_exactly_system_user_assistant():
 
 
 def test_sft_prompt_matches_the_sft_data_input():
-    from tasks.sft_data.prompt import sft_input
+    from tasks.openmath.sft_data.prompt import sft_input
 
     assert render_prompt("openmathinstruct/sft", Q) == sft_input(Q["question"])
 

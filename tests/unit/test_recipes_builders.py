@@ -5,9 +5,10 @@ import dataclasses
 
 import pytest
 
+from tasks.apps import steps as apps
+from tasks.openmath import steps as openmath
 from tasks.profiles import ClusterProfile, load_profile
-from tasks.recipes import apps, openmath
-from tasks.recipes.common import JobOptions, RecipeError, slurm_time_seconds
+from tasks.steps.base import JobOptions, RecipeError, slurm_time_seconds
 
 
 @pytest.fixture()

@@ -16,11 +16,12 @@ from typing import Callable
 
 import pytest
 
+from tasks.apps import steps as apps
+from tasks.openmath import steps as openmath
 from tasks.profiles import ClusterProfile, load_profile
-from tasks.recipes import apps, openmath
-from tasks.recipes.common import JobOptions, RecipeJob
-from tasks.recipes.engines import NativeServer
 from tasks.slurm.render import render_sbatch
+from tasks.steps.base import JobOptions, RecipeJob
+from tasks.steps.engines import NativeServer
 from tests import golden_files
 
 GOLDEN = golden_files.ROOT / "sbatch"

@@ -17,12 +17,13 @@ from typing import Callable
 
 import pytest
 
+from tasks.apps import steps as apps
+from tasks.openmath import steps as openmath
 from tasks.profiles import load_profile
-from tasks.recipes import apps, openmath
-from tasks.recipes.common import JobOptions, RecipeError, RecipeJob
-from tasks.recipes.engines import NativeServer
 from tasks.slurm.render import render_sbatch
 from tasks.slurm.spec import JobSpecError
+from tasks.steps.base import JobOptions, RecipeError, RecipeJob
+from tasks.steps.engines import NativeServer
 
 SRUN = """#!/bin/bash
 # srun [options] bash -c '...': drop the options, run the command here.

@@ -1,10 +1,10 @@
-"""tasks.regressions: significant and large drops are regressions; noise and unmeasured metrics are not."""
+"""tasks.openmath.regressions: significant and large drops are regressions; noise and unmeasured metrics are not."""
 from __future__ import annotations
 
 import random
 
-from tasks.compare import paired_statistics
-from tasks.regressions import format_report, interval_verdict, paired_verdict, published_for
+from tasks.openmath.compare import paired_statistics
+from tasks.openmath.regressions import format_report, interval_verdict, paired_verdict, published_for
 
 
 def _rows(pairs: dict[str, tuple[list[bool], list[bool]]]):

@@ -110,7 +110,11 @@ def test_answer_key_is_out_of_reach_of_an_apps_sample(readable_dir, record_prope
 def test_program_sees_a_minimal_root(pool, record_property):
     """Nothing of the host's project, data, var, home or sockets; the interpreter still works."""
     require(pool)
-    prefixes = sorted({os.path.realpath(p) for p in (sys.base_prefix, sys.prefix)})
+    # The prefixes of the interpreter the workers run (the sandbox's, e.g. .venv-sandbox), not ours.
+    worker_python = pool.isolation["python"]["executable"]
+    prefixes = sorted({os.path.realpath(p) for p in json.loads(subprocess.run(
+        [worker_python, "-c", "import json, sys; print(json.dumps([sys.base_prefix, sys.prefix]))"],
+        capture_output=True, text=True, check=True).stdout)})
     host_paths = [str(ROOT / "tasks" / "apps" / "samples"), str(ROOT / "README.md"), str(ROOT / "var"), str(SHARED),
                   str(Path.home() / ".ssh"), "/etc/passwd", "/etc/shadow", "/run", "/var", "/srv", "/opt", "/mnt"]
     # A virtual environment inside the checkout is part of the interpreter; nothing else of it is.
@@ -406,8 +410,8 @@ def test_an_interpreter_under_tmp_still_gets_its_minimal_root(tmp_path):
                               capture_output=True, text=True, check=True).stdout.strip()
     # The new interpreter sees this checkout and this venv's packages, as an editable install would.
     Path(own_site, "skillflow-test.pth").write_text("\n".join([str(ROOT), *site.getsitepackages()]) + "\n")
-    code = ("from tasks.sandbox import SandboxPool\n"
-            "with SandboxPool(workers=1) as pool:\n"
+    code = ("import sys\nfrom tasks.sandbox import SandboxPool\n"
+            "with SandboxPool(workers=1, python=sys.executable) as pool:\n"
             "    iso = pool.isolation\n"
             "    res = pool.run('import sys; print(sys.prefix)')\n"
             "print(res.status, res.stdout.strip(), iso['minimal_root'], iso['namespaces'], sep='|')\n")

@@ -1,4 +1,4 @@
-"""Collecting correct labeling solutions (spec §8.4) on hand-made runs."""
+"""Collecting correct labeling solutions (docs/recipes/openmath.md §8.4) on hand-made runs."""
 from __future__ import annotations
 
 import json
@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from tasks.jsonl import JsonlError, read_jsonl
-from tasks.sft_data.cli import main as cli_main
-from tasks.sft_data.collect import Source, collect_correct_solutions
-from tasks.sft_data.stats import flatten_metrics
+from tasks.openmath.sft_data.cli import main as cli_main
+from tasks.openmath.sft_data.collect import Source, collect_correct_solutions
+from tasks.openmath.sft_data.stats import flatten_metrics
+from tasks.storage.jsonl import JsonlError, read_jsonl
 
 
 def _write(path: Path, lines: list[dict | str]) -> Path:

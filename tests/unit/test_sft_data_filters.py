@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.sft_data.downsample import fair_select, random_select, select
-from tasks.sft_data.filters import (
+from tasks.openmath.sft_data.downsample import fair_select, random_select, select
+from tasks.openmath.sft_data.filters import (
     is_broken_code,
     is_code_solution,
     is_multi_boxed,
@@ -13,7 +13,7 @@ from tasks.sft_data.filters import (
     trim_solution,
     validate_filters,
 )
-from tasks.sft_data.prompt import sft_input
+from tasks.openmath.sft_data.prompt import sft_input
 
 BLOCK = "<llm-code>\nx = 1\n</llm-code>\n<llm-code-output>\n1\n</llm-code-output>\n"
 

@@ -1,4 +1,4 @@
-"""Masked-solution selection (spec §8.3 step 2) on hand-made candidates."""
+"""Masked-solution selection (docs/recipes/openmath.md §8.3 step 2) on hand-made candidates."""
 from __future__ import annotations
 
 import json
@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks.jsonl import JsonlError, read_jsonl
-from tasks.sft_data.cli import main as cli_main
-from tasks.sft_data.masked import choose_masked_solution, count_digits, create_masked_dataset, expand_runs
+from tasks.openmath.sft_data.cli import main as cli_main
+from tasks.openmath.sft_data.masked import choose_masked_solution, count_digits, create_masked_dataset, expand_runs
+from tasks.storage.jsonl import JsonlError, read_jsonl
 
 
 def s(length: int, digits: int, fill: str = "a") -> str:

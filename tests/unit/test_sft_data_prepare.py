@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks.jsonl import JsonlError, read_jsonl
-from tasks.sft_data.cli import main as cli_main
-from tasks.sft_data.prepare import PrepareConfig, prepare_sft_data
+from tasks.openmath.sft_data.cli import main as cli_main
+from tasks.openmath.sft_data.prepare import PrepareConfig, prepare_sft_data
+from tasks.storage.jsonl import JsonlError, read_jsonl
 
 CODE = "Use code.\n<llm-code>\nprint({a})\n</llm-code>\n<llm-code-output>\n{a}\n</llm-code-output>\nSo \\boxed{{{a}}}.\nBye."
 TEXT = "Think.\nSo \\boxed{{{a}}}.\nBye."
@@ -204,7 +204,7 @@ def test_cli_prepare_writes_stats_and_reports_user_errors(small: Path, tmp_path:
 def test_registered_in_skillflow_cli() -> None:
     from tasks.cli import COMMAND_MODULES
 
-    assert "tasks.sft_data.cli" in COMMAND_MODULES
+    assert "tasks.openmath.sft_data.cli" in COMMAND_MODULES
 
 
 def test_streaming_memory_is_bounded(tmp_path: Path) -> None:

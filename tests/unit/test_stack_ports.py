@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tasks.stack.config import render_slurm_conf, stack_env
-from tasks.stack.layout import Layout, Ports
+from devtools.stack.config import render_slurm_conf, stack_env
+from devtools.stack.layout import Layout, Ports
 
 
 def _env(tmp_path: Path, airflow: int) -> dict[str, str]:

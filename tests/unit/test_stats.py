@@ -1,4 +1,4 @@
-"""tasks.stats against hand-computed values and scipy (an independent implementation)."""
+"""tasks.comparison.stats against hand-computed values and scipy (an independent implementation)."""
 from __future__ import annotations
 
 import math
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from tasks.stats import (binomial_two_sided, holm, mcnemar_exact, paired_bootstrap_ci, seed_mean_std, sign_test,
-                         wilson_interval)
+from tasks.comparison.stats import (binomial_two_sided, holm, mcnemar_exact, paired_bootstrap_ci, seed_mean_std, sign_test,
+                                    wilson_interval)
 
 
 # Wilson ---------------------------------------------------------------------------------------
@@ -85,7 +85,7 @@ def test_bootstrap_is_deterministic_and_handles_identical_runs():
 
 
 def test_bootstrap_of_shares_in_small_blocks_equals_one_block(monkeypatch):
-    import tasks.stats as stats
+    import tasks.comparison.stats as stats
 
     rng = np.random.default_rng(3)
     a, b = rng.integers(0, 11, 300) / 10, rng.integers(0, 11, 300) / 10

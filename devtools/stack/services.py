@@ -1,0 +1,231 @@
+"""The services of the local stack: how each starts, how its health is judged, how it stops.
+
+A service is data plus three small functions; ``up`` walks the list in order and ``down`` in
+reverse, so adding a service means adding one entry.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from devtools.stack import process
+from devtools.stack.config import BUCKET, MLFLOW_BUCKET
+from devtools.stack.layout import Layout
+
+
+class StackError(RuntimeError):
+    """A service did not come up; the message names it and its log."""
+
+
+@dataclass
+class Context:
+    layout: Layout
+    env: dict[str, str]
+
+    def bin(self, name: str) -> str:
+        venv = self.layout.venv_bin / name
+        return str(venv) if venv.exists() else (shutil.which(name) or name)
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    port: Callable[[Layout], int | None]
+    start: Callable[[Context], None]
+    health: Callable[[Context], tuple[bool, str]]
+    # Services we launch in the foreground lead a process group; daemons that fork do not.
+    group: bool = True
+    start_timeout: float = 60.0
+
+
+def _run(cmd: list[str], ctx: Context, timeout: float = 30, check: bool = False) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, env=ctx.env, capture_output=True, text=True, timeout=timeout, check=check)
+
+
+def _http_get(url: str, timeout: float = 2.0) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status, resp.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode("utf-8", "replace")
+    except (urllib.error.URLError, OSError, TimeoutError):
+        return 0, ""
+
+
+# munge ----------------------------------------------------------------------------------
+def _munge_start(ctx: Context) -> None:
+    m = ctx.layout.munge
+    _run(["munged", f"--key-file={m / 'munge.key'}", f"--socket={m / 'munge.socket'}",
+          f"--pid-file={ctx.layout.pidfile('munge')}", f"--log-file={ctx.layout.logfile('munge')}",
+          f"--seed-file={m / 'munge.seed'}"], ctx, check=True)
+
+
+def _munge_health(ctx: Context) -> tuple[bool, str]:
+    sock = str(ctx.layout.munge / "munge.socket")
+    try:
+        cred = _run(["munge", "-n", "-S", sock], ctx, timeout=5)
+        if cred.returncode != 0:
+            return False, cred.stderr.strip()[:80]
+        back = subprocess.run(["unmunge", "-S", sock], input=cred.stdout, capture_output=True, text=True, timeout=5)
+    except (subprocess.TimeoutExpired, FileNotFoundError) as exc:
+        return False, str(exc)[:80]
+    return back.returncode == 0, "credential round trip" if back.returncode == 0 else back.stderr.strip()[:80]
+
+
+# slurm ----------------------------------------------------------------------------------
+def _slurmctld_start(ctx: Context) -> None:
+    _run(["slurmctld", "-i", "-f", ctx.env["SLURM_CONF"]], ctx, check=True)
+
+
+def _slurmctld_health(ctx: Context) -> tuple[bool, str]:
+    try:
+        out = _run(["scontrol", "ping"], ctx, timeout=10)
+    except subprocess.TimeoutExpired:
+        return False, "scontrol ping timed out"
+    ok = "is UP" in out.stdout
+    return ok, "controller UP" if ok else (out.stdout + out.stderr).strip()[:80]
+
+
+def _slurmd_start(ctx: Context) -> None:
+    _run(["slurmd", "-N", "localhost", "-f", ctx.env["SLURM_CONF"]], ctx, check=True)
+
+
+def _slurmd_health(ctx: Context) -> tuple[bool, str]:
+    try:
+        out = _run(["sinfo", "-h", "-n", "localhost", "-o", "%T %G"], ctx, timeout=10)
+    except subprocess.TimeoutExpired:
+        return False, "sinfo timed out"
+    lines = out.stdout.split()
+    state = lines[0] if lines else "unknown"
+    if state.startswith(("drain", "inval", "down")) and process.pid_alive(ctx.layout.pidfile("slurmd")):
+        # A node drained by an earlier run (e.g. a killed slurmd) comes back with a resume.
+        _run(["scontrol", "update", "nodename=localhost", "state=resume"], ctx, timeout=10)
+    ok = state.rstrip("*").split("+")[0] in ("idle", "mixed", "allocated", "completing")
+    return ok, f"node {state} {' '.join(lines[1:2])}".strip()
+
+
+# sshd -----------------------------------------------------------------------------------
+def _sshd_start(ctx: Context) -> None:
+    Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # privilege separation dir; no systemd makes it
+    sshd = shutil.which("sshd") or "/usr/sbin/sshd"
+    _run([sshd, "-f", str(ctx.layout.ssh / "sshd_config"), "-E", str(ctx.layout.logfile("sshd"))], ctx, check=True)
+
+
+def _sshd_health(ctx: Context) -> tuple[bool, str]:
+    ok = process.port_open(ctx.layout.ports.ssh)
+    return ok, "listening" if ok else "port closed"
+
+
+# s3 -------------------------------------------------------------------------------------
+def _s3_start(ctx: Context) -> None:
+    exe = ctx.layout.root / "stack" / "node_modules" / ".bin" / "s3rver"
+    if not exe.exists():
+        raise StackError(f"s3rver is not installed at {exe}: run `make node` (npm ci in stack/)")
+    process.spawn([str(exe), "-d", str(ctx.layout.s3), "-a", "127.0.0.1", "-p", str(ctx.layout.ports.s3),
+                   "--silent", "--configure-bucket", BUCKET, "--configure-bucket", MLFLOW_BUCKET],
+                  env=ctx.env, log=ctx.layout.logfile("s3"), pidfile=ctx.layout.pidfile("s3"))
+
+
+def _s3_health(ctx: Context) -> tuple[bool, str]:
+    status, body = _http_get(f"http://127.0.0.1:{ctx.layout.ports.s3}/{BUCKET}?max-keys=1")
+    ok = status == 200 and "ListBucketResult" in body
+    return ok, f"bucket {BUCKET} reachable" if ok else f"HTTP {status}"
+
+
+# mlflow ---------------------------------------------------------------------------------
+def _mlflow_start(ctx: Context) -> None:
+    env = dict(ctx.env, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
+    db = ctx.layout.mlflow / "mlflow.db"
+    process.spawn([ctx.bin("mlflow"), "server", "--host", "127.0.0.1", "--port", str(ctx.layout.ports.mlflow),
+                   "--workers", "1", "--backend-store-uri", f"sqlite:///{db}",
+                   "--artifacts-destination", f"s3://{MLFLOW_BUCKET}"],
+                  env=env, log=ctx.layout.logfile("mlflow"), pidfile=ctx.layout.pidfile("mlflow"))
+
+
+def _mlflow_health(ctx: Context) -> tuple[bool, str]:
+    status, body = _http_get(f"http://127.0.0.1:{ctx.layout.ports.mlflow}/health")
+    return status == 200, "OK" if status == 200 else f"HTTP {status}"
+
+
+# airflow --------------------------------------------------------------------------------
+def _airflow_health_json(ctx: Context) -> dict:
+    status, body = _http_get(f"http://127.0.0.1:{ctx.layout.ports.airflow}/api/v2/monitor/health")
+    if status != 200:
+        return {}
+    try:
+        return json.loads(body)
+    except ValueError:
+        return {}
+
+
+def _airflow_component(component: str) -> Service:
+    def start(ctx: Context) -> None:
+        process.spawn([ctx.bin("airflow"), component], env=ctx.env, log=ctx.layout.logfile(f"airflow-{component}"),
+                      pidfile=ctx.layout.pidfile(f"airflow-{component}"))
+
+    key = {"scheduler": "scheduler", "triggerer": "triggerer", "dag-processor": "dag_processor"}.get(component)
+
+    def health(ctx: Context) -> tuple[bool, str]:
+        data = _airflow_health_json(ctx)
+        if component == "api-server":
+            db = data.get("metadatabase", {}).get("status")
+            return bool(data) and db == "healthy", f"metadatabase {db or 'unreachable'}"
+        status = data.get(key or "", {}).get("status")
+        return status == "healthy", f"heartbeat {status or 'unknown'}"
+
+    port = (lambda layout: layout.ports.airflow) if component == "api-server" else (lambda layout: None)
+    return Service(f"airflow-{component}", port, start, health, group=True, start_timeout=120)
+
+
+def migrate_airflow_db(ctx: Context) -> None:
+    """Create or upgrade Airflow's SQLite metadata database (idempotent, ~5 s)."""
+    out = _run([ctx.bin("airflow"), "db", "migrate"], ctx, timeout=300)
+    if out.returncode != 0:
+        log = ctx.layout.logfile("airflow-db-migrate")
+        log.write_text(out.stdout + out.stderr)
+        raise StackError(f"`airflow db migrate` failed (rc {out.returncode}); see {log}")
+
+
+SERVICES: list[Service] = [
+    Service("munge", lambda layout: None, _munge_start, _munge_health, group=False, start_timeout=10),
+    Service("slurmctld", lambda layout: layout.ports.slurmctld, _slurmctld_start, _slurmctld_health, group=False,
+            start_timeout=30),
+    Service("slurmd", lambda layout: layout.ports.slurmd, _slurmd_start, _slurmd_health, group=False, start_timeout=30),
+    Service("sshd", lambda layout: layout.ports.ssh, _sshd_start, _sshd_health, group=False, start_timeout=10),
+    Service("s3", lambda layout: layout.ports.s3, _s3_start, _s3_health, start_timeout=30),
+    Service("mlflow", lambda layout: layout.ports.mlflow, _mlflow_start, _mlflow_health, start_timeout=120),
+    _airflow_component("api-server"),
+    _airflow_component("scheduler"),
+    _airflow_component("dag-processor"),
+    _airflow_component("triggerer"),
+]
+
+
+def by_name(name: str) -> Service:
+    for svc in SERVICES:
+        if svc.name == name:
+            return svc
+    raise KeyError(f"unknown service '{name}' (known: {', '.join(s.name for s in SERVICES)})")
+
+
+def wait_healthy(svc: Service, ctx: Context) -> tuple[bool, str]:
+    deadline = time.monotonic() + svc.start_timeout
+    detail = ""
+    while time.monotonic() < deadline:
+        ok, detail = svc.health(ctx)
+        if ok:
+            return True, detail
+        if not process.pid_alive(ctx.layout.pidfile(svc.name)) and svc.name != "munge":
+            # Daemons write their pid file a moment after we start them.
+            time.sleep(0.5)
+            if not process.pid_alive(ctx.layout.pidfile(svc.name)):
+                return False, "exited"
+        time.sleep(0.5)
+    return False, detail or "timed out"

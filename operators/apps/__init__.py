@@ -1,0 +1,1 @@
+"""The Airflow-side steps of the APPS SFT DAG (``sft``)."""

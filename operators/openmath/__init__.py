@@ -1,0 +1,1 @@
+"""The Airflow-side steps of the OpenMath DAGs: ``evaluation``, ``datagen``, ``sft``, ``nightly``."""

@@ -1,0 +1,2 @@
+"""Comparing runs, shared by both recipes: paired statistics (``stats``), the plots
+(``plots``) and logging a comparison to MLflow (``tracking``)."""

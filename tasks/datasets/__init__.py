@@ -1,1 +1,0 @@
-"""Benchmark preparation: upstream files -> NeMo-Skills ``<benchmark>/<split>.jsonl`` (spec §2)."""
