@@ -7,6 +7,7 @@ Each case asserts the end state in Slurm itself: the job ids known by the test's
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import time
@@ -17,9 +18,11 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from operators.slurm.errors import SlurmNodeFailure
 from operators.slurm.hook import SlurmHook
+from operators.slurm.operator import _safe
 from tests.faults.driving import (TaskInstanceStandIn, complete, operator, poll_failures, submit, unique, until,
                                   wait_all)
 from tests.faults.stackctl import descendants
+from tests.polling import wait_until
 
 SECTION = "Faults"
 
@@ -125,39 +128,50 @@ def test_slurmctld_restarted_mid_job(faults, measured):
 def test_slurmd_killed_gives_node_fail_and_a_retry(faults, measured):
     """The node is declared down with ``scontrol update state=down`` right after slurmd is killed:
     that is what slurmctld itself does after SlurmdTimeout (300 s here), which a test cannot wait
-    for. The kill is real; only the controller's wait is shortened."""
-    # Stand-in: the real scheduler could retry this (SlurmNodeFailure is retryable); kept for time.
+    for. The kill is real; only the controller's wait is shortened. The task is one run of
+    selftest_slurm_retry (tests/dags), the operator with its shipped retry settings, so the retry
+    is the real scheduler's: try 1 fails, try 2 is scheduled after the retry delay."""
+    from tests.integration.airflow_api import client_for
+    from tests.integration.selftest_runs import ended_run
+
+    dag = "selftest_slurm_retry"
     name = unique("flt-node")
     mark = faults.workdir() / f"{name}.first-try"
     command = f"if [ -e {mark} ]; then echo second try; else touch {mark}; echo first try; sleep 60; fi"
-    job = {"name": name, "command": command, "requeue": False}
-    op = operator(job)
-    ti = TaskInstanceStandIn()
-    deferral = submit(op, ti)
-    first = ti.xcoms["slurm_job_id"]
+    api = client_for(faults.ctx)
+    api.wait_for_dag(dag)
+    run_id = api.trigger(dag, {"name": name, "command": command})["dag_run_id"]
+    base = f"/api/v2/dags/{dag}/dagRuns/{urllib.parse.quote(run_id)}/taskInstances/job"
+    until_ti = lambda pred, what: wait_until(lambda: pred(api._request("GET", base)), 180, what)  # noqa: E731
+    until_ti(lambda ti: ti["state"] == "deferred", "try 1 to defer on its job")
+    first = wait_until(lambda: faults.job_ids(name), 60, f"the job named {name}").pop()
     faults.wait_state(first, ("RUNNING",))
+    wait_until(mark.exists, 60, "the first try's job to start its work")
     t0 = time.monotonic()
     try:
         faults.kill("slurmd")
         faults.slurm("scontrol", "update", "nodename=localhost", "state=down", "reason=skillflow-fault-test")
-        (event,), _ = wait_all([deferral], timeout=60)
+        # Try 1 ends (the trigger sees NODE_FAIL, the worker raises) and Airflow schedules try 2.
+        until_ti(lambda ti: ti["try_number"] == 2 or ti["state"] == "up_for_retry", "try 1 to fail and be retried")
         detected_s = time.monotonic() - t0
-        with pytest.raises(SlurmNodeFailure) as info:
-            complete(op, ti, event)
     finally:
         back_s = faults.start("slurmd")
-    assert not isinstance(info.value, AirflowFailException)
-    assert "NODE_FAIL" in str(info.value) and op.retries >= 1 and "NODE_FAIL" in op.retry_on
-    retry_op = operator(job)
-    retry_ti = TaskInstanceStandIn(run_id=ti.run_id, try_number=2)
-    (event2,), _ = wait_all([submit(retry_op, retry_ti)], timeout=90)
-    result = complete(retry_op, retry_ti, event2)
-    second = retry_ti.xcoms["slurm_job_id"]
-    assert second != first and result["states"] == {second: "COMPLETED"}
+    r = ended_run(api, run_id, dag, "job", timeout=300)
+    second = r["job_id"]
+    assert r["state"] == "success" and r["ti"]["try_number"] == 2, r["ti"]
+    assert second != first and r["result"]["states"] == {second: "COMPLETED"}
+    # Try 1's log: the retryable SlurmNodeFailure (not AirflowFailException) naming NODE_FAIL.
+    try1 = json.dumps(api._request("GET", f"{base}/logs/1?full_content=true"))
+    assert "SlurmNodeFailure" in try1 and "NODE_FAIL" in try1, try1[-3000:]
+    assert "AirflowFailException" not in try1 and not issubclass(SlurmNodeFailure, AirflowFailException)
+    # One job per try: each try rendered one script, and Slurm knows exactly these two jobs.
+    scripts = faults.workdir() / ".skillflow" / "scripts" / _safe(dag) / _safe(run_id) / "job"
+    assert sorted(os.listdir(scripts)) == ["try1.sbatch", "try2.sbatch"]
+    assert faults.job_ids(name) == {first, second}
     states = {r["JobId"]: r["JobState"] for r in faults.jobcomp_records(name)}
     assert states == {first: "NODE_FAIL", second: "COMPLETED"}
-    measured(f"job {first} NODE_FAIL seen {detected_s:.1f} s after the kill; node back in {back_s:.1f} s; "
-             f"retry (try 2) ran job {second} to COMPLETED; 2 job ids in accounting")
+    measured(f"job {first} NODE_FAIL; try 1 failed and was marked for retry {detected_s:.1f} s after the kill; "
+             f"node back in {back_s:.1f} s; Airflow's try 2 ran job {second} to COMPLETED; 2 job ids in accounting")
 
 
 @pytest.mark.reliability(section=SECTION, case="a job preempted and requeued",

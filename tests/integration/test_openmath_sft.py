@@ -9,21 +9,20 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
+import subprocess
 import uuid
 from pathlib import Path
 
 import pytest
-from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
 
 from operators.slurm.hook import SlurmHook
 from operators.slurm.operator import SlurmJobOperator
-from operators.slurm.training import SlurmTrainingOperator
 from tasks.plan import spec_dict
 from tasks.profiles import load_profile
 from tasks.sft.steps import LocalSftParams, gguf_to_hf_job, local_sft_job
 from tasks.steps.base import JobOptions
-from tests.integration.slurm_driver import TaskInstanceStandIn, context_for, finish, run_trigger, submit
+from tests.integration.selftest_runs import TRAINING, chain_records, run_training
+from tests.integration.slurm_driver import TaskInstanceStandIn, finish, submit
 from tests.polling import wait_until
 
 pytestmark = pytest.mark.integration
@@ -46,20 +45,6 @@ def base_hf(stack) -> str:
     return out
 
 
-def run_chain(op, ti, timeout: float) -> dict:
-    """Drive a training operator through every deferral (wake-ups and continuation jobs)."""
-    deferred = submit(op, ti)
-    deadline = time.monotonic() + timeout
-    while True:
-        left = deadline - time.monotonic()
-        assert left > 0, "training chain did not finish in time"
-        event = run_trigger(deferred.trigger, timeout=left)
-        try:
-            return op.execute_complete(context_for(ti), event.payload, **(deferred.kwargs or {}))
-        except TaskDeferred as again:
-            deferred = again
-
-
 def test_job_cut_at_its_time_limit_is_continued_from_its_checkpoint(stack, base_hf):
     """The save rule of every SFT job: a time limit inside the walltime, no signal. Each job of the
     chain saves and stops by itself before its two-minute walltime (at the end of the last step
@@ -77,22 +62,18 @@ def test_job_cut_at_its_time_limit_is_continued_from_its_checkpoint(stack, base_
         max_steps=400, global_batch_size=2, micro_batch_size=2, max_seq_length=128, val_check_interval=1000,
         save_top_k=100, checkpoint_margin_s=margin), profile, JobOptions(time="00:02:00"))
     assert job.spec.signal is None and f"+ {walltime - margin} ))" in job.spec.command
-    op = SlurmTrainingOperator(task_id="train", job=spec_dict(job.spec), profile="local",
-                               poll_interval=2.0, create_dirs=list(job.dirs), max_jobs=2,
-                               progress={"kind": "local", "status": f"{exp}/training/status.json"})
-    # Stand-in: openmath_sft's params do not set the walltime and max_jobs that cause the cut.
-    ti = TaskInstanceStandIn(task_id="train")
+    # Through the real scheduler, triggerer and worker: selftest_slurm_training (tests/dags) wires
+    # the training operator with this job, a two-minute walltime and two links at most.
+    r = run_training(stack, {"job": spec_dict(job.spec), "create_dirs": list(job.dirs), "max_jobs": 2,
+                             "progress": {"kind": "local", "status": f"{exp}/training/status.json"}}, timeout=900)
     # 400 steps cannot finish in two two-minute jobs: the chain ends "not done after 2 job(s)".
-    with pytest.raises(AirflowFailException, match="not done after 2 job"):
-        run_chain(op, ti, timeout=900)
+    assert r["state"] == "failed" and "not done after 2 job" in r["log"], r["log"][-3000:]
 
     # Slurm's accounting: two jobs, each ended by the trainer itself inside its walltime
     # (COMPLETED, not TIMEOUT: nothing was killed mid-step or mid-save).
     hook = SlurmHook("slurm_local", accounting="jobcomp")
-    records = sorted(Path(profile.workdir, ".skillflow", "jobs").rglob("train.c*.jobid"))
-    records = [r for r in records if ti.run_id in str(r)]
-    assert [r.name.split(".")[1] for r in records] == ["c0", "c1"]
-    ids = [r.read_text().strip() for r in records]
+    ids = chain_records(stack, TRAINING, r["run_id"])
+    assert len(ids) == 2, ids
     states = {s.job_id: s for s in hook.states(ids)}
     assert [states[i].state for i in ids] == ["COMPLETED", "COMPLETED"], {i: states[i] for i in ids}
     assert all(states[i].elapsed_s <= walltime for i in ids), {i: states[i].elapsed_s for i in ids}
@@ -202,33 +183,45 @@ def test_trainer_that_writes_its_model_at_the_end_with_curves_while_it_runs(stac
     profile = load_profile("local")
     exp = f"{profile.workdir}/test-sft/{uuid.uuid4().hex[:8]}"
     Path(exp).mkdir(parents=True)
-    writer = (f"{profile.train_python} -c 'import sys, time\n"
+    writer = (f"{profile.train_python} -c 'import os, sys, time\n"
               "from torch.utils.tensorboard import SummaryWriter\n"
               "w = SummaryWriter(sys.argv[1])\n"
               "for step in range(1, 7):\n"
-              "    w.add_scalar(\"train/loss\", 1.0 / step, step); w.flush(); time.sleep(2)\n"
-              "w.close()' " + f"{exp}/runs && echo done > {exp}/model/config.json")
+              "    w.add_scalar(\"train/loss\", 1.0 / step, step); w.flush(); time.sleep(0.5)\n"
+              "    if step == 3:\n"
+              "        gate = time.time() + 180\n"
+              "        while not os.path.exists(sys.argv[2]) and time.time() < gate: time.sleep(0.2)\n"
+              "w.close()' " + f"{exp}/runs {exp}/gate && echo done > {exp}/model/config.json")
     mlc = MlflowClient(stack.env["MLFLOW_TRACKING_URI"])
     run_id = mlc.create_run(mlflow_runs.experiment_id(mlc, "selftest-training-operator")).info.run_id
-    op = SlurmTrainingOperator(
-        task_id="train", job={"name": "t-tb", "command": f"mkdir -p {exp}/model && {writer}"}, profile="local",
-        poll_interval=1.0, max_jobs=1, progress={"kind": "files", "files": [f"{exp}/model/config.json"]},
-        curves={"tensorboard": f"{exp}/runs", "mlflow_run_id": run_id, "mlflow_conn_id": profile.mlflow_conn_id},
-        curves_every_s=4)
-    # Stand-in: no DAG runs a training job whose trainer script the test writes.
-    ti = TaskInstanceStandIn(task_id="train")
-    wakes = []
-    deferred = submit(op, ti)
-    while True:
-        event = run_trigger(deferred.trigger, timeout=300)
-        wakes.append(event.payload["status"])
-        try:
-            result = op.execute_complete(context_for(ti), event.payload, **(deferred.kwargs or {}))
-            break
-        except TaskDeferred as again:
-            deferred = again
-    assert result["steps"] == 1 and result["jobs"] == 1
-    assert "wake" in wakes and wakes[-1] == "done"
+    name = f"t-tb-{uuid.uuid4().hex[:8]}"
+    seen_while_running: list[int] = []
+
+    def watch():
+        # Points in MLflow while the job still runs: copied by a wake-up, not by the end. The job
+        # holds after its third step until the test has seen that (at most 180 s: past that it
+        # goes on, and the assertion below fails), then writes the rest.
+        running = subprocess.run(["squeue", "-h", "-n", name, "-t", "RUNNING", "-o", "%i"], capture_output=True,
+                                 text=True).stdout.split()
+        points = len(mlc.get_metric_history(run_id, "train/loss"))
+        if running and points:
+            seen_while_running.append(points)
+            Path(exp, "gate").touch()
+
+    # Through the real scheduler, triggerer and worker: selftest_slurm_training (tests/dags) wires
+    # the training operator with this job, its files-kind progress and its curves. The wake-up
+    # interval is kept well above the seconds a worker takes to report its deferral: a trigger
+    # event that comes before that report (here a 4 s interval, with the worker's exit reported
+    # 5 s after it deferred) makes Airflow's scheduler fail the re-queued task ("finished with
+    # state success, but the task instance's state attribute is queued").
+    r = run_training(stack, {"job": {"name": name, "command": f"mkdir -p {exp}/model && {writer}"}, "max_jobs": 1,
+                             "progress": {"kind": "files", "files": [f"{exp}/model/config.json"]},
+                             "curves": {"tensorboard": f"{exp}/runs", "mlflow_run_id": run_id,
+                                        "mlflow_conn_id": profile.mlflow_conn_id},
+                             "curves_every_s": 15}, watch=watch)
+    assert r["state"] == "success", r["log"][-3000:]
+    assert r["result"]["steps"] == 1 and r["result"]["jobs"] == 1
+    assert seen_while_running, "no curve point reached MLflow while the job ran"
     history = mlc.get_metric_history(run_id, "train/loss")
     assert sorted(m.step for m in history) == [1, 2, 3, 4, 5, 6]
     assert abs(next(m.value for m in history if m.step == 4) - 0.25) < 1e-6

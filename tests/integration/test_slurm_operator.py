@@ -16,6 +16,7 @@ from operators.slurm.errors import SlurmJobError, SlurmJobLost
 from operators.slurm.hook import SlurmHook
 from operators.slurm.operator import SlurmJobOperator
 from tests.integration.airflow_api import client_for
+from tests.integration.selftest_runs import TRAINING, chain_records, ended_run, run_training
 from tests.integration.slurm_driver import TaskInstanceStandIn, context_for, finish, run_trigger, submit
 from tests.polling import wait_until
 
@@ -40,21 +41,7 @@ def _start(stack, conf: dict) -> tuple:
 
 
 def _end(api, run_id: str, timeout: float = 300, watch=None) -> dict:
-    """The ended run: its state, task instance, Slurm job id, returned value and the task's log as
-    the API serves it (the lines the trigger streamed in the triggerer, the worker's error)."""
-    def ended():
-        if watch is not None:
-            watch()
-        run = api.dag_run(DAG, run_id)
-        return run if run["state"] in ("success", "failed") else None
-
-    final = wait_until(ended, timeout, f"run {run_id} of {DAG} to end")
-    base = f"/api/v2/dags/{DAG}/dagRuns/{urllib.parse.quote(run_id)}/taskInstances/job"
-    ti = api._request("GET", base)
-    log = api._request("GET", f"{base}/logs/{ti['try_number']}?full_content=true")
-    return {"state": final["state"], "ti": ti, "job_id": str(api.xcom(DAG, run_id, "job", key="slurm_job_id")),
-            "result": api.xcom(DAG, run_id, "job") if final["state"] == "success" else None,
-            "log": json.dumps(log)}
+    return ended_run(api, run_id, DAG, "job", timeout=timeout, watch=watch)
 
 
 def _run(stack, conf: dict, timeout: float = 300, watch=None) -> dict:
@@ -345,6 +332,9 @@ def _training_op(job, progress, **kw):
 
 
 def test_training_chain_continues_and_reconnects_after_a_worker_restart(stack):
+    # Stand-in: as in test_retry_reconnects_instead_of_submitting_twice, try 2 while try 1's job
+    # runs: the scheduler starts it only after try 1 has ended, and killing the deferred try 1
+    # cancels its job (on_kill), so try 2 is handed over here directly.
     job, progress = _chain_job("t-chain", stack)
     ti = TaskInstanceStandIn(task_id="train")
     submit(_training_op(job, progress, max_jobs=3), ti)
@@ -358,30 +348,32 @@ def test_training_chain_continues_and_reconnects_after_a_worker_restart(stack):
     assert set(result["states"].values()) == {"COMPLETED"}
 
 
+# The chain's verdicts through the real scheduler, triggerer and worker: each case is one run of
+# the selftest_slurm_training DAG (tests/dags), which wires the training operator from its params.
+
 def test_training_chain_fails_on_a_failed_link(stack):
-    # Stand-in: the training operator runs in no selftest DAG; what is checked is its verdict on
-    # a chain's failed link, which the scheduler adds nothing to (kept for time, not impossible).
     job, progress = _chain_job("t-chain-fail", stack, fail_link=2, steps=3)
-    op = _training_op(job, progress, max_jobs=5)
-    ti = TaskInstanceStandIn(task_id="train")
-    deferred = submit(op, ti)
-    first = ti.xcoms["slurm_job_id"]
-    # FAILED is in the training operator's retry_on: a retryable error, not AirflowFailException.
-    with pytest.raises(SlurmJobError, match="exit code 3") as info:
-        _run_chain(op, ti, deferred)
-    assert not isinstance(info.value, AirflowFailException)
-    assert info.value.job_id == ti.xcoms["slurm_job_id"] != first and info.value.outcome.value == "FAILED"
-    assert "link 2 fails" in str(info.value)  # the failed link's log tail
+    r = run_training(stack, {"job": job, "progress": progress, "max_jobs": 5})
+    assert r["state"] == "failed" and r["ti"]["try_number"] == 1
+    ids = chain_records(stack, TRAINING, r["run_id"])
+    # The first link saved and a continuation followed; the second failed, and no third was sent.
+    assert len(ids) == 2, ids
+    states = SlurmHook("slurm_local", accounting="jobcomp").states(ids)
+    assert {s.job_id: s.state for s in states} == {ids[0]: "COMPLETED", ids[1]: "FAILED"}
+    assert r["job_id"] == ids[1]
+    # FAILED is in the training operator's retry_on: the worker raised the retryable SlurmJobError
+    # (not AirflowFailException) naming the failed link's exit code and its log tail.
+    assert not issubclass(SlurmJobError, AirflowFailException)
+    for text in ("SlurmJobError", "exit code 3", "link 2 fails"):
+        assert text in r["log"], (text, r["log"][-3000:])
+    assert "AirflowFailException" not in r["log"], r["log"][-3000:]
 
 
 def test_training_job_that_exits_0_without_progress_is_not_resubmitted(stack):
-    # Stand-in: as above, the training operator runs in no selftest DAG (kept for time, not impossible).
-    op = _training_op({"name": "t-chain-silent", "command": "echo trained nothing"},
-                      {"kind": "local", "status": f"{stack.env['SKILLFLOW_VAR']}/cluster/work/never-{time.time_ns()}.json"},
-                      max_jobs=4)
-    ti = TaskInstanceStandIn(task_id="train")
-    with pytest.raises(AirflowFailException, match="left no progress"):
-        _run_chain(op, ti, submit(op, ti))
-    records = f"{stack.env['SKILLFLOW_VAR']}/cluster/work/.skillflow/jobs/selftest_direct/{ti.run_id}"
-    assert sorted(n.split(".")[1] for n in os.listdir(records) if n.endswith(".jobid") and n.startswith("train.")) \
-        == ["c0"]
+    status = f"{stack.env['SKILLFLOW_VAR']}/cluster/work/never-{time.time_ns()}.json"
+    r = run_training(stack, {"job": {"name": "t-chain-silent", "command": "echo trained nothing"},
+                       "progress": {"kind": "local", "status": status}, "max_jobs": 4})
+    assert r["state"] == "failed"
+    assert "AirflowFailException" in r["log"] and "left no progress" in r["log"], r["log"][-3000:]
+    # One job: the chain did not send the same script again up to max_jobs.
+    assert len(chain_records(stack, TRAINING, r["run_id"])) == 1
