@@ -70,7 +70,10 @@ class SlurmTrainingOperator(SlurmJobOperator):
                 self.log.info("Reconnecting to training job %s (link %d of the chain)", chain[-1], self._link)
                 return self._defer_on(context, profile, chain[-1], chain[:-1], log_offset=0)
             if states:
-                return self._after_job(context, chain[-1], states, chain[:-1])
+                # A newer try of the task: Airflow retried it after the newest link failed, so a
+                # retryable failure of that link gets a new link (resuming from the last checkpoint)
+                # rather than the same verdict again.
+                return self._after_job(context, chain[-1], states, chain[:-1], retrying=True)
         self._link = len(chain)
         return self._submit_link(context, chain)
 
@@ -148,7 +151,8 @@ class SlurmTrainingOperator(SlurmJobOperator):
         return self._after_job(context, ev.job_id, list(ev.states), earlier)
 
     # After each job of the chain -------------------------------------------------------------
-    def _after_job(self, context, job_id: str, states: list[JobState], earlier: list[str]) -> dict[str, Any]:
+    def _after_job(self, context, job_id: str, states: list[JobState], earlier: list[str],
+                   retrying: bool = False) -> dict[str, Any]:
         profile = self._profile()
         hook = self._hook(profile)
         outcome = Outcome.SUCCESS if all(s.outcome is Outcome.SUCCESS for s in states) else worst(
@@ -166,6 +170,11 @@ class SlurmTrainingOperator(SlurmJobOperator):
                     "gpu_hours": gpu_hours, "elapsed_s": elapsed,
                     "states": {s.job_id: s.state for s in states_all}}
         if outcome not in CONTINUE_AFTER:
+            if retrying and outcome.value in self.retry_on:
+                self.log.info("Training job %s ended %s in an earlier try; this try submits the chain's next "
+                              "link, which resumes from the newest checkpoint", job_id, outcome.value)
+                self._link = len(chain)
+                return self._submit_link(context, chain)
             # A real failure: judged (and retried) like any Slurm job, log tail included.
             return self._judge(hook, job_id, states, self._log_of(profile, job_id))
         if outcome is Outcome.SUCCESS and not max_steps:

@@ -31,12 +31,15 @@ def ended_run(api, run_id: str, dag: str, task: str, timeout: float = 300, watch
 TRAINING = "selftest_slurm_training"
 
 
-def run_training(stack, conf: dict, timeout: float = 300, watch=None) -> dict:
-    """One run of selftest_slurm_training to its end (see :func:`ended_run`), with its run id."""
+TRAINING_RETRIED = "selftest_slurm_training_retried"
+
+
+def run_training(stack, conf: dict, timeout: float = 300, watch=None, dag: str = TRAINING) -> dict:
+    """One run of a selftest training DAG to its end (see :func:`ended_run`), with its run id."""
     api = client_for(stack)
-    api.wait_for_dag(TRAINING)
-    run_id = api.trigger(TRAINING, conf)["dag_run_id"]
-    return {**ended_run(api, run_id, TRAINING, "train", timeout=timeout, watch=watch), "run_id": run_id}
+    api.wait_for_dag(dag)
+    run_id = api.trigger(dag, conf)["dag_run_id"]
+    return {**ended_run(api, run_id, dag, "train", timeout=timeout, watch=watch), "run_id": run_id}
 
 
 def chain_records(stack, dag: str, run_id: str, task: str = "train") -> list[str]:

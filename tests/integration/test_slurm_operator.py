@@ -16,7 +16,7 @@ from operators.slurm.errors import SlurmJobError, SlurmJobLost
 from operators.slurm.hook import SlurmHook
 from operators.slurm.operator import SlurmJobOperator
 from tests.integration.airflow_api import client_for
-from tests.integration.selftest_runs import TRAINING, chain_records, ended_run, run_training
+from tests.integration.selftest_runs import TRAINING, TRAINING_RETRIED, chain_records, ended_run, run_training
 from tests.integration.slurm_driver import TaskInstanceStandIn, context_for, finish, run_trigger, submit
 from tests.polling import wait_until
 
@@ -367,6 +367,20 @@ def test_training_chain_fails_on_a_failed_link(stack):
     for text in ("SlurmJobError", "exit code 3", "link 2 fails"):
         assert text in r["log"], (text, r["log"][-3000:])
     assert "AirflowFailException" not in r["log"], r["log"][-3000:]
+
+
+def test_a_retried_chain_resubmits_its_failed_link(stack):
+    # The product's retry (retries=1): try 1 ends on the failed link; try 2 must submit the next
+    # link, which resumes from the saved step, instead of judging the same failed link again.
+    job, progress = _chain_job("t-chain-retry", stack, fail_link=2, steps=3)
+    r = run_training(stack, {"job": job, "progress": progress, "max_jobs": 5}, dag=TRAINING_RETRIED)
+    assert r["state"] == "success" and r["ti"]["try_number"] == 2, (r["state"], r["ti"], r["log"][-3000:])
+    ids = chain_records(stack, TRAINING_RETRIED, r["run_id"])
+    assert len(ids) == 3, ids
+    states = SlurmHook("slurm_local", accounting="jobcomp").states(ids)
+    assert {s.job_id: s.state for s in states} == {ids[0]: "COMPLETED", ids[1]: "FAILED", ids[2]: "COMPLETED"}
+    assert r["result"]["steps"] == 3 and r["result"]["job_ids"] == ids, r["result"]
+    assert "submits the chain's next link" in r["log"], r["log"][-3000:]
 
 
 def test_training_job_that_exits_0_without_progress_is_not_resubmitted(stack):
