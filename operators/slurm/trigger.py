@@ -10,6 +10,21 @@ from tasks.slurm import commands
 from tasks.slurm.states import EventStatus, JobEvent, JobState, Outcome
 
 
+# Airflow 3.3.2 fails a deferred task whose trigger fires within a few seconds of the deferral: the
+# task is queued again before the executor reports the deferring process's exit as "success", and
+# the scheduler then takes that report for a change from outside and marks the task FAILED
+# (apache/airflow#67287, the queued variant of #66374). A Slurm job that ends that quickly is
+# common (a failed start, a cached result), so no event leaves the trigger before this many
+# seconds after it started.
+SETTLE_S = 10.0
+
+
+async def _settle(loop: asyncio.AbstractEventLoop, settled_at: float) -> None:
+    delay = settled_at - loop.time()
+    if delay > 0:
+        await asyncio.sleep(delay)
+
+
 class SlurmJobTrigger(BaseTrigger):
     """Fires once, when the job (every element of an array) is terminal or cannot be tracked.
 
@@ -74,6 +89,7 @@ class SlurmJobTrigger(BaseTrigger):
         last_state = None
         pending_text = b""
         loop = asyncio.get_running_loop()
+        settled_at = loop.time() + SETTLE_S
         wake_at = loop.time() + self.wake_after_s if self.wake_after_s else None
         latest: list[JobState] = []
         try:
@@ -83,9 +99,11 @@ class SlurmJobTrigger(BaseTrigger):
                     update = await asyncio.wait_for(watch.updates.get(), timeout)
                 except asyncio.TimeoutError:
                     # Resume the log at the start of the unfinished line, so no text is lost.
+                    await _settle(loop, settled_at)
                     yield TriggerEvent(self._event(EventStatus.WAKE, latest, watch.log_offset - len(pending_text)))
                     return
                 if update.error:
+                    await _settle(loop, settled_at)
                     yield TriggerEvent(self._event(EventStatus.ERROR, [], watch.log_offset, update.error))
                     return
                 if update.log_bytes:
@@ -106,6 +124,7 @@ class SlurmJobTrigger(BaseTrigger):
                     (self.log.debug if quiet else self.log.info)("Slurm job %s: %s", self.job_id, summary)
                     last_state = summary
                 if update.states and all(s.terminal for s in update.states):
+                    await _settle(loop, settled_at)
                     if pending_text:
                         self.log.info("[slurm %s] %s", self.job_id, pending_text.decode("utf-8", "replace"))
                     if self.end_from_trigger and all(s.outcome is Outcome.SUCCESS for s in update.states):
@@ -114,6 +133,7 @@ class SlurmJobTrigger(BaseTrigger):
                     yield TriggerEvent(self._event(EventStatus.DONE, update.states, update.log_offset))
                     return
                 if update.lost:
+                    await _settle(loop, settled_at)
                     yield TriggerEvent(self._event(EventStatus.LOST, update.states, update.log_offset,
                                                    f"job {self.job_id} is in neither squeue nor accounting"))
                     return
