@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.comparison.stats import paired_bootstrap_ci, sign_test
+from tasks.tables import table
 
 
 class PairingError(ValueError):
@@ -68,13 +69,15 @@ def paired_apps(base: dict[str, tuple[int, int]], sft: dict[str, tuple[int, int]
 
 def format_rows(rows: dict[str, dict[str, dict[str, Any]]]) -> str:
     """A markdown table of the paired comparison (appended to the apps_sft comparison artifact)."""
-    out = ["## SFT vs base, paired per problem (pass@1 share; bootstrap CI; exact sign test)", "",
-           "| Group | Problems | Base | SFT | Diff (points) | 95% CI | p (sign test) | Rose | Fell |",
-           "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    header = ("Group", "Problems", "Base", "SFT", "Diff (points)", "95% CI", "p (sign test)", "Rose", "Fell")
+    cells = []
     for key, modes in rows.items():
         r = modes["pass@1"]
-        out.append(f"| {key.split('.', 1)[1]} | {r['n']} | {r['a']:.2f} | {r['b']:.2f} | {r['diff']:+.2f} | "
-                   f"[{r['ci95'][0]:+.2f}, {r['ci95'][1]:+.2f}] | {r['p_value']:.3g} | {r['gained']} | {r['lost']} |")
+        cells.append([key.split(".", 1)[1], str(r["n"]), f"{r['a']:.2f}", f"{r['b']:.2f}", f"{r['diff']:+.2f}",
+                      f"[{r['ci95'][0]:+.2f}, {r['ci95'][1]:+.2f}]", f"{r['p_value']:.3g}", str(r["gained"]),
+                      str(r["lost"])])
+    out = ["## SFT vs base, paired per problem (pass@1 share; bootstrap CI; exact sign test)", "",
+           table(header, cells)]
     return "\n".join(out) + "\n"
 
 

@@ -25,12 +25,14 @@ from tasks.sft.steps import (LocalSftParams, checkpoint_upload_job, gguf_to_hf_j
                              local_average_job, local_sft_job, save_margin, trains_on_cpu)
 from tasks.steps.base import JobOptions, RecipeError, RecipeJob, make_spec, same_path_mounts
 from tasks.steps.engines import NativeServer
+from tasks.tables import table
 
 SEED_MODEL = "deepseek-ai/deepseek-coder-6.7b-instruct"
 LOCAL_MODEL = "smollm2"
 SAMPLE_DATA = APPS_SAMPLE_DATA
 SAMPLE_NAME = "mapcoder10"  # tasks/apps/samples/<name>/test.jsonl
 KS = (1, 5, 10)
+DIFFICULTY_HEADER = ("Difficulty",) + tuple(f"pass@{k}" for k in KS)
 SIDES = ("base", "sft")
 SIDE_TITLES = {"base": "Base model", "sft": "SFT model"}
 # The seed's tables list the groups in this order; other groups (if any) follow.
@@ -309,7 +311,7 @@ def _groups(summaries: Mapping[str, Mapping[str, Any]]) -> list[str]:
 
 def seed_table(pass_at_k: Mapping[str, Mapping[str, Any]], groups: list[str] | None = None) -> str:
     """One model's pass@k by difficulty as the seed document prints it (full-precision floats)."""
-    rows = [["Difficulty"] + [f"pass@{k}" for k in KS]]
+    rows = []
     for group in groups or _groups({"x": pass_at_k}):
         entry = pass_at_k.get(group)
         if entry is None:
@@ -320,10 +322,7 @@ def seed_table(pass_at_k: Mapping[str, Mapping[str, Any]], groups: list[str] | N
             value = entry.get(f"pass@{k}")
             cells.append(repr(float(value)) if value is not None else f"n/a (n<{k})")
         rows.append([group] + cells)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |" for r in rows]
-    lines.insert(1, "| " + " | ".join("-" * w for w in widths) + " |")
-    return "\n".join(lines)
+    return table(DIFFICULTY_HEADER, rows)
 
 
 def comparison_table(sides: Mapping[str, Mapping[str, Any]], trained: bool) -> str:
@@ -352,7 +351,6 @@ def comparison_table(sides: Mapping[str, Mapping[str, Any]], trained: bool) -> s
                 a = (summaries["base"].get(group) or {}).get(f"pass@{k}")
                 b = (summaries["sft"].get(group) or {}).get(f"pass@{k}")
                 cells.append(f"{b - a:+.4f}" if a is not None and b is not None else "n/a")
-            rows.append(f"| {group} | " + " | ".join(cells) + " |")
-        out += ["## SFT minus base", "", "| Difficulty | " + " | ".join(f"pass@{k}" for k in KS) + " |",
-                "| --- | " + " | ".join("---" for _ in KS) + " |", *rows, ""]
+            rows.append([group] + cells)
+        out += ["## SFT minus base", "", table(DIFFICULTY_HEADER, rows), ""]
     return "\n".join(out)

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Iterable
 
+from tasks.tables import markdown_cell, table
+
 PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
 STATUSES = (PASS, FAIL, SKIP)
 
@@ -40,17 +42,13 @@ def passed(status: str, detail: str, fix: str) -> tuple[str, str, str]:
     return status, detail, fix if status == FAIL else ""
 
 
-def _cell(text: str) -> str:
-    return " ".join(str(text).split()).replace("|", "\\|") or " "
-
-
 def markdown(rows: Iterable[Row], title: str = "") -> str:
     """A Markdown table (the MLflow artifact and the task log show the same text)."""
     rows = list(rows)
     lines = [f"# {title}", ""] if title else []
-    lines += ["| check | target | result | detail | fix |", "|---|---|---|---|---|"]
-    lines += [f"| {_cell(r.check)} | {_cell(r.target)} | {r.status} | {_cell(r.detail)} | {_cell(r.fix)} |"
-              for r in rows]
+    lines.append(table(("check", "target", "result", "detail", "fix"),
+                       [[markdown_cell(r.check), markdown_cell(r.target), r.status, markdown_cell(r.detail),
+                         markdown_cell(r.fix)] for r in rows]))
     lines += ["", summary(rows)]
     return "\n".join(lines) + "\n"
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from tasks.comparison.stats import mcnemar_exact, paired_bootstrap_ci
 from tasks.openmath.summarize import BenchmarkOutcomes, load_benchmark
+from tasks.tables import RULED, table
 
 
 class CompareError(ValueError):
@@ -104,16 +105,13 @@ def load_results_dir(results_dir: os.PathLike | str, *, allow_incomplete: bool =
 def format_comparison(comparison: Comparison, label_a: str = "A", label_b: str = "B") -> str:
     """The printed table: one row per benchmark and mode, then the notes."""
     header = ["benchmark", "mode", "n", label_a[:24], label_b[:24], "diff", "ci95", "p_value", "gained", "lost"]
-    rows = [header]
+    rows = []
     for bench, modes in comparison.rows.items():
         for mode, r in modes.items():
             rows.append([bench, mode, str(r["n"]), f"{r['a']:.2f}", f"{r['b']:.2f}", f"{r['diff']:+.2f}",
                          f"[{r['ci95'][0]:+.2f}, {r['ci95'][1]:+.2f}]", _p(r["p_value"]), str(r["gained"]),
                          str(r["lost"])])
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    lines = [" | ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    lines.insert(1, "-+-".join("-" * w for w in widths))
-    return "\n".join(lines + [f"note: {n}" for n in comparison.notes]) + "\n"
+    return "\n".join([table(header, rows, RULED)] + [f"note: {n}" for n in comparison.notes]) + "\n"
 
 
 def _p(value: float) -> str:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from tasks.comparison.stats import seed_mean_std, wilson_interval
 from tasks.openmath.metrics import GradedFile, MetricsError, as_percentages, question_outcomes, sort_sample_files
+from tasks.tables import PLAIN, table
 
 COLUMNS = ("evaluation_mode", "num_entries", "correct_answer", "wrong_answer", "no_answer")
 EXTRA_COLUMNS = ("correct_ci95", "seed_mean_std")
@@ -106,15 +107,14 @@ def format_table(benchmark: str, modes: dict[str, dict[str, Any]]) -> str:
 
     After upstream's columns: the 95% Wilson interval of correct_answer and, for sampled modes,
     the per-seed accuracy as mean +- standard deviation (blank where the entry lacks them)."""
-    rows = [list(COLUMNS + EXTRA_COLUMNS)]
+    rows = []
     for mode, metrics in modes.items():
         ci = f"[{metrics[CI_LOW]:.2f}, {metrics[CI_HIGH]:.2f}]" if CI_LOW in metrics else ""
         seeds = f"{metrics[SEED_MEAN]:.2f} +- {metrics[SEED_STD]:.2f}" if SEED_MEAN in metrics else ""
         rows.append([mode] + [_cell(metrics[c]) for c in COLUMNS[1:]] + [ci, seeds])
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = [" | ".join(cell.ljust(w) for cell, w in zip(r, widths)) for r in rows]
-    width = max(len(line) for line in lines)
-    return "\n".join([f" {benchmark} ".center(width, "-")] + lines) + "\n"
+    text = table(COLUMNS + EXTRA_COLUMNS, rows, PLAIN)
+    width = max(len(line) for line in text.splitlines())
+    return f" {benchmark} ".center(width, "-") + "\n" + text + "\n"
 
 
 def _cell(value: Any) -> str:

@@ -16,6 +16,7 @@ import time
 
 import pytest
 
+from tests.markdown import markdown_rows
 from tests.integration.airflow_api import client_for
 
 pytestmark = pytest.mark.integration
@@ -119,7 +120,7 @@ def test_local_run_trains_on_the_cpu_registers_the_model_and_compares_it_with_th
     assert linked == [("apps-sft-smollm2", version.version)]
 
     # Base vs SFT paired per problem and difficulty, in the table and as a comparison run of its own.
-    assert "## SFT vs base, paired per problem" in table and "| total |" in table
+    assert "## SFT vs base, paired per problem" in table and "total" in [r[0] for r in markdown_rows(table)]
     comparison = mlc.get_run(out["comparison_run_id"])
     assert comparison.data.tags["skillflow.compare.run_a"] == base.info.run_id
     assert comparison.data.tags["skillflow.compare.run_b"] == sft.info.run_id

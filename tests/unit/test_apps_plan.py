@@ -15,6 +15,7 @@ from tasks.slurm.render import render_sbatch
 from tasks.slurm.spec import JobSpec
 from tasks.plan import output_dir
 from tests.unit.test_openmath_sft_plan import check_golden
+from tests.markdown import markdown_rows
 
 FAKE_ENV = {"SKILLFLOW_ROOT": "/opt/skillflow", "SKILLFLOW_VAR": "/var/lib/skillflow",
             "SKILLFLOW_SMOLLM2_GGUF": "/opt/skillflow/.venv/models/smollm2.gguf"}
@@ -236,7 +237,7 @@ def test_comparison_shows_both_models_and_the_difference_or_notes_base_only():
     both = comparison_table({"base": {"model": "/m/base", "pass_at_k": SUMMARY, "problems": 3, "samples": 30},
                              "sft": {"model": "/m/sft", "pass_at_k": sft, "problems": 3, "samples": 30}}, True)
     assert "## Base model: `/m/base`" in both and "## SFT model: `/m/sft`" in both
-    assert "| total | +0.0667 | +0.0000 | +0.0000 |" in both and "Note:" not in both
+    assert ["total", "+0.0667", "+0.0000", "+0.0000"] in markdown_rows(both) and "Note:" not in both
     alone = comparison_table({"base": {"model": "/m/base", "pass_at_k": SUMMARY, "problems": 3, "samples": 30}},
                              False)
     assert "Note: this run did not train" in alone and "## SFT model" not in alone
