@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "tasks.generation.cli",
     "tasks.apps.cli",
     "tasks.storage.checkpoints",
+    "tasks.cluster_check.probe",
     # Reads DAG files, so it imports Airflow, but only when `skillflow plan` runs.
     "operators.plan_cli",
 ]

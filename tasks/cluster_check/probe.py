@@ -1,6 +1,7 @@
 """What a ``cluster_check`` job runs where real jobs run: inside the image, on a compute node.
 
-``python -m tasks.cluster_check.probe`` reads its instructions from ``$SKILLFLOW_CLUSTER_PROBE``
+``skillflow cluster-probe`` (or ``python -m tasks.cluster_check.probe`` with skillflow's own
+interpreter) reads its instructions from ``$SKILLFLOW_CLUSTER_PROBE``
 (JSON written by :mod:`tasks.cluster_check.probes`), runs each check, prints the rows and writes
 them to the result file. It exits 0 whenever it could write the result: a failed check is data for
 the table, not a failed job. Only the standard library is imported at the top, so the probe runs
@@ -244,6 +245,16 @@ def write_result(path: str, cfg: dict[str, Any], rows: list[Row]) -> None:
     with open(path + ".tmp", "w") as fh:
         json.dump(payload, fh, indent=1)
     os.replace(path + ".tmp", path)
+
+
+def register(subparsers) -> None:
+    """The probe as a ``skillflow`` sub-command: inside a cluster image skillflow lives in its own
+    venv (docker/common/install-skillflow.sh), so the image's ``python`` (the profile's
+    ``paths.python``, which must stay the image's for vLLM and the hub download) cannot import it;
+    the CLI always can."""
+    p = subparsers.add_parser("cluster-probe", help=f"run the checks a cluster_check job names in ${ENV_VAR} "
+                                                    "(started by cluster_check's Slurm jobs)")
+    p.set_defaults(handler=lambda args: main())
 
 
 def main() -> int:

@@ -1,9 +1,9 @@
 """The tiny Slurm jobs of ``cluster_check``, planned from the profile alone.
 
 One job per distinct image (keys that name the same image share a job) and one for the sandbox,
-on the profile's partition. Each job runs :mod:`tasks.cluster_check.probe` inside its image with
-what to check in ``$SKILLFLOW_CLUSTER_PROBE`` and the profile's ``storage.cluster_env`` (names of
-credential files, never keys), and writes its rows to a result file the report reads back.
+on the profile's partition. Each job runs :mod:`tasks.cluster_check.probe` (``skillflow
+cluster-probe``) inside its image with what to check in ``$SKILLFLOW_CLUSTER_PROBE`` and the
+profile's ``storage.cluster_env`` (names of credential files, never keys), and writes its rows to a result file the report reads back.
 
 On a profile without a container runtime every image key runs on the node itself, so there is a
 single node job; the sandbox job then starts ``skillflow sandbox serve`` the way the native engine
@@ -30,7 +30,8 @@ SANDBOX_KEY = "sandbox"
 # An address outside the cluster that sandboxed code must not reach (besides the node itself).
 OUTSIDE = (("1.1.1.1", 443),)
 _SLUG = re.compile(r"[^A-Za-z0-9._-]+")
-PROBE_COMMAND = '"$SKILLFLOW_PYTHON" -m tasks.cluster_check.probe\n'
+# Through the CLI, not "$SKILLFLOW_PYTHON": that is the image's own interpreter, without skillflow.
+PROBE_COMMAND = '"$SKILLFLOW_CLI" cluster-probe\n'
 
 
 @dataclass(frozen=True)

@@ -188,8 +188,10 @@ def test_s3_check_refuses_keys_in_the_environment(monkeypatch):
 
 
 def test_broken_profile_probe_runs_as_a_job_would_and_fails_the_model_check(tmp_path):
-    """`python -m tasks.cluster_check.probe` with the config a profile whose model is missing
-    gives: the job succeeds, its result names the failed check and the fix."""
+    """The probe job's own command (`skillflow cluster-probe`, the CLI of this venv standing in for
+    the image's) with the config of a profile whose model is missing gives: the job succeeds, its
+    result names the failed check and the fix. The command names no interpreter: the profile's
+    `paths.python` is the image's own, which cannot import skillflow."""
     profile = load_profile("local")
     [node, _] = probes.plan_probes(profile, str(tmp_path / "out"))[0]
     cfg = json.loads(node.job["env"]["SKILLFLOW_CLUSTER_PROBE"])
@@ -200,8 +202,8 @@ def test_broken_profile_probe_runs_as_a_job_would_and_fails_the_model_check(tmp_
            "AWS_PROFILE": "none"}
     env.pop("AWS_ACCESS_KEY_ID", None)
     env.pop("AWS_SECRET_ACCESS_KEY", None)
-    proc = subprocess.run([sys.executable, "-m", "tasks.cluster_check.probe"], env=env, capture_output=True,
-                          text=True, timeout=120)
+    assert "SKILLFLOW_PYTHON" not in node.job["command"], node.job["command"]
+    proc = subprocess.run(["bash", "-c", node.job["command"]], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     rows = {r["check"]: r for r in json.loads(Path(cfg["result"]).read_text())["rows"]}
     assert rows["model 'smollm2'"]["status"] == FAIL
