@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,7 @@ def read_pins(path: Path) -> dict[str, str]:
 
 
 LOCK = read_pins(ROOT / "requirements.txt")
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
 def instructions(dockerfile: Path) -> list[tuple[str, str]]:
@@ -260,9 +262,57 @@ def test_cluster_image_requirements_use_the_lock_pins():
         if name in LOCK:
             assert LOCK[name] == version, f"{path.relative_to(ROOT)} pins {name}=={version}, lock {LOCK[name]}"
     # Cluster images never carry the Airflow side.
-    assert not {"apache-airflow", "mlflow", "boto3"} & set(runtime), path
+    assert not {"apache-airflow", "mlflow"} & set(runtime), path
     assert runtime["antlr4-python3-runtime"] == "4.11.0"   # docs/recipes/openmath.md §5.3: exactly this version
-    assert {"pyyaml", "sympy", "requests"} <= set(runtime)  # pyproject's direct dependencies
+    assert {canonical(d) for d in PYPROJECT["project"]["dependencies"]} <= set(runtime)
+
+
+# Modules of tasks/ that never run under the cluster image's skillflow CLI, with the third-party
+# packages that may be imported there for that reason. Everything else in tasks/ ships to the
+# cluster and runs in the venv docker/common/skillflow-runtime.txt builds.
+RUNS_ELSEWHERE = {
+    "tasks/sandbox/replay.py": ({"IPython"}, "model code's interpreter (docker/sandbox/requirements.txt)"),
+    "tasks/sft/gguf_convert.py": ({"gguf", "numpy", "torch", "transformers"}, "paths.train_python"),
+    "tasks/sft/average.py": ({"safetensors", "torch"}, "paths.train_python"),
+    "tasks/sft/local_train.py": ({"torch", "transformers"}, "paths.train_python"),
+    "tasks/comparison/plots.py": ({"matplotlib"}, "the Airflow worker (plots logged to MLflow)"),
+    "tasks/comparison/tracking.py": ({"mlflow"}, "the Airflow worker"),
+    "tasks/openmath/compare.py": ({"mlflow"}, "the Airflow worker (`skillflow compare` logs to MLflow)"),
+}
+
+
+def _third_party_imports(path: Path) -> set[str]:
+    """Top-level names of every absolute import in the file, at module level or inside a function."""
+    import ast
+
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return {n for n in names if n not in sys.stdlib_module_names and n not in ("tasks", "__future__")}
+
+
+def test_cluster_image_requirements_cover_every_import_of_the_cli():
+    """A package a cluster-side module imports, even lazily inside one handler, must be in the image:
+    the local profile's venv has everything, so only this check can catch a missing one (boto3 for
+    `skillflow checkpoint upload`, numpy for an APPS program that returns an array were missing)."""
+    from importlib.metadata import packages_distributions
+
+    runtime = read_pins(DOCKER / "common" / "skillflow-runtime.txt")
+    dists = packages_distributions()
+    missing = []
+    for path in sorted((ROOT / "tasks").rglob("*.py")):
+        rel = path.relative_to(ROOT).as_posix()
+        allowed = RUNS_ELSEWHERE.get(rel, (set(), ""))[0]
+        for name in sorted(_third_party_imports(path) - allowed):
+            provided = {canonical(d) for d in dists.get(name, [name])}
+            if not provided & set(runtime):
+                missing.append(f"{rel} imports {name} ({', '.join(sorted(provided))})")
+    assert not missing, "not in docker/common/skillflow-runtime.txt:\n" + "\n".join(missing)
+    for rel, (names, _) in RUNS_ELSEWHERE.items():
+        assert names & _third_party_imports(ROOT / rel), f"{rel}: RUNS_ELSEWHERE entry no longer needed"
 
 
 def test_sandbox_model_requirements_are_upstreams():
