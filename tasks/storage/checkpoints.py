@@ -97,16 +97,18 @@ def _stored(client, bucket: str, key: str) -> dict[str, Any] | None:
 
 
 def _with_retries(what: str, action: Callable[[], Any], retries: int, log: Callable[[str], None]) -> Any:
-    last: Exception | None = None
-    for attempt in range(retries):
-        try:
-            return action()
-        except Exception as exc:  # connection refused, 5xx, throttling: all worth a retry
-            last = exc
-            wait = min(2 ** attempt, 30)
-            log(f"{what}: attempt {attempt + 1}/{retries} failed ({exc}); retrying in {wait}s")
-            time.sleep(wait)
-    raise CheckpointStoreError(f"{what} failed after {retries} attempts: {last}")
+    """``action()``, tried ``retries`` times 1, 2, 4... s apart (at most 30): connection refused, 5xx
+    and throttling are all worth another try. Each failed try is logged with its wait."""
+    from tenacity import RetryError, Retrying, stop_after_attempt, wait_exponential
+
+    def announce(state) -> None:
+        log(f"{what}: attempt {state.attempt_number}/{retries} failed ({state.outcome.exception()}); "
+            f"retrying in {state.next_action.sleep:.0f}s")
+
+    try:
+        return Retrying(stop=stop_after_attempt(retries), wait=wait_exponential(max=30), before_sleep=announce)(action)
+    except RetryError as exc:
+        raise CheckpointStoreError(f"{what} failed after {retries} attempts: {exc.last_attempt.exception()}") from None
 
 
 def upload_folder(folder: str | Path, dest: str, *, client=None, retries: int = 5, concurrency: int = 4,
