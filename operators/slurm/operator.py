@@ -142,7 +142,7 @@ class SlurmJobOperator(BaseOperator):
             trigger=SlurmJobTrigger(ssh_conn_id=hook.ssh_conn_id, job_id=job_id,
                                     poll_interval=self.poll_interval or profile.poll_interval_s,
                                     accounting=profile.accounting,
-                                    log_path=resolved_log, stream_logs=self.stream_logs),
+                                    log_path=resolved_log, stream_logs=self.stream_logs, deferred_at=time.time()),
             method_name="execute_complete",
             timeout=self.wait_timeout,
         )

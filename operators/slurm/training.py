@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import time
 from typing import Any, Sequence
 
 from airflow.sdk.exceptions import AirflowFailException
@@ -125,7 +126,8 @@ class SlurmTrainingOperator(SlurmJobOperator):
                                     poll_interval=self.poll_interval or profile.poll_interval_s,
                                     accounting=profile.accounting, log_path=log_path, log_offset=log_offset,
                                     stream_logs=self.stream_logs,
-                                    wake_after_s=float(self.curves_every_s) if self.curves else None),
+                                    wake_after_s=float(self.curves_every_s) if self.curves else None,
+                                    deferred_at=time.time()),
             method_name="execute_complete",
             kwargs={"link": self._link, "earlier": earlier},
             timeout=self.wait_timeout,

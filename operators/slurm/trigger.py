@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any, AsyncIterator
 
 from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
@@ -15,8 +16,18 @@ from tasks.slurm.states import EventStatus, JobEvent, JobState, Outcome
 # the scheduler then takes that report for a change from outside and marks the task FAILED
 # (apache/airflow#67287, the queued variant of #66374). A Slurm job that ends that quickly is
 # common (a failed start, a cached result), so no event leaves the trigger before this many
-# seconds after it started.
+# seconds after the task deferred (``deferred_at``, stamped by the operator), or after the
+# trigger started when the operator did not say.
 SETTLE_S = 10.0
+
+
+def settle_delay(deferred_at: float | None, now: float) -> float:
+    """Seconds the trigger holds its first event: what is left of SETTLE_S since the deferral
+    (wall clock, since worker and triggerer are separate processes), never more than SETTLE_S
+    (a worker clock ahead of the triggerer's), nothing for a trigger resumed long after."""
+    if deferred_at is None:
+        return SETTLE_S
+    return min(SETTLE_S, max(0.0, deferred_at + SETTLE_S - now))
 
 
 async def _settle(loop: asyncio.AbstractEventLoop, settled_at: float) -> None:
@@ -40,7 +51,7 @@ class SlurmJobTrigger(BaseTrigger):
     def __init__(self, *, ssh_conn_id: str, job_id: str, poll_interval: float = 10.0,
                  accounting: str = "slurmdbd", log_path: str | None = None, log_offset: int = 0,
                  stream_logs: bool = True, max_disconnected_s: float = 1800.0, end_from_trigger: bool = False,
-                 wake_after_s: float | None = None):
+                 wake_after_s: float | None = None, deferred_at: float | None = None):
         super().__init__()
         self.ssh_conn_id = ssh_conn_id
         self.job_id = job_id if "{{" in str(job_id) else commands.check_job_id(job_id)
@@ -54,6 +65,8 @@ class SlurmJobTrigger(BaseTrigger):
         # worker (log training curves) and defer again; None = fire only at the end.
         self.wake_after_s = float(wake_after_s) if wake_after_s else None
         self.end_from_trigger = bool(end_from_trigger)
+        # When the task deferred (time.time() on the worker): see SETTLE_S.
+        self.deferred_at = float(deferred_at) if deferred_at is not None else None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -69,6 +82,7 @@ class SlurmJobTrigger(BaseTrigger):
                 "max_disconnected_s": self.max_disconnected_s,
                 "end_from_trigger": self.end_from_trigger,
                 "wake_after_s": self.wake_after_s,
+                "deferred_at": self.deferred_at,
             },
         )
 
@@ -89,7 +103,7 @@ class SlurmJobTrigger(BaseTrigger):
         last_state = None
         pending_text = b""
         loop = asyncio.get_running_loop()
-        settled_at = loop.time() + SETTLE_S
+        settled_at = loop.time() + settle_delay(self.deferred_at, time.time())
         wake_at = loop.time() + self.wake_after_s if self.wake_after_s else None
         latest: list[JobState] = []
         try:

@@ -13,16 +13,27 @@ from tasks.slurm.states import JobState
 def test_serialize_round_trip():
     trigger = SlurmJobTrigger(ssh_conn_id="slurm_local", job_id="123", poll_interval=3, accounting="jobcomp",
                               log_path="/w/logs/x-123.log", log_offset=17, stream_logs=False,
-                              max_disconnected_s=60, wake_after_s=300)
+                              max_disconnected_s=60, wake_after_s=300, deferred_at=1765000000.5)
     path, kwargs = trigger.serialize()
     assert path == "operators.slurm.trigger.SlurmJobTrigger"
     assert kwargs == {"ssh_conn_id": "slurm_local", "job_id": "123", "poll_interval": 3.0, "accounting": "jobcomp",
                       "log_path": "/w/logs/x-123.log", "log_offset": 17, "stream_logs": False,
                       "max_disconnected_s": 60.0, "end_from_trigger": False,
-                      "wake_after_s": 300.0}
+                      "wake_after_s": 300.0, "deferred_at": 1765000000.5}
     module, _, name = path.rpartition(".")
     again = getattr(importlib.import_module(module), name)(**kwargs)
     assert again.serialize() == (path, kwargs)
+
+
+def test_first_event_waits_out_what_is_left_of_the_settle_time_since_the_deferral():
+    """Airflow 3.3.2 fails a task whose trigger fires before the scheduler saw its worker exit
+    (operators/slurm/trigger.py SETTLE_S); the wait counts from the deferral, not the trigger's start."""
+    from operators.slurm.trigger import SETTLE_S, settle_delay
+
+    assert settle_delay(None, 1000.0) == SETTLE_S                      # no deferral time: the whole wait
+    assert settle_delay(1000.0, 1003.0) == SETTLE_S - 3                # picked up 3 s after the deferral
+    assert settle_delay(1000.0, 1000.0 + SETTLE_S + 60) == 0           # resumed by a restarted triggerer
+    assert settle_delay(1000.0 + 30, 1000.0) == SETTLE_S               # a worker clock ahead: capped
 
 
 def test_trigger_rejects_a_job_id_that_is_not_one():
