@@ -1,7 +1,7 @@
 """The text tables skillflow prints and stores, drawn by tabulate in the three layouts we use.
 
 Each layout is a tabulate ``TableFormat``, so column widths, padding and alignment come from
-tabulate; only the separators are ours. Every cell is text and left-aligned (numbers arrive
+tabulate (a header is padded by at least two spaces); only the separators are ours. Every cell is text and left-aligned (numbers arrive
 already formatted, e.g. ``"50.00"`` or ``"+0.0667"``, and must print as given).
 
 * ``PLAIN``: ``a | b``, no borders (the metrics summary, after NeMo-Skills' printout);

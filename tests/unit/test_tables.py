@@ -1,5 +1,5 @@
-"""tasks/tables.py: the three layouts print exactly as the tables did before tabulate drew them
-(the summary after NeMo-Skills' printout, the compare table, the Markdown artifacts)."""
+"""tasks/tables.py: the three layouts (the metrics summary, the compare table, the Markdown
+artifacts): separators, padding, and cells printed as given."""
 from __future__ import annotations
 
 from tasks.tables import MARKDOWN, PLAIN, RULED, markdown_cell, table
@@ -24,6 +24,11 @@ def test_markdown_is_a_padded_pipe_table():
                                              "| ----------- | ---- | ----- |\n"
                                              "| greedy      | 1319 | 12.50 |\n"
                                              "| majority@50 | 7    |       |")
+
+
+def test_a_header_wider_than_its_cells_gets_tabulates_two_spaces():
+    assert table(("evaluation_mode", "n"), [["greedy", "3"]], PLAIN) == ("evaluation_mode   | n\n"
+                                                                         "greedy            | 3")
 
 
 def test_cells_that_look_like_numbers_print_as_given():
