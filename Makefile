@@ -13,6 +13,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make demo   - install what is missing, start the local stack, run the demo DAG end to end"
 	@echo "make test   - unit tests, integration tests against the real local stack, the browser test of both UIs"
+	@echo "              (not the reliability suite: make faults; CI runs both)"
 	@echo "make up | down | status - the local stack (also: .venv/bin/skillflow stack ...)"
 	@echo "make bench  - every benchmark; writes docs/performance.md"
 	@echo "make faults - fault-injection, bad-input and security suite; writes docs/reliability.md"
@@ -100,14 +101,18 @@ status:
 demo: install
 	$(VENV)/bin/skillflow demo
 
+# `make test` leaves out the reliability suite (tests/faults) and the few cases marked `heavy`
+# (minutes of real walltime each): `make faults` runs those, and CI runs both (.ci/run).
+TEST_SCOPE := --ignore=tests/faults
+
 test: install
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(TEST_SCOPE) -m "not heavy" $(PYTEST_ARGS)
 
 test-unit: install
-	$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)
+	$(PY) -m pytest $(TEST_SCOPE) -m "not integration and not heavy" $(PYTEST_ARGS)
 
 test-integration: install
-	$(PY) -m pytest -m integration $(PYTEST_ARGS)
+	$(PY) -m pytest $(TEST_SCOPE) -m "integration and not heavy" $(PYTEST_ARGS)
 
 # The reliability suite (tests/faults) plus the tests elsewhere that its table cites, in one
 # session, so every row of docs/reliability.md comes from this run.

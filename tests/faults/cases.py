@@ -46,6 +46,13 @@ CATALOGUE: tuple[Case, ...] = (
     Case("Faults", "a training job that exits 0 without writing its progress",
          "the chain stops with an error naming where progress was looked for; no continuation is submitted",
          (I + "test_slurm_operator.py::test_training_job_that_exits_0_without_progress_is_not_resubmitted",)),
+    Case("Faults", "a job that runs past its time limit",
+         "Slurm ends it TIMEOUT and the task fails with SlurmJobTimeout naming the state; accounting agrees",
+         (I + "test_slurm_operator.py::test_time_limit_gives_timeout_outcome",)),
+    Case("Faults", "a training job that reaches its walltime",
+         "each job of the chain saves and stops by itself inside its walltime (COMPLETED, not TIMEOUT), and the "
+         "next job continues from that checkpoint",
+         (I + "test_openmath_sft.py::test_job_cut_at_its_time_limit_is_continued_from_its_checkpoint",)),
     Case("Bad input", "malformed jsonl line",
          "the error names the file and the 1-based line; nothing is written over the old output",
          (U + "test_grading_files.py::test_malformed_line_names_file_and_line_and_writes_nothing",

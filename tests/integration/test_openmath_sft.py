@@ -45,6 +45,7 @@ def base_hf(stack) -> str:
     return out
 
 
+@pytest.mark.heavy  # two two-minute jobs: run by `make faults` (tests/faults/cases.py), not `make test`
 def test_job_cut_at_its_time_limit_is_continued_from_its_checkpoint(stack, base_hf):
     """The save rule of every SFT job: a time limit inside the walltime, no signal. Each job of the
     chain saves and stops by itself before its two-minute walltime (at the end of the last step

@@ -65,6 +65,7 @@ def test_exit_3_names_exit_code_and_log_tail(stack):
         assert text in r["log"], (text, r["log"][-3000:])
 
 
+@pytest.mark.heavy  # about 80 s of real walltime: run by `make faults` (tests/faults/cases.py), not `make test`
 def test_time_limit_gives_timeout_outcome(stack):
     r = _run(stack, {"command": "sleep 300", "time": "00:00:01"})
     assert r["state"] == "failed"

@@ -61,17 +61,17 @@ def _ci_run(tmp_path, **env: str) -> tuple[subprocess.CompletedProcess, str]:
     bin_dir.mkdir(exist_ok=True)
     note = tmp_path / "make-called"
     fake = bin_dir / "make"
-    fake.write_text(f'#!/bin/sh\necho "$* CI=$CI" > {note}\n')
+    fake.write_text(f'#!/bin/sh\necho "$* CI=$CI" >> {note}\n')
     fake.chmod(0o755)
     base = {k: v for k, v in os.environ.items() if k not in ("CI", golden_files.UPDATE_ENV)}
     run = subprocess.run([str(ROOT / ".ci" / "run")], cwd=ROOT, capture_output=True, text=True, timeout=60,
                          env={**base, "PATH": f"{bin_dir}:{os.environ['PATH']}", **env})
-    return run, note.read_text().strip() if note.exists() else ""
+    return run, note.read_text().strip().replace("\n", "; ") if note.exists() else ""
 
 
-def test_ci_entry_point_runs_make_test_with_ci_set(tmp_path):
+def test_ci_entry_point_runs_make_test_then_the_reliability_suite_with_ci_set(tmp_path):
     run, made = _ci_run(tmp_path)
-    assert run.returncode == 0 and made == "test CI=true", (run.stderr, made)
+    assert run.returncode == 0 and made == "test CI=true; faults CI=true", (run.stderr, made)
 
 
 def test_ci_entry_point_refuses_the_update_variable_and_a_false_ci(tmp_path):
