@@ -1,6 +1,6 @@
 """openmath_datagen through the real scheduler, triggerer, Slurm, MLflow and S3 of the local stack.
 
-SmolLM2 labels the first 2 shipped gsm8k train problems: 2 masked-solution runs, then 2 runs of
+SmolLM2 labels the first shipped gsm8k train problem: 2 masked-solution runs, then 2 runs of
 gsm8k and gsm8k-masked each; the SFT data file must reach S3 with the logged checksum and the
 asset event must carry its URI.
 """
@@ -17,7 +17,7 @@ from tests.integration.airflow_api import client_for
 pytestmark = pytest.mark.integration
 
 DAG = "openmath_datagen"
-SMOKE = {"model": "smollm2", "engine": "native", "data": "shared-sample", "limit": 2,
+SMOKE = {"model": "smollm2", "engine": "native", "data": "shared-sample", "limit": 1,
          "configurations": ["gsm8k", "gsm8k-masked"], "num_runs": 2, "masked_runs": 2, "throttle": 2,
          "experiment": "selftest-openmath-datagen"}
 
@@ -47,8 +47,8 @@ def test_smoke_run_reports_coverage_and_publishes_sft_data(stack):
     for key in ("coverage.dataset.gsm8k", "coverage.config.gsm8k", "coverage.config.gsm8k-masked",
                 "questions.dataset.gsm8k", "mask.gsm8k.problems", "sft.output_entries"):
         assert key in metrics, sorted(metrics)
-    assert metrics["questions.dataset.gsm8k"] == 2
-    assert metrics["mask.gsm8k.problems"] == 2
+    assert metrics["questions.dataset.gsm8k"] == 1
+    assert metrics["mask.gsm8k.problems"] == 1
     assert 0.0 <= metrics["coverage.dataset.gsm8k"] <= 1.0
     assert run.data.tags["sft_data.uri"] == out["sft_data_uri"]
     assert sha256_of_object(out["sft_data_uri"], stack.env) == out["sft_data_sha256"]
@@ -59,9 +59,9 @@ def test_smoke_run_reports_coverage_and_publishes_sft_data(stack):
     for conf in ("gsm8k", "gsm8k-masked"):
         for seed in (0, 1):
             lines = (out_dir / "synthetic-solutions" / conf / f"output-rs{seed}.jsonl").read_text().splitlines()
-            assert len(lines) == 2 and all("is_correct" in json.loads(x) for x in lines)
+            assert len(lines) == 1 and all("is_correct" in json.loads(x) for x in lines)
     masked = (out_dir / "data" / "gsm8k-masked" / "train_full.jsonl").read_text().splitlines()
-    assert len(masked) == 2 and all("masked_reference_solution" in json.loads(x) for x in masked)
+    assert len(masked) == 1 and all("masked_reference_solution" in json.loads(x) for x in masked)
 
     events = api._request("GET", "/api/v2/assets/events?limit=50&order_by=-timestamp")["asset_events"]
     mine = [e for e in events if e.get("source_run_id") == run_id and e.get("source_dag_id") == DAG]
