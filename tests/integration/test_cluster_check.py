@@ -37,12 +37,12 @@ def broken_profile(folder: Path) -> Path:
     return path
 
 
-def no_python_profile(folder: Path) -> Path:
-    """The local profile pointing at a Python that is not there: no probe can start."""
+def no_cli_profile(folder: Path) -> Path:
+    """The local profile pointing at a skillflow CLI that is not there: no probe can start."""
     raw = yaml.safe_load((ROOT / "tasks" / "cluster_profiles" / "local.yaml").read_text())
-    raw["name"] = "local-no-python"
-    raw["paths"]["python"] = "${SKILLFLOW_VAR}/no-such-python"
-    path = folder / "local-no-python.yaml"
+    raw["name"] = "local-no-cli"
+    raw["paths"]["skillflow"] = "${SKILLFLOW_VAR}/no-such-skillflow"
+    path = folder / "local-no-cli.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
 
@@ -68,7 +68,7 @@ def test_local_profile_passes_and_a_broken_one_fails_the_checks_it_breaks(stack,
     # Both runs at once: the probes are tiny and the two profiles share the one Slurm node.
     good = api.trigger(DAG, {"profile": "local", "experiment": experiment})["dag_run_id"]
     bad = api.trigger(DAG, {"profile": str(broken_profile(tmp_path)), "experiment": experiment})["dag_run_id"]
-    dead = api.trigger(DAG, {"profile": str(no_python_profile(tmp_path)), "experiment": experiment})["dag_run_id"]
+    dead = api.trigger(DAG, {"profile": str(no_cli_profile(tmp_path)), "experiment": experiment})["dag_run_id"]
 
     final = api.wait_for_run(DAG, good, timeout=600)
     assert final["state"] == "success", api.task_instances(DAG, good)
@@ -102,5 +102,5 @@ def test_local_profile_passes_and_a_broken_one_fails_the_checks_it_breaks(stack,
     _, rows = table_of(mlc, experiment, dead)
     failed = [r for r in rows if r["status"] == "FAIL"]
     assert [r["check"] for r in failed] == ["probe job ran", "probe job ran"], json.dumps(rows, indent=1)
-    assert all("no-such-python" in r["detail"] and "container that cannot start" in r["fix"] for r in failed)
+    assert all("no-such-skillflow" in r["detail"] and "container that cannot start" in r["fix"] for r in failed)
     assert {r["check"] for r in rows if r["status"] == "PASS"} >= {"partition exists", "GPUs per node"}
