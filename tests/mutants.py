@@ -62,6 +62,18 @@ MUTANTS: tuple[Mutant, ...] = (
            "regression = expected > ci[1] and expected - observed > min_effect",
            "regression = expected > ci[1] or expected - observed > min_effect",
            ("tests/unit/test_regressions.py", "tests/unit/test_nightly.py")),
+    # Issue 23's bugs put back, one at a time: the tests written with each fix must catch it.
+    # (The third, a wait_timeout that leaves its job running, is caught only through the stack's
+    # own worker, which runs this checkout's code, not a mutant's: see the issue note.)
+    Mutant("published-missing-is-regression", "tasks/openmath/regressions.py",
+           "            verdict.not_evaluated.append(metric)\n            continue\n",
+           "            verdict.findings.append(Finding(metric, baseline, float(expected), float(\"nan\"), True,\n"
+           "                                            \"interval\", None))\n            continue\n",
+           ("tests/unit/test_nightly.py::test_released_model_evaluated_greedy_only_is_not_a_regression",
+            "tests/unit/test_regressions.py")),
+    Mutant("profile-default-local", "tasks/forms.py",
+           'return Field("profile", "", ', 'return Field("profile", "local", ',
+           ("tests/unit/test_dag_imports.py::test_every_dag_runs_on_the_deployments_profile_by_default",)),
     # The sandbox's guards.
     Mutant("no-memory-limit", "tasks/sandbox/worker.py",
            "resource.setrlimit(resource.RLIMIT_AS, (memory, memory))", "pass",
