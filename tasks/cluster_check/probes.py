@@ -3,7 +3,8 @@
 One job per distinct image (keys that name the same image share a job) and one for the sandbox,
 on the profile's partition. Each job runs :mod:`tasks.cluster_check.probe` (``skillflow
 cluster-probe``) inside its image with what to check in ``$SKILLFLOW_CLUSTER_PROBE`` and the
-profile's ``storage.cluster_env`` (names of credential files, never keys), and writes its rows to a result file the report reads back.
+profile's ``storage.cluster_env`` (names of credential files, never keys), and writes its rows to
+a result file the report reads back.
 
 On a profile without a container runtime every image key runs on the node itself, so there is a
 single node job; the sandbox job then starts ``skillflow sandbox serve`` the way the native engine
