@@ -23,22 +23,38 @@ MLFLOW_BUCKET = "mlflow"
 FAKE_GPUS = 2
 
 
-def load_secrets(layout: Layout) -> dict[str, str]:
-    path = layout.var / "secrets.json"
-    if path.exists():
-        return json.loads(path.read_text())
+def _new_secrets() -> dict[str, str]:
     from base64 import urlsafe_b64encode
 
-    values = {
+    return {
         "jwt_secret": secrets.token_urlsafe(32),
         "api_secret_key": secrets.token_urlsafe(32),
         "fernet_key": urlsafe_b64encode(os.urandom(32)).decode(),
         "admin_password": secrets.token_urlsafe(12),
+        # The team topology's (devtools/stack/team.py): database roles and its users' logins.
+        "postgres_password": secrets.token_urlsafe(16),
+        "airflow_db_password": secrets.token_urlsafe(16),
+        "mlflow_db_password": secrets.token_urlsafe(16),
+        "operator_password": secrets.token_urlsafe(12),
+        "viewer_password": secrets.token_urlsafe(12),
     }
+
+
+def load_secrets(layout: Layout) -> dict[str, str]:
+    """The stack's secrets, generated on first use; a file from an older checkout gains the keys
+    it lacks and keeps the ones it has (so logins and encrypted connections stay valid)."""
+    path = layout.var / "secrets.json"
+    have = json.loads(path.read_text()) if path.exists() else {}
+    fresh = _new_secrets()
+    if set(fresh) <= set(have):
+        return have
+    values = {**fresh, **have}
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         json.dump(values, fh)
+    os.replace(tmp, path)
     return values
 
 
@@ -91,10 +107,35 @@ def stack_env(layout: Layout) -> dict[str, str]:
         "SKILLFLOW_SANDBOX_URL": f"http://127.0.0.1:{p.sandbox}",
         "NO_PROXY": "127.0.0.1,localhost",
     }
+    env.update(_topology_env(layout, layout.topology()))
     gguf = smollm2_gguf(layout)
     if gguf:
         env["SKILLFLOW_SMOLLM2_GGUF"] = gguf
     return env
+
+
+def _topology_env(layout: Layout, topology: str) -> dict[str, str]:
+    """Airflow's database, executor and auth manager (and MLflow's store) for a topology."""
+    if topology == "team":
+        from devtools.stack import team
+
+        return team.team_env(layout)
+    if topology != "local":
+        raise ValueError(f"unknown topology '{topology}' in {layout.topology_file} (known: {', '.join(TOPOLOGIES)})")
+    return {
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{layout.airflow_home / 'airflow.db'}",
+        # Wait for SQLite's single write lock instead of failing after the driver's 5 s (see the module).
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "operators.local_sqlite.CONNECT_ARGS",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC": "operators.local_sqlite.CONNECT_ARGS",
+        "SKILLFLOW_MLFLOW_STORE": f"sqlite:///{layout.mlflow / 'mlflow.db'}",
+    }
+
+
+#: ``local``: one Airflow process of each kind on SQLite with the LocalExecutor, as `make demo` runs.
+#: ``team``: the processes of docker/compose.yaml (PostgreSQL, Redis, Celery workers, FAB roles).
+TOPOLOGIES = ("local", "team")
 
 
 def smollm2_gguf(layout: Layout) -> str | None:

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from devtools.stack import process
 from devtools.stack.config import stack_env, write_configs, write_env_file
 from devtools.stack.layout import Layout
-from devtools.stack.services import SERVICES, Context, Service, StackError, migrate_airflow_db, wait_healthy
+from devtools.stack.config import TOPOLOGIES
+from devtools.stack.services import Context, Service, StackError, migrate_airflow_db, services_of, wait_healthy
 
 
 @dataclass
@@ -64,9 +65,25 @@ class _StackLock:
         self.fh.close()
 
 
-def up(services: list[Service] | None = None, *, quiet: bool = False) -> list[Row]:
-    with _StackLock(Layout.discover()):
+def up(services: list[Service] | None = None, *, quiet: bool = False, topology: str | None = None) -> list[Row]:
+    """Start what is not healthy. ``topology`` (``local`` or ``team``) switches a stopped stack;
+    a running stack of the other topology is refused (take it down first)."""
+    layout = Layout.discover()
+    with _StackLock(layout):
+        if topology and topology != layout.topology():
+            _switch(layout, topology)
         return _up(services, quiet=quiet)
+
+
+def _switch(layout: Layout, topology: str) -> None:
+    if topology not in TOPOLOGIES:
+        raise StackError(f"unknown topology '{topology}' (known: {', '.join(TOPOLOGIES)})")
+    running = [r.service for r in status(context(layout)) if r.pid]
+    if running:
+        raise StackError(f"the stack runs as topology '{layout.topology()}' ({', '.join(running)}): "
+                         f"run `skillflow stack down` before `skillflow stack up --topology {topology}`")
+    layout.run.mkdir(parents=True, exist_ok=True)
+    layout.topology_file.write_text(topology + "\n")
 
 
 def _up(services: list[Service] | None, *, quiet: bool) -> list[Row]:
@@ -76,7 +93,7 @@ def _up(services: list[Service] | None, *, quiet: bool) -> list[Row]:
     ctx = context(ctx.layout)
     write_env_file(ctx.layout, {k: v for k, v in ctx.env.items() if k in stack_env(ctx.layout)})
     migrated = False
-    for svc in services or SERVICES:
+    for svc in services or services_of(ctx.layout.topology()):
         t0 = time.monotonic()
         ok, detail = svc.health(ctx) if process.pid_alive(ctx.layout.pidfile(svc.name)) else (False, "")
         if ok:
@@ -104,7 +121,7 @@ def down(services: list[Service] | None = None, *, quiet: bool = False) -> None:
 
 def _down(services: list[Service] | None, *, quiet: bool) -> None:
     ctx = context()
-    for svc in reversed(services or SERVICES):
+    for svc in reversed(services or services_of(ctx.layout.topology())):
         t0 = time.monotonic()
         word = process.stop(ctx.layout.pidfile(svc.name), group=svc.group)
         if not quiet:
@@ -114,7 +131,7 @@ def _down(services: list[Service] | None, *, quiet: bool) -> None:
 def status(ctx: Context | None = None) -> list[Row]:
     ctx = ctx or context()
     rows = []
-    for svc in SERVICES:
+    for svc in services_of(ctx.layout.topology()):
         pid = process.pid_alive(ctx.layout.pidfile(svc.name))
         ok, detail = svc.health(ctx) if pid else (False, "not running")
         rows.append(Row(svc.name, pid, svc.port(ctx.layout), ok, detail))

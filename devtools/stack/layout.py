@@ -32,6 +32,10 @@ class Ports:
     slurmd: int = 6818
     model: int = 8001
     sandbox: int = 6000
+    # The team topology's (devtools/stack/team.py); off Debian's defaults (5432, 6379) so that a
+    # packaged server started by apt on the same machine does not collide.
+    postgres: int = 5433
+    redis: int = 6380
 
     @classmethod
     def from_env(cls) -> "Ports":
@@ -91,6 +95,25 @@ class Layout:
     @property
     def cluster(self) -> Path:
         return self.var / "cluster"
+
+    @property
+    def postgres(self) -> Path:
+        return self.var / "postgres"
+
+    @property
+    def redis(self) -> Path:
+        return self.var / "redis"
+
+    @property
+    def topology_file(self) -> Path:
+        return self.run / "topology"
+
+    def topology(self) -> str:
+        """The topology the stack was last brought up as (``local`` until one is chosen)."""
+        try:
+            return self.topology_file.read_text().strip() or "local"
+        except FileNotFoundError:
+            return "local"
 
     @property
     def venv_bin(self) -> Path:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from devtools.stack import process
+from devtools.stack import process, team
 from devtools.stack.config import BUCKET, MLFLOW_BUCKET
 from devtools.stack.layout import Layout
 
@@ -142,9 +142,8 @@ def _s3_health(ctx: Context) -> tuple[bool, str]:
 # mlflow ---------------------------------------------------------------------------------
 def _mlflow_start(ctx: Context) -> None:
     env = dict(ctx.env, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
-    db = ctx.layout.mlflow / "mlflow.db"
     process.spawn([ctx.bin("mlflow"), "server", "--host", "127.0.0.1", "--port", str(ctx.layout.ports.mlflow),
-                   "--workers", "1", "--backend-store-uri", f"sqlite:///{db}",
+                   "--workers", "1", "--backend-store-uri", ctx.env["SKILLFLOW_MLFLOW_STORE"],
                    "--artifacts-destination", f"s3://{MLFLOW_BUCKET}"],
                   env=env, log=ctx.layout.logfile("mlflow"), pidfile=ctx.layout.pidfile("mlflow"))
 
@@ -185,34 +184,53 @@ def _airflow_component(component: str) -> Service:
 
 
 def migrate_airflow_db(ctx: Context) -> None:
-    """Create or upgrade Airflow's SQLite metadata database (idempotent, ~5 s)."""
+    """Create or upgrade Airflow's metadata database (idempotent, ~5 s); on the team topology also
+    FAB's tables, roles and the team's users."""
     out = _run([ctx.bin("airflow"), "db", "migrate"], ctx, timeout=300)
     if out.returncode != 0:
         log = ctx.layout.logfile("airflow-db-migrate")
         log.write_text(out.stdout + out.stderr)
         raise StackError(f"`airflow db migrate` failed (rc {out.returncode}); see {log}")
+    if ctx.layout.topology() == "team":
+        team.create_users(ctx)
 
 
-SERVICES: list[Service] = [
+_BASE: list[Service] = [
     Service("munge", lambda layout: None, _munge_start, _munge_health, group=False, start_timeout=10),
     Service("slurmctld", lambda layout: layout.ports.slurmctld, _slurmctld_start, _slurmctld_health, group=False,
             start_timeout=30),
     Service("slurmd", lambda layout: layout.ports.slurmd, _slurmd_start, _slurmd_health, group=False, start_timeout=30),
     Service("sshd", lambda layout: layout.ports.ssh, _sshd_start, _sshd_health, group=False, start_timeout=10),
     Service("s3", lambda layout: layout.ports.s3, _s3_start, _s3_health, start_timeout=30),
-    Service("mlflow", lambda layout: layout.ports.mlflow, _mlflow_start, _mlflow_health, start_timeout=120),
-    _airflow_component("api-server"),
-    _airflow_component("scheduler"),
-    _airflow_component("dag-processor"),
-    _airflow_component("triggerer"),
+]
+_MLFLOW = Service("mlflow", lambda layout: layout.ports.mlflow, _mlflow_start, _mlflow_health, start_timeout=120)
+_AIRFLOW = [_airflow_component(c) for c in ("api-server", "scheduler", "dag-processor", "triggerer")]
+
+#: The default topology: what `make demo` starts.
+SERVICES: list[Service] = [*_BASE, _MLFLOW, *_AIRFLOW]
+
+#: The team topology (devtools/stack/team.py): compose's processes, two Celery workers.
+TEAM_SERVICES: list[Service] = [
+    *_BASE,
+    Service("postgres", lambda layout: layout.ports.postgres, team.postgres_start, team.postgres_health,
+            start_timeout=90),
+    Service("redis", lambda layout: layout.ports.redis, team.redis_start, team.redis_health, start_timeout=20),
+    _MLFLOW,
+    *_AIRFLOW,
+    *[Service(f"celery-{name}", lambda layout: None, team.worker_start(name), team.worker_health(name),
+              start_timeout=120) for name in team.WORKERS],
 ]
 
 
+def services_of(topology: str) -> list[Service]:
+    return TEAM_SERVICES if topology == "team" else SERVICES
+
+
 def by_name(name: str) -> Service:
-    for svc in SERVICES:
+    for svc in [*SERVICES, *TEAM_SERVICES]:
         if svc.name == name:
             return svc
-    raise KeyError(f"unknown service '{name}' (known: {', '.join(s.name for s in SERVICES)})")
+    raise KeyError(f"unknown service '{name}' (known: {', '.join(s.name for s in TEAM_SERVICES)})")
 
 
 def wait_healthy(svc: Service, ctx: Context) -> tuple[bool, str]:

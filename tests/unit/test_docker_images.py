@@ -422,11 +422,54 @@ def test_compose_wires_the_team_deployment():
     assert conn["extra"]["no_host_key_check"] is False
     # MLflow: PostgreSQL backend and S3 artifacts.
     mlflow_cmd = " ".join(services["mlflow"]["command"])
-    assert "--backend-store-uri=postgresql://" in mlflow_cmd and "--artifacts-destination=s3://" in mlflow_cmd
+    assert "--backend-store-uri=postgresql+psycopg2://" in mlflow_cmd and "--artifacts-destination=s3://" in mlflow_cmd
     # The connection ids the example profile names exist.
     profile = yaml.safe_load((ROOT / "tasks" / "cluster_profiles" / "example-pyxis.yaml").read_text())
     for conn_id in (profile["ssh"]["conn_id"], profile["storage"]["aws_conn_id"], profile["storage"]["mlflow_conn_id"]):
         assert f"AIRFLOW_CONN_{conn_id.upper()}" in worker_env, conn_id
+
+
+def test_compose_airflow_settings_are_rendered_from_the_team_settings():
+    """docker/airflow/team-settings.yaml is the one source of the settings the team topology and
+    compose share: the committed block is exactly its rendering (`skillflow stack render-compose`)."""
+    from devtools.stack import team
+
+    text = (DOCKER / "compose.yaml").read_text()
+    assert team.render_compose(ROOT) == text, "docker/compose.yaml drifted: run `skillflow stack render-compose`"
+    settings = team.settings(ROOT)
+    compose = yaml.safe_load(text)
+    env = compose["x-airflow-common"]["environment"]
+    for key, value in settings["airflow"].items():
+        assert env[key] == team.fill(str(value), team.COMPOSE_ADDRESSES, keep_unknown=True), key
+    mlflow_uri = team.fill(settings["mlflow"]["backend_store_uri"], team.COMPOSE_ADDRESSES, keep_unknown=True)
+    assert f"--backend-store-uri={mlflow_uri}" in compose["services"]["mlflow"]["command"]
+    # compose's airflow-init creates the settings' users, each with its password from .env.
+    init_env = compose["services"]["airflow-init"]["environment"]
+    assert {f"AIRFLOW_{name.upper()}_PASSWORD" for name in settings["users"]} <= set(init_env)
+
+
+def test_a_drifted_compose_block_is_rewritten_and_a_missing_one_named(tmp_path):
+    from devtools.stack import team
+
+    text = (DOCKER / "compose.yaml").read_text()
+    drifted = text.replace("AIRFLOW__CORE__EXECUTOR: \"CeleryExecutor\"", "AIRFLOW__CORE__EXECUTOR: \"LocalExecutor\"")
+    assert drifted != text and team.render_compose(ROOT, drifted) == text
+    with pytest.raises(team.TeamSettingsError, match="generated block"):
+        team.render_compose(ROOT, text.replace(team.BEGIN, "# edited by hand"))
+
+
+def test_the_team_topology_fills_every_setting_locally(tmp_path):
+    """Every ${NAME} of the settings has a local value (an unknown one would reach Airflow as text)."""
+    from devtools.stack import team
+    from devtools.stack.layout import Layout, Ports
+
+    layout = Layout(root=ROOT, var=tmp_path, ports=Ports())
+    env = team.team_env(layout)
+    assert all("${" not in v for v in env.values()), env
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].endswith(f"@127.0.0.1:{layout.ports.postgres}/airflow")
+    assert env["AIRFLOW__CELERY__BROKER_URL"] == f"redis://127.0.0.1:{layout.ports.redis}/0"
+    with pytest.raises(team.TeamSettingsError, match=r"\$\{NOPE\}"):
+        team.fill("x${NOPE}", {}, where="here")
 
 
 def test_compose_variables_are_templated_not_committed():
