@@ -1,8 +1,9 @@
 """Extra links from task instances to the Slurm job log and to the DAG run's MLflow run.
 
 Airflow 3 computes a link when the task runs and stores it; the URL points at the skillflow
-plugin's endpoints (``plugins/skillflow_plugin.py``), which check the user's Airflow login and then
-show the log (read over SSH) or redirect to the MLflow run.
+plugin's endpoints (``plugins/skillflow_plugin.py``), which check the user's Airflow login (and for
+the log, access to the DAG's task logs) and then show the log (read over SSH) or redirect to the
+MLflow run.
 """
 from __future__ import annotations
 
@@ -33,14 +34,17 @@ class SlurmJobLogLink(BaseOperatorLink):
     def get_link(self, operator, *, ti_key) -> str:
         from airflow.sdk.execution_time.xcom import XCom
 
-        path = XCom.get_value(ti_key=ti_key, key="slurm_log")
-        if not path:
+        if not XCom.get_value(ti_key=ti_key, key="slurm_log"):
             return ""
-        # No profile in the link when the task used the deployment's: the endpoint then loads
-        # the API server's (the same $SKILLFLOW_PROFILE in a deployment).
+        # The link names the task instance; the endpoint checks the user's access to its DAG's task
+        # logs and reads the path it recorded. No profile in the link when the task used the
+        # deployment's: the endpoint then loads the API server's (the same $SKILLFLOW_PROFILE).
+        query = {"dag_id": ti_key.dag_id, "run_id": ti_key.run_id, "task_id": ti_key.task_id,
+                 "map_index": ti_key.map_index}
         profile = getattr(operator, "profile", None)
-        query = urllib.parse.urlencode({"profile": profile, "path": path} if profile else {"path": path})
-        return f"{_base()}{PREFIX}/slurm-log?{query}"
+        if profile:
+            query["profile"] = profile
+        return f"{_base()}{PREFIX}/slurm-log?{urllib.parse.urlencode(query)}"
 
 
 class TriggeredDagRunLink(BaseOperatorLink):

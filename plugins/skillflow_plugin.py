@@ -1,14 +1,17 @@
 """skillflow's Airflow UI plugin: task-instance links to Slurm job logs and MLflow runs.
 
-The endpoints require an Airflow login (the UI's session cookie or a bearer token). The log
-endpoint reads only ``.log`` files under the cluster profile's work folder, checked on the file it
-opens (so a symlink cannot lead out), and accepts only the deployment's or a built-in profile, so a
-link cannot be turned into a way to read arbitrary files on the cluster or the API server.
+The endpoints require an Airflow login (the UI's session cookie or a bearer token). The log link
+names a task instance, not a file: the endpoint asks Airflow's auth manager whether the user may
+read that DAG's task logs (the same check as Airflow's own log view, so a role without "Task Logs"
+sees the link but not the log), then reads the log path the task recorded (its ``slurm_log`` XCom).
+It still shows only ``.log`` files under the cluster profile's work folder, checked on the file it
+opens (so a symlink cannot lead out), and accepts only the deployment's or a built-in profile, so
+neither a link nor an edited XCom can read arbitrary files on the cluster or the API server.
 """
 from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
-from fastapi import FastAPI, HTTPException, Query
+from fastapi import Depends, FastAPI, HTTPException, Query
 from fastapi.responses import PlainTextResponse, RedirectResponse
 
 from operators.links import MLflowRunLink, SlurmJobLogLink
@@ -44,18 +47,55 @@ def served_profile(ref: str):
         raise HTTPException(404, str(exc)) from None
 
 
-@app.get("/slurm-log", response_class=PlainTextResponse)
-def slurm_log(user: GetUser, path: str = Query(...), profile: str = Query(""),
+def _task_logs_access():
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
+    from airflow.api_fastapi.core_api.security import requires_access_dag
+
+    # dag_id comes from the query string (requires_access_dag reads path or query).
+    return Depends(requires_access_dag("GET", DagAccessEntity.TASK_LOGS))
+
+
+def _session_dep():
+    from airflow.api_fastapi.common.db.common import SessionDep
+
+    return SessionDep
+
+
+Session = _session_dep()
+
+
+def recorded_log_path(session, dag_id: str, run_id: str, task_id: str, map_index: int) -> str:
+    """The job log path the task instance recorded when it submitted its job."""
+    from airflow.models.xcom import XComModel
+
+    query = XComModel.get_many(key="slurm_log", dag_ids=dag_id, run_id=run_id, task_ids=task_id,
+                               map_indexes=map_index)
+    row = session.execute(query.with_only_columns(XComModel.value).limit(1)).first()
+    path = XComModel.deserialize_value(row) if row else None
+    if not isinstance(path, str) or not path:
+        raise HTTPException(404, f"task {dag_id}/{run_id}/{task_id}[{map_index}] recorded no Slurm job log (yet)")
+    return path
+
+
+def checked_log_path(prof, path: str) -> str:
+    """``path`` if its name is a ``.log`` under the profile's work folder; what the name leads to
+    (symlinks) is checked on the cluster, on the file actually opened."""
+    root = prof.workdir.rstrip("/") + "/"
+    if not path.startswith(root) or ".." in path.split("/") or not path.endswith(".log"):
+        raise HTTPException(403, f"only .log files under {root} can be shown")
+    return path
+
+
+@app.get("/slurm-log", response_class=PlainTextResponse, dependencies=[_task_logs_access()])
+def slurm_log(session: Session, dag_id: str = Query(...), run_id: str = Query(...), task_id: str = Query(...),
+              map_index: int = Query(-1), profile: str = Query(""),
               lines: int = Query(500, ge=1, le=20000)) -> str:
     from operators.slurm.hook import SlurmHook
     from tasks.slurm.commands import OUTSIDE_RC, contained_tail_command
 
     prof = served_profile(profile)
+    path = checked_log_path(prof, recorded_log_path(session, dag_id, run_id, task_id, map_index))
     root = prof.workdir.rstrip("/") + "/"
-    if not path.startswith(root) or ".." in path.split("/") or not path.endswith(".log"):
-        raise HTTPException(403, f"only .log files under {root} can be shown")
-    # The text checks above see the name only; what the name leads to (symlinks) is checked on the
-    # cluster, on the file actually opened.
     rc, out, _ = SlurmHook(prof.ssh_conn_id, accounting=prof.accounting).run(
         contained_tail_command(path, root, lines), check=False)
     if rc == OUTSIDE_RC:
