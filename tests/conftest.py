@@ -28,17 +28,26 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+#: The topology the integration tests run on: ``local`` (make test) or ``team`` (make test-team).
+TOPOLOGY = os.environ.get("SKILLFLOW_TEST_TOPOLOGY", "local")
+
+
 @pytest.fixture(scope="session")
 def stack():
-    """The running local stack; yields its Context (layout + environment)."""
+    """The running local stack of this session's topology; yields its Context (layout + environment)."""
     from devtools.stack import control
+    from devtools.stack.layout import Layout
 
     rows = control.status()
+    if Layout.discover().topology() != TOPOLOGY and any(r.pid for r in rows):
+        # A stack of the other topology shares the ports and the data folder: it has to go first.
+        control.down(quiet=True)
+        rows = control.status()
     # Stop the stack at the end only if this session found nothing of it running: a stack that
     # someone else started (make demo, another test session) is theirs to stop.
     started = not any(r.pid for r in rows)
-    if not all(r.healthy for r in rows):
-        control.up(quiet=True)
+    if not all(r.healthy for r in rows) or Layout.discover().topology() != TOPOLOGY:
+        control.up(quiet=True, topology=TOPOLOGY)
     ctx = control.context()
     saved = dict(os.environ)
     os.environ.update({k: v for k, v in ctx.env.items() if k != "PATH"})
@@ -54,7 +63,7 @@ def stack():
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if "/integration/" in str(item.fspath) or "/faults/" in str(item.fspath):
+        if any(part in str(item.fspath) for part in ("/integration/", "/faults/", "/team/")):
             item.add_marker(pytest.mark.integration)
 
 
