@@ -8,15 +8,16 @@ PIP := $(PY) -m pip
 APT_PACKAGES := openssh-server openssh-client slurm-wlm munge nodejs npm util-linux procps chromium postgresql redis-server
 PYTEST_ARGS ?=
 
-.PHONY: help images deps venv node model train-env sandbox-env install up down status demo test test-unit test-integration faults bench lock clean-var
+.PHONY: help images deps venv node model train-env sandbox-env install up down status demo test test-unit test-integration test-team faults bench lock clean-var
 
 help:
 	@echo "make demo   - install what is missing, start the local stack, run the demo DAG end to end"
 	@echo "make test   - unit tests, integration tests against the real local stack, the browser test of both UIs"
-	@echo "              (not the reliability suite: make faults; CI runs both)"
+	@echo "              (not the reliability suite: make faults; nor the team topology: make test-team; CI runs all three)"
 	@echo "make up | down | status - the local stack (also: .venv/bin/skillflow stack ...)"
 	@echo "make bench  - every benchmark; writes docs/performance.md"
 	@echo "make faults - fault-injection, bad-input and security suite; writes docs/reliability.md"
+	@echo "make test-team - the team topology (PostgreSQL, Redis, two Celery workers, roles) and its tests"
 
 # System packages: Slurm, munge, sshd, Node (for the S3 server) and Chromium (the browser tests).
 # Only what is missing.
@@ -103,7 +104,7 @@ demo: install
 
 # `make test` leaves out the reliability suite (tests/faults) and the few cases marked `heavy`
 # (minutes of real walltime each): `make faults` runs those, and CI runs both (.ci/run).
-TEST_SCOPE := --ignore=tests/faults
+TEST_SCOPE := --ignore=tests/faults --ignore=tests/team
 
 test: install
 	$(PY) -m pytest $(TEST_SCOPE) -m "not heavy" $(PYTEST_ARGS)
@@ -113,6 +114,14 @@ test-unit: install
 
 test-integration: install
 	$(PY) -m pytest $(TEST_SCOPE) -m "integration and not heavy" $(PYTEST_ARGS)
+
+# The team topology (`skillflow stack up --topology team`: PostgreSQL, Redis, two Celery workers,
+# FAB roles): its own tests (tests/team: roles through REST and in Chromium, the tasks' spread over
+# the workers, a worker killed mid-run) and the end-to-end tests of openmath_eval and openmath_nightly.
+TEAM_TESTS := tests/team tests/integration/test_openmath_eval.py tests/integration/test_openmath_nightly.py
+
+test-team: install
+	SKILLFLOW_TEST_TOPOLOGY=team $(PY) -m pytest $(TEAM_TESTS) -m "not heavy" $(PYTEST_ARGS)
 
 # The reliability suite (tests/faults) plus the tests elsewhere that its table cites, in one
 # session, so every row of docs/reliability.md comes from this run.
