@@ -12,8 +12,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="local (default): SQLite, LocalExecutor; team: PostgreSQL, Redis, two Celery "
                          "workers and FAB roles, as docker/compose.yaml (switching needs `stack down` first)")
     up.set_defaults(handler=_up)
-    render = actions.add_parser("render-compose",
-                                help="rewrite docker/compose.yaml's generated block from docker/airflow/team-settings.yaml")
+    render = actions.add_parser(
+        "render-compose", help="rewrite docker/compose.yaml's generated block from docker/airflow/team-settings.yaml")
     render.set_defaults(handler=_render_compose)
     down = actions.add_parser("down", help="stop every service (data in var/ is kept)")
     down.set_defaults(handler=_down)
