@@ -234,6 +234,26 @@ def test_airflow_image_matches_the_lock():
     assert not excluded & {"apache-airflow", "apache-airflow-core", "mlflow", "mlflow-skinny"}
 
 
+def test_airflow_image_settings_are_the_repositorys_airflow_cfg():
+    """The image's AIRFLOW__* defaults restate airflow.cfg, which the local stack (both topologies)
+    reads: each must say what the file says, so the image, compose and the team topology agree.
+    Only the folders differ (the image's are its own paths)."""
+    import configparser
+
+    cfg = configparser.ConfigParser(interpolation=None)
+    cfg.read(ROOT / "airflow.cfg")
+    text = " ".join(rest for _, rest in final_stage(DOCKER / "airflow" / "Dockerfile"))
+    env = dict(re.findall(r"AIRFLOW__([A-Z_]+?__[A-Z_]+)=(\"[^\"]*\"|\S+)", text))
+    assert env, "no AIRFLOW__ settings found in docker/airflow/Dockerfile"
+    own_paths = {"CORE__DAGS_FOLDER", "CORE__PLUGINS_FOLDER"}
+    for key, value in env.items():
+        if key in own_paths:
+            continue
+        section, option = (part.lower() for part in key.split("__"))
+        assert cfg.has_option(section, option), f"the image sets [{section}] {option}, airflow.cfg does not"
+        assert value.strip('"').lower() == cfg.get(section, option).lower(), (key, value, cfg.get(section, option))
+
+
 def test_lock_minus_image_installs_only_the_difference():
     spec = importlib.util.spec_from_file_location("lock_minus_image", DOCKER / "airflow" / "lock_minus_image.py")
     mod = importlib.util.module_from_spec(spec)
