@@ -126,45 +126,21 @@ def _as_postgres(cmd: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *cmd]
 
 
-def _reachable_by_postgres(path: Path) -> bool:
-    return subprocess.run(_as_postgres(["test", "-x", str(path), "-a", "-w", str(path)]),
-                          capture_output=True, timeout=30).returncode == 0
-
-
-def postgres_home(layout: Layout) -> Path:
-    """Where the server keeps its data and sockets: ``var/postgres``, unless the checkout lies
-    under a folder the ``postgres`` user cannot enter (a clone in root's 0700 home); then a folder
-    of this ``var`` under Debian's /var/lib/postgresql, which ``var/postgres/home`` names."""
-    layout.postgres.mkdir(parents=True, exist_ok=True)
-    shutil.chown(layout.postgres, "postgres", "postgres")
-    if _reachable_by_postgres(layout.postgres):
-        return layout.postgres
-    import hashlib
-
-    home = Path("/var/lib/postgresql/skillflow") / hashlib.sha256(str(layout.var).encode()).hexdigest()[:16]
-    (layout.postgres / "home").write_text(f"{home}\n")
-    return home
-
-
 def postgres_start(ctx) -> None:
     from devtools.stack.config import load_secrets
     from devtools.stack.services import StackError
 
     layout = ctx.layout
-    home = postgres_home(layout)
-    data, sockets = home / "data", home / "sockets"
-    marker = layout.postgres / "initialized"
+    # The server runs as the postgres user, so var/ must be a folder others may enter; munged
+    # already demands as much of its socket's path (devtools/stack/config.py).
+    data, sockets = layout.postgres / "data", layout.postgres / "sockets"
     sec = load_secrets(layout)
-    if home != layout.postgres and not marker.exists() and home.exists():
-        # A data folder outside var/ that this var/ (reset since) did not make: its passwords are
-        # not this var's secrets.
-        shutil.rmtree(home)
-    for d in (home, sockets):
+    for d in (layout.postgres, sockets):
         d.mkdir(parents=True, exist_ok=True)
         shutil.chown(d, "postgres", "postgres")
     fresh = not (data / "PG_VERSION").exists()
     if fresh:
-        pwfile = home / "superuser.pw"
+        pwfile = layout.postgres / "superuser.pw"
         pwfile.write_text(sec["postgres_password"] + "\n")
         shutil.chown(pwfile, "postgres", "postgres")
         pwfile.chmod(0o600)
@@ -184,7 +160,6 @@ def postgres_start(ctx) -> None:
         raise StackError(f"PostgreSQL did not accept connections; see {log}")
     if fresh:
         _create_databases(ctx, sec)
-        marker.write_text("databases airflow and mlflow created\n")
 
 
 def _create_databases(ctx, sec: dict[str, str]) -> None:

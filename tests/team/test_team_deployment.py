@@ -250,37 +250,3 @@ def test_roles_in_the_browser(team_stack, demo_run):
                 steps.keep_failure(page, step.replace(" ", "-"))
                 raise
 
-
-def test_postgres_keeps_its_data_where_it_can_enter(team_stack, tmp_path):
-    """A checkout under a folder the postgres user cannot enter (a clone in root's 0700 home) gets
-    its data folder under /var/lib/postgresql instead; a reset var/ gets a fresh one there."""
-    import os
-    import shutil
-    from pathlib import Path
-
-    from devtools.stack import process
-    from devtools.stack.layout import Layout, Ports
-    from devtools.stack.services import Context
-
-    closed = tmp_path / "closed"
-    closed.mkdir(mode=0o700)
-    layout = Layout(root=team_stack.layout.root, var=closed / "var",
-                    ports=Ports(postgres=team_stack.layout.ports.postgres + 77))
-    ctx = Context(layout, dict(team_stack.env))
-    homes = []
-    try:
-        for _ in range(2):
-            layout.make_dirs()
-            team.postgres_start(ctx)
-            assert team.postgres_health(ctx)[0]
-            homes.append(team.postgres_home(layout))
-            process.stop(layout.pidfile("postgres"), group=True)
-            shutil.rmtree(layout.var)  # the second start meets the data of a var/ that is gone
-    finally:
-        if layout.pidfile("postgres").exists():
-            process.stop(layout.pidfile("postgres"), group=True)
-        for home in set(homes):
-            shutil.rmtree(home, ignore_errors=True)
-    assert homes[0] == homes[1] and str(homes[0]).startswith("/var/lib/postgresql/skillflow/"), homes
-    assert os.stat(closed).st_mode & 0o777 == 0o700
-    assert not any(Path(h).exists() for h in homes)
