@@ -57,7 +57,7 @@ def test_the_deployments_profile_file_is_served(wide_profile, monkeypatch):
         with pytest.raises(HTTPException) as refused:
             checked_log_path(prof, "/etc/passwd")
         assert refused.value.status_code == 403 and "only .log files under /" in refused.value.detail
-        assert checked_log_path(prof, "/work/job-1.log") == "/work/job-1.log"
+        assert checked_log_path(prof, "/srv/jobs/job-1.log") == "/srv/jobs/job-1.log"
 
 
 def test_the_log_endpoint_asks_for_the_dags_task_log_access():
