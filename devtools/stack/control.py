@@ -11,9 +11,8 @@ import time
 from dataclasses import dataclass
 
 from devtools.stack import process
-from devtools.stack.config import stack_env, write_configs, write_env_file
+from devtools.stack.config import TOPOLOGIES, stack_env, write_configs, write_env_file
 from devtools.stack.layout import Layout
-from devtools.stack.config import TOPOLOGIES
 from devtools.stack.services import Context, Service, StackError, migrate_airflow_db, services_of, wait_healthy
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import yaml
 
 from devtools.stack import process
+from devtools.stack.config import load_secrets
 from devtools.stack.layout import Layout
 
 SETTINGS = Path("docker") / "airflow" / "team-settings.yaml"
@@ -60,8 +61,6 @@ def fill(text: str, values: dict[str, str], *, keep_unknown: bool = False, where
 
 # The local rendering ------------------------------------------------------------------------
 def local_values(layout: Layout) -> dict[str, str]:
-    from devtools.stack.config import load_secrets
-
     sec = load_secrets(layout)
     return {"POSTGRES_ADDRESS": f"127.0.0.1:{layout.ports.postgres}",
             "REDIS_ADDRESS": f"127.0.0.1:{layout.ports.redis}",
@@ -80,8 +79,6 @@ def team_env(layout: Layout) -> dict[str, str]:
 
 def user_passwords(layout: Layout) -> dict[str, tuple[str, str]]:
     """User name -> (FAB role, password) for the local topology."""
-    from devtools.stack.config import load_secrets
-
     sec = load_secrets(layout)
     return {name: (role, sec[f"{name}_password"]) for name, role in settings(layout.root)["users"].items()}
 
@@ -127,7 +124,6 @@ def _as_postgres(cmd: list[str]) -> list[str]:
 
 
 def postgres_start(ctx) -> None:
-    from devtools.stack.config import load_secrets
     from devtools.stack.services import StackError
 
     layout = ctx.layout
