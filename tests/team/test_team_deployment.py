@@ -52,11 +52,6 @@ def _get(url: str, client: AirflowClient | None) -> tuple[int, str]:
         return exc.code, exc.read().decode()
 
 
-def _task_instances(api, dag_id: str, run_id: str) -> list[dict]:
-    path = f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}/taskInstances?limit=500"
-    return api._request("GET", path)["task_instances"]
-
-
 def _slurm_job_ids(api, dag_id: str, run_id: str) -> list[str]:
     """The job id every Slurm task instance of the run recorded (one per task instance)."""
     path = (f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}/taskInstances/~/xcomEntries"
@@ -100,7 +95,7 @@ def test_eval_tasks_spread_over_both_workers_and_defer_to_the_triggerer(team_sta
     watched: dict[tuple[str, int], str] = {}
 
     def finished():
-        for ti in _task_instances(api, "openmath_eval", run_id):
+        for ti in api.task_instances("openmath_eval", run_id):
             job = ti.get("triggerer_job") or {}
             if ti["state"] == "deferred" and job:
                 watched[(ti["task_id"], ti["map_index"])] = f"{job['job_type']}@{job['hostname']}"
@@ -108,7 +103,7 @@ def test_eval_tasks_spread_over_both_workers_and_defer_to_the_triggerer(team_sta
         return run if run["state"] in ("success", "failed") else None
 
     final = wait_until(finished, 900, "the openmath_eval run to end", interval=1.0)
-    tis = _task_instances(api, "openmath_eval", run_id)
+    tis = api.task_instances("openmath_eval", run_id)
     assert final["state"] == "success", [(t["task_id"], t["state"]) for t in tis]
     ran = [t for t in tis if t["state"] == "success" and t["hostname"]]
     by_worker = {name: sorted(f"{t['task_id']}[{t['map_index']}]" for t in ran if t["hostname"] == name)
@@ -127,20 +122,21 @@ def test_eval_tasks_spread_over_both_workers_and_defer_to_the_triggerer(team_sta
 
 def test_a_worker_killed_mid_run_loses_nothing_and_submits_no_job_twice(team_stack):
     """SIGKILL the worker (and its task processes) while it runs a Slurm task's submission; the
-    other worker finishes the run. The lost task instance is failed by the scheduler once its heartbeat is
-    older than the settings' timeout and retried; a Slurm task's retry finds its job's record and
-    reconnects instead of submitting again."""
+    other worker finishes the run. The scheduler fails the lost task instance once its heartbeat
+    is older than the settings' timeout and retries it; a Slurm task's retry finds its job's record
+    and reconnects instead of submitting again."""
     faults = Faults(team_stack)
     api = client_for(team_stack)
     api.wait_for_dag("openmath_eval")
     first_job = _next_job_id(faults)
     run_id = api.trigger("openmath_eval", dict(SMOKE, experiment="selftest-team-kill"))["dag_run_id"]
     t0 = time.monotonic()
+    victim = None
     try:
         def slurm_task_on_a_worker():
             # The worker's part of a Slurm task (render, submit over SSH, defer) takes seconds: the
             # kill lands before or just after its job is submitted, the case a retry must not repeat.
-            return next((t for t in _task_instances(api, "openmath_eval", run_id)
+            return next((t for t in api.task_instances("openmath_eval", run_id)
                          if t["state"] == "running" and t["hostname"] in team.WORKERS
                          and t["task_id"] in SUBMITTING), None)
 
@@ -151,9 +147,9 @@ def test_a_worker_killed_mid_run_loses_nothing_and_submits_no_job_twice(team_sta
         killed_at = time.monotonic() - t0
         final = api.wait_for_run("openmath_eval", run_id, timeout=1200, interval=2.0)
     finally:
-        if not faults.healthy(victim if "victim" in locals() else WORKER_SERVICES[0]):
+        if victim and not faults.healthy(victim):
             faults.start(victim)
-    tis = _task_instances(api, "openmath_eval", run_id)
+    tis = api.task_instances("openmath_eval", run_id)
     assert final["state"] == "success", [(t["task_id"], t["map_index"], t["state"]) for t in tis]
     lost = next(t for t in tis if (t["task_id"], t["map_index"]) == (victim_ti["task_id"], victim_ti["map_index"]))
     assert lost["try_number"] == 2 and lost["hostname"] != victim_ti["hostname"], lost
