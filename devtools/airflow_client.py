@@ -11,13 +11,20 @@ import urllib.parse
 import urllib.request
 from typing import Any, Callable
 
+from operators.local_sqlite import CONNECT_ARGS as _SQLITE_CONNECT_ARGS
+
+#: Seconds one request may take. The local stack's API server may wait up to SQLite's lock timeout
+#: for the database before it answers (a fresh stack's dag-processor holds the lock while it
+#: serialises every DAG), so a client that gave up sooner would call a slow answer a dead server.
+REQUEST_TIMEOUT = _SQLITE_CONNECT_ARGS["timeout"] + 30.0
+
 
 class AirflowAPIError(RuntimeError):
     pass
 
 
 class AirflowClient:
-    def __init__(self, base_url: str, username: str, password: str, timeout: float = 30.0):
+    def __init__(self, base_url: str, username: str, password: str, timeout: float = REQUEST_TIMEOUT):
         self.base_url = base_url.rstrip("/")
         self.username = username
         self.password = password
