@@ -164,6 +164,49 @@ class _Collator:
         return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
 
+def _any_rank(flag: bool) -> bool:
+    """True when ``flag`` is true on any process (a gloo all-reduce); the flag itself on one process."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return flag
+    import torch
+
+    value = torch.tensor([1 if flag else 0])
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
+def _trainer_class():
+    """transformers' Trainer whose validation loss does not depend on the number of processes.
+
+    With several processes, transformers 5.23 normalises each validation batch's loss by the token
+    count of all processes' batches (``average_tokens_across_devices``), which weights examples by
+    their length; on one process it averages per-batch means. Validation here takes each batch's
+    own mean on any number of processes, so a two-node run reports the loss a one-node run does.
+    Training keeps the token count of the whole global batch, which is what makes the two runs'
+    gradients equal.
+    """
+    from transformers import Trainer
+
+    class SameLossOnAnyWorld(Trainer):
+        validating = False
+
+        def evaluation_loop(self, *args, **kwargs):
+            self.validating = True
+            try:
+                return super().evaluation_loop(*args, **kwargs)
+            finally:
+                self.validating = False
+
+        def _get_num_items_in_batch(self, batch_samples, device):
+            if self.validating:
+                return None
+            return super()._get_num_items_in_batch(batch_samples, device)
+
+    return SameLossOnAnyWorld
+
+
 def _callbacks(args, stop_reason: dict, started: float):
     from transformers import TrainerCallback
 
@@ -185,6 +228,9 @@ def _callbacks(args, stop_reason: dict, started: float):
                 stop_reason["why"] = f"max_time_s={args.max_time_s}"
             if not stop_reason.get("why") and args.deadline_epoch and now + step_s > args.deadline_epoch:
                 stop_reason["why"] = f"deadline (next step of ~{step_s:.0f} s would end past it)"
+            if _any_rank(bool(stop_reason.get("why"))) and not stop_reason.get("why"):
+                # Every rank must stop at the same step, or the others wait in the next all-reduce.
+                stop_reason["why"] = "another rank is stopping"
             if stop_reason.get("why"):
                 print(f"Stopping at step {state.global_step}: {stop_reason['why']}; saving a checkpoint", flush=True)
                 control.should_save = True
@@ -202,6 +248,8 @@ def _callbacks(args, stop_reason: dict, started: float):
         """
 
         def on_save(self, targs, state, control, **kw):
+            if not state.is_world_process_zero:  # one process prunes the shared folder
+                return control
             root = Path(targs.output_dir)
             losses = {int(e["step"]): float(e["eval_loss"]) for e in state.log_history if "eval_loss" in e}
             ckpts = complete_checkpoints(root)
@@ -226,13 +274,25 @@ def _callbacks(args, stop_reason: dict, started: float):
     return [StopAndSave(), KeepTopK()]
 
 
+def world() -> tuple[int, int]:
+    """(this process's rank, number of processes): torchrun's variables, or one process.
+
+    Every skillflow job exports the Slurm task's ranks (for launchers); only ``WORLD_SIZE``, which
+    torchrun sets, means peers exist. Without it the rank variables are dropped, since they would
+    make transformers start torch.distributed and wait for peers that never come.
+    """
+    size = int(os.environ.get("WORLD_SIZE") or 1)
+    if size <= 1:
+        for name in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "NODE_RANK", "GLOBAL_RANK"):
+            os.environ.pop(name, None)
+        return 0, 1
+    return int(os.environ["RANK"]), size
+
+
 def train(args) -> dict:
-    # One process on one node: the rank variables every skillflow job exports (for multi-node
-    # launchers) would make transformers start torch.distributed and wait for peers.
-    for name in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "NODE_RANK", "GLOBAL_RANK"):
-        os.environ.pop(name, None)
+    rank, size = world()
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments
 
     started = time.monotonic()
     stop_reason: dict = {}
@@ -273,7 +333,13 @@ def train(args) -> dict:
             raise ValueError(f"{args.train_data}: {len(train_set)} examples leave none for training after holding "
                              f"out {args.holdout} for validation")
         train_set, val_set = train_set[:-args.holdout], train_set[-args.holdout:]
-    accum = args.global_batch_size // args.micro_batch_size
+    if args.global_batch_size % (args.micro_batch_size * size):
+        raise ValueError(f"--global-batch-size {args.global_batch_size} is not a multiple of --micro-batch-size "
+                         f"x processes ({args.micro_batch_size} x {size})")
+    # Data-parallel: each process takes micro-batches in turn from one shared order (accelerate
+    # shards the batches of the seeded sampler), so a step sees the same global batch on any number
+    # of processes and accumulates fewer micro-batches each.
+    accum = args.global_batch_size // (args.micro_batch_size * size)
     # drop_last, as the config: only whole global batches make a step.
     steps_per_epoch = len(train_set) // args.global_batch_size
     if steps_per_epoch == 0:
@@ -290,12 +356,17 @@ def train(args) -> dict:
         max_grad_norm=1.0, eval_strategy="steps", eval_steps=args.val_check_interval,
         save_strategy="steps", save_steps=args.val_check_interval, logging_steps=1, logging_first_step=True,
         report_to=["tensorboard"], dataloader_drop_last=True, disable_tqdm=True, remove_unused_columns=False,
+        # torch.distributed on CPUs: gloo, over the interface GLOO_SOCKET_IFNAME names (the profile's env).
+        ddp_backend="gloo" if size > 1 else None,
     )
     # processing_class: every checkpoint carries the tokenizer, so each is a usable HF folder.
-    trainer = Trainer(model=model, args=targs, train_dataset=train_set, eval_dataset=val_set,
+    trainer = _trainer_class()(model=model, args=targs, train_dataset=train_set, eval_dataset=val_set,
                       data_collator=_Collator(pad_id), processing_class=tokenizer, callbacks=_callbacks(args, stop_reason, started))
     resume = complete_checkpoints(ckpt_dir)
     resume_from = str(resume[-1][1]) if resume else None
+    node = os.environ.get("SLURMD_NODENAME") or os.uname().nodename
+    print(f"rank {rank} of {size} on node {node}: micro-batch {args.micro_batch_size} x {accum} accumulated x "
+          f"{size} processes = global batch {args.global_batch_size}", flush=True)
     print(f"examples: train {len(train_set)}, validation {len(val_set)}; steps per epoch {steps_per_epoch}, "
           f"max_steps {max_steps}; " + (f"resuming from {resume_from}" if resume_from else "starting from the base model"),
           flush=True)
@@ -304,6 +375,8 @@ def train(args) -> dict:
     else:
         trainer.train(resume_from_checkpoint=resume_from)
         step = trainer.state.global_step
+    if rank != 0:  # the status file is rank 0's to write
+        return {"global_step": step, "rank": rank}
     history = []
     try:
         history = list(json.loads((out / STATUS).read_text()).get("history") or [])
