@@ -21,7 +21,7 @@ SECTIONS: dict[str, set[str]] = {
     "name": set(),
     "description": set(),
     "ssh": {"conn_id"},
-    "slurm": {"partition", "account", "max_time", "default_time", "gpus_per_node", "cpus_per_node",
+    "slurm": {"partition", "multi_node_partition", "account", "max_time", "default_time", "gpus_per_node", "cpus_per_node",
               "poll_interval_s", "accounting", "extra_sbatch_args"},
     "container": {"runtime", "images", "mounts"},
     "paths": {"workdir", "python", "skillflow", "train_python"},
@@ -64,6 +64,8 @@ class ClusterProfile:
     models: dict[str, str] = field(default_factory=dict)
     # Python of the CPU training environment (torch + transformers) of profiles without GPU images.
     train_python: str | None = None
+    # Where jobs over more than one node go, when not to ``partition`` (None: the same partition).
+    multi_node_partition: str | None = None
     # Variables that point jobs which write to S3 at the cluster's own credentials (names and
     # paths only, never keys); exported only into those jobs.
     storage_env: dict[str, str] = field(default_factory=dict)
@@ -179,4 +181,5 @@ def parse_profile(raw: dict[str, Any], source: str) -> ClusterProfile:
         models={str(k): str(v) for k, v in models_raw.items()},
         train_python=paths.get("train_python"),
         storage_env={str(k): str(v) for k, v in (storage.get("cluster_env") or {}).items()},
+        multi_node_partition=slurm.get("multi_node_partition"),
     )

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from devtools.stack import process, team
+from devtools.stack import nodes, process, team
 from devtools.stack.config import BUCKET, MLFLOW_BUCKET
 from devtools.stack.layout import Layout
 
@@ -81,6 +81,8 @@ def _munge_health(ctx: Context) -> tuple[bool, str]:
 
 # slurm ----------------------------------------------------------------------------------
 def _slurmctld_start(ctx: Context) -> None:
+    # The controller listens on the host's end of the nodes' veth pair, so the pair comes first.
+    nodes.ensure_network()
     _run(["slurmctld", "-i", "-f", ctx.env["SLURM_CONF"]], ctx, check=True)
 
 
@@ -93,22 +95,27 @@ def _slurmctld_health(ctx: Context) -> tuple[bool, str]:
     return ok, "controller UP" if ok else (out.stdout + out.stderr).strip()[:80]
 
 
-def _slurmd_start(ctx: Context) -> None:
-    _run(["slurmd", "-N", "localhost", "-f", ctx.env["SLURM_CONF"]], ctx, check=True)
+def _slurmd(node: str) -> Service:
+    """The slurmd of one compute node; the second runs in its own namespaces (devtools/stack/nodes.py)."""
 
+    def start(ctx: Context) -> None:
+        _run(nodes.in_node(["slurmd", "-N", node, "-f", ctx.env["SLURM_CONF"]], node), ctx, check=True)
 
-def _slurmd_health(ctx: Context) -> tuple[bool, str]:
-    try:
-        out = _run(["sinfo", "-h", "-n", "localhost", "-o", "%T %G"], ctx, timeout=10)
-    except subprocess.TimeoutExpired:
-        return False, "sinfo timed out"
-    lines = out.stdout.split()
-    state = lines[0] if lines else "unknown"
-    if state.startswith(("drain", "inval", "down")) and process.pid_alive(ctx.layout.pidfile("slurmd")):
-        # A node drained by an earlier run (e.g. a killed slurmd) comes back with a resume.
-        _run(["scontrol", "update", "nodename=localhost", "state=resume"], ctx, timeout=10)
-    ok = state.rstrip("*").split("+")[0] in ("idle", "mixed", "allocated", "completing")
-    return ok, f"node {state} {' '.join(lines[1:2])}".strip()
+    def health(ctx: Context) -> tuple[bool, str]:
+        try:
+            out = _run(["sinfo", "-h", "-n", node, "-o", "%T %G"], ctx, timeout=10)
+        except subprocess.TimeoutExpired:
+            return False, "sinfo timed out"
+        lines = out.stdout.split()
+        state = lines[0] if lines else "unknown"
+        if state.startswith(("drain", "inval", "down")) and process.pid_alive(ctx.layout.pidfile(f"slurmd-{node}")):
+            # A node drained by an earlier run (e.g. a killed slurmd) comes back with a resume.
+            _run(["scontrol", "update", f"nodename={node}", "state=resume"], ctx, timeout=10)
+        ok = state.rstrip("*").split("+")[0] in ("idle", "mixed", "allocated", "completing")
+        return ok, f"node {state} {' '.join(lines[1:2])}".strip()
+
+    return Service(f"slurmd-{node}", lambda layout: layout.ports.slurmd, start, health, group=False,
+                   start_timeout=30)
 
 
 # sshd -----------------------------------------------------------------------------------
@@ -199,7 +206,7 @@ _BASE: list[Service] = [
     Service("munge", lambda layout: None, _munge_start, _munge_health, group=False, start_timeout=10),
     Service("slurmctld", lambda layout: layout.ports.slurmctld, _slurmctld_start, _slurmctld_health, group=False,
             start_timeout=30),
-    Service("slurmd", lambda layout: layout.ports.slurmd, _slurmd_start, _slurmd_health, group=False, start_timeout=30),
+    *[_slurmd(node) for node in nodes.NODES],
     Service("sshd", lambda layout: layout.ports.ssh, _sshd_start, _sshd_health, group=False, start_timeout=10),
     Service("s3", lambda layout: layout.ports.s3, _s3_start, _s3_health, start_timeout=30),
 ]

@@ -99,8 +99,21 @@ def _in_sequence(name: str, *jobs: RecipeJob) -> RecipeJob:
                      dirs=tuple(dict.fromkeys(d for job in jobs for d in job.dirs)), inputs=tuple(inputs))
 
 
+def local_train_params(hf_model: str, train_data: str, train_dir: str, walltime: str | None,
+                       nodes: int) -> LocalSftParams:
+    """The stand-in's training run (:data:`LOCAL_SFT` on OpenRLHF's chat format) over ``nodes`` nodes."""
+    hp = LOCAL_SFT
+    return LocalSftParams(
+        hf_model=hf_model, train_data=train_data, validation_data=None, holdout=hp["holdout"], output_dir=train_dir,
+        lr=hp["lr"], epochs=hp["epochs"], max_steps=hp["max_steps"], global_batch_size=hp["global_batch_size"],
+        micro_batch_size=hp["micro_batch_size"], max_seq_length=hp["max_seq_length"],
+        val_check_interval=hp["val_check_interval"], save_top_k=hp["save_top_k"],
+        checkpoint_margin_s=save_margin(walltime, 900),
+        input_key="question", output_key="response", apply_chat_template=True, nodes=nodes)
+
+
 def local_sft_jobs(model_gguf: str, train_data: str, out_dir: str, profile: ClusterProfile,
-                   time_limit: str | None) -> dict[str, Any]:
+                   time_limit: str | None, nodes: int = 1) -> dict[str, Any]:
     """The CPU stand-in for OpenRLHF SFT: ``convert`` (GGUF -> HF), ``train`` (OpenRLHF's chat
     format, :data:`LOCAL_SFT`), ``export`` (the final weights as the HF folder ``train/model``,
     which is uploaded, and as a GGUF for llama.cpp), with the paths the DAG needs."""
@@ -108,19 +121,14 @@ def local_sft_jobs(model_gguf: str, train_data: str, out_dir: str, profile: Clus
     train_dir = f"{out_dir}/train"
     walltime = time_limit or profile.max_time or profile.default_time
     hp = LOCAL_SFT
-    train = local_sft_job(LocalSftParams(
-        hf_model=hf_base, train_data=train_data, validation_data=None, holdout=hp["holdout"], output_dir=train_dir,
-        lr=hp["lr"], epochs=hp["epochs"], max_steps=hp["max_steps"], global_batch_size=hp["global_batch_size"],
-        micro_batch_size=hp["micro_batch_size"], max_seq_length=hp["max_seq_length"],
-        val_check_interval=hp["val_check_interval"], save_top_k=hp["save_top_k"],
-        checkpoint_margin_s=save_margin(walltime, 900),
-        input_key="question", output_key="response", apply_chat_template=True), profile, JobOptions(time=walltime))
+    train = local_sft_job(local_train_params(hf_base, train_data, train_dir, walltime, nodes), profile,
+                          JobOptions(time=walltime))
     gguf = hf_to_gguf_job(f"{train_dir}/model", model_gguf, f"{train_dir}/model-f16.gguf", profile)
     export = _in_sequence("apps-sft-export", local_average_job(train_dir, f"{train_dir}/model", profile), gguf)
     return {"convert": gguf_to_hf_job(model_gguf, hf_base, profile), "train": train, "export": export,
             "model": gguf.outputs[0], "progress": {"kind": "local", "status": train.outputs[0]},
             "tensorboard": f"{train_dir}/tensorboard",
-            "hyperparameters": {**hp, "train_time_limit": walltime}}
+            "hyperparameters": {**hp, "train_time_limit": walltime, "train_nodes": nodes}}
 
 
 def build_plan(req: AppsSftRequest, profile: ClusterProfile, out_dir: str, s3_prefix: str | None = None) -> dict[str, Any]:
@@ -202,7 +210,10 @@ def build_plan(req: AppsSftRequest, profile: ClusterProfile, out_dir: str, s3_pr
         progress: dict[str, Any] | None = None
         tensorboard = hyperparameters = None
         if cpu_sft:
-            cpu = local_sft_jobs(model, f"{data_dir}/train_sft.jsonl", out_dir, profile, req.time_limit)
+            # The stand-in trains data-parallel over num_nodes nodes as OpenRLHF would (one process per
+            # node: a CPU has no GPUs to count), with the same global batch on any number of nodes.
+            cpu = local_sft_jobs(model, f"{data_dir}/train_sft.jsonl", out_dir, profile, req.time_limit,
+                                 nodes=req.num_nodes)
             convert_job, train_job, export_job = cpu["convert"], cpu["train"], cpu["export"]
             progress, tensorboard, hyperparameters = cpu["progress"], cpu["tensorboard"], cpu["hyperparameters"]
             models["sft"] = cpu["model"]

@@ -84,6 +84,10 @@ class LocalSftParams:
     input_key: str = "input"
     output_key: str = "output"
     apply_chat_template: bool = False
+    # Data-parallel over this many nodes, one process each (torch.distributed over gloo); the global
+    # batch stays ``global_batch_size`` on any number of nodes.
+    nodes: int = 1
+    master_port: int = 29500
 
 
 def local_sft_job(params: LocalSftParams, profile: ClusterProfile, opts: JobOptions = JobOptions()) -> RecipeJob:
@@ -126,14 +130,34 @@ def local_sft_job(params: LocalSftParams, profile: ClusterProfile, opts: JobOpti
             deadline = f' --deadline-epoch "$(( $(date +%s) + {walltime - params.checkpoint_margin_s} ))"'
         if 0 < params.signal_lead_s < walltime:
             signal = f"TERM@{int(params.signal_lead_s)}"
-    command = (f"exec {q(_train_python(profile))} -m tasks.sft.local_train " + " ".join(q(a) for a in args)
-               + deadline + "\n")
-    spec = make_spec(opts, name=f"sft-{slug(basename(out))}", command=command, signal=signal)
+    nodes = positive("nodes", params.nodes)
+    if params.global_batch_size % (params.micro_batch_size * nodes):
+        raise RecipeError(f"global_batch_size={params.global_batch_size} must be a multiple of micro_batch_size x "
+                          f"nodes ({params.micro_batch_size} x {nodes})")
+    command = (f"exec {q(_train_python(profile))} {_launcher(nodes)}-m tasks.sft.local_train "
+               + " ".join(q(a) for a in args) + deadline + "\n")
+    spec = make_spec(opts, name=f"sft-{slug(basename(out))}", command=command, signal=signal, nodes=nodes,
+                     ntasks_per_node=1, master_port=params.master_port)
     inputs = [abs_path("hf_model", params.hf_model), abs_path("train_data", params.train_data)]
     if params.validation_data:
         inputs.append(abs_path("validation_data", params.validation_data))
     return RecipeJob(spec=spec, outputs=(f"{out}/status.json", f"{out}/checkpoints"), dirs=(out,),
                      inputs=tuple(inputs))
+
+
+def _launcher(nodes: int) -> str:
+    """torchrun's arguments for a run over ``nodes`` nodes (empty for one: a plain process).
+
+    Launched as the GPU job launches DeepSpeed: one launcher per node (one Slurm task each), told
+    the node count, its own node rank and the first node's address and port, all of which the
+    job script exports from the allocation (tasks/slurm/render.py). The flags are defined in
+    torch/distributed/run.py (torch 2.13); torchrun has no hostfile flag, so the count comes from
+    ``$NNODES``. DeepSpeed's launcher is not in the CPU training environment.
+    """
+    if nodes == 1:
+        return ""
+    return ('-m torch.distributed.run --nnodes "$NNODES" --node_rank "$NODE_RANK" --nproc_per_node 1 '
+            '--master_addr "$MASTER_ADDR" --master_port "$MASTER_PORT" ')
 
 
 def local_average_job(experiment_dir: str, out_dir: str, profile: ClusterProfile,

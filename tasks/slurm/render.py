@@ -81,7 +81,7 @@ def header_lines(spec: JobSpec, profile: ClusterProfile, workdir: str) -> list[s
     time = spec.time or profile.default_time
     if time:
         out.append(f"--time={time}")
-    partition = spec.partition or profile.partition
+    partition = spec.partition or (profile.multi_node_partition if spec.nodes > 1 else None) or profile.partition
     if partition:
         out.append(f"--partition={partition}")
     account = spec.account or profile.account
@@ -133,7 +133,12 @@ def render_sbatch(spec: JobSpec, profile: ClusterProfile) -> str:
     if spec.nodes > 1:
         gpus = spec.gpus_per_node or spec.ntasks_per_node
         lines += [
-            'export MASTER_ADDR="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)"',
+            # The first node's address as Slurm itself reaches it (NodeAddr), not its name: a node
+            # name need not resolve on the other nodes (it does not between the local stack's two).
+            'SKILLFLOW_FIRST_NODE="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)"',
+            'export MASTER_ADDR="$(scontrol show node "$SKILLFLOW_FIRST_NODE" '
+            '| sed -n \'s/.*NodeAddr=\\([^ ]*\\).*/\\1/p\' | head -n 1)"',
+            'export MASTER_ADDR="${MASTER_ADDR:-$SKILLFLOW_FIRST_NODE}"',
             f"export MASTER_PORT={spec.master_port}",
             'export NNODES="$SLURM_JOB_NUM_NODES"',
             f"export GPUS_PER_NODE={gpus}",

@@ -16,6 +16,7 @@ import urllib.parse
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
+from devtools.stack.nodes import FIRST_NODE
 from operators.slurm.errors import SlurmNodeFailure
 from operators.slurm.hook import SlurmHook
 from operators.slurm.operator import _safe
@@ -149,13 +150,13 @@ def test_slurmd_killed_gives_node_fail_and_a_retry(faults, measured):
     wait_until(mark.exists, 60, "the first try's job to start its work")
     t0 = time.monotonic()
     try:
-        faults.kill("slurmd")
-        faults.slurm("scontrol", "update", "nodename=localhost", "state=down", "reason=skillflow-fault-test")
+        faults.kill(f"slurmd-{FIRST_NODE}")
+        faults.slurm("scontrol", "update", f"nodename={FIRST_NODE}", "state=down", "reason=skillflow-fault-test")
         # Try 1 ends (the trigger sees NODE_FAIL, the worker raises) and Airflow schedules try 2.
         until_ti(lambda ti: ti["try_number"] == 2 or ti["state"] == "up_for_retry", "try 1 to fail and be retried")
         detected_s = time.monotonic() - t0
     finally:
-        back_s = faults.start("slurmd")
+        back_s = faults.start(f"slurmd-{FIRST_NODE}")
     r = ended_run(api, run_id, dag, "job", timeout=300)
     second = r["job_id"]
     assert r["state"] == "success" and r["ti"]["try_number"] == 2, r["ti"]

@@ -1,7 +1,9 @@
 """apps_sft through the real scheduler, triggerer, Slurm, MLflow and S3 of the local stack.
 
 One DAG run with ``train`` = true: the local profile's CPU stand-in for OpenRLHF trains SmolLM2 on
-the shipped training problems (a few real optimizer steps), uploads the final model with its
+the shipped training problems (a few real optimizer steps), data-parallel across the local
+cluster's two nodes as the seed's run spans two (then once more on one node, which must train the
+same model), uploads the final model with its
 manifest and registers it; llama.cpp (two CPU cores) samples 3 shipped MapCoder test problems
 twice each with a short token budget from the base and the SFT model, and the real evaluator runs
 the programs. The model is too small to solve them, so the test checks the plumbing and the
@@ -12,12 +14,24 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import subprocess
 import time
+import uuid
+from pathlib import Path
 
 import pytest
 
-from tests.markdown import markdown_rows
+from devtools.stack.nodes import FIRST_NODE, SECOND_NODE
+from operators.slurm.operator import SlurmJobOperator
+from tasks.apps.plan import LOCAL_SFT, local_train_params
+from tasks.plan import spec_dict
+from tasks.profiles import load_profile
+from tasks.sft.steps import local_sft_job
+from tasks.steps.base import JobOptions
 from tests.integration.airflow_api import client_for
+from tests.integration.slurm_driver import TaskInstanceStandIn, finish, submit
+from tests.markdown import markdown_rows
 
 pytestmark = pytest.mark.integration
 
@@ -126,3 +140,45 @@ def test_local_run_trains_on_the_cpu_registers_the_model_and_compares_it_with_th
     assert comparison.data.tags["skillflow.compare.run_b"] == sft.info.run_id
     assert "apps.total.pass_at_1.p_value" in comparison.data.metrics
     assert {f.path for f in mlc.list_artifacts(comparison.info.run_id, "plots")} == {"plots/accuracy_a_vs_b.png"}
+
+    # Trained across both nodes of the local cluster: one rank per node, in the training job's log.
+    train_dir = Path(tags["cluster_path"]).parent
+    train_log = Path(load_profile("local").workdir, "logs", f"sft-train-{job_ids['train']}.log").read_text()
+    ranks = sorted(set(re.findall(r"^rank (\d) of (\d) on node (\S+):", train_log, re.M)))
+    assert ranks == [("0", "2", FIRST_NODE), ("1", "2", SECOND_NODE)], train_log[-3000:]
+    assert sft.data.params["hp.train_nodes"] == "2"
+    _same_training_on_one_node(train_dir)
+
+
+def _same_training_on_one_node(two_node_dir: Path) -> None:
+    """The same run on one node (the same global batch, two micro-batches accumulated instead of
+    one per node) trains the same model: every step's loss, the validation loss and the weights."""
+    profile = load_profile("local")
+    out = two_node_dir.parent
+    one_dir = f"{profile.workdir}/test-one-node/{uuid.uuid4().hex[:8]}"
+    job = local_sft_job(local_train_params(f"{out}/base-hf", f"{out}/data/train_sft.jsonl", one_dir, "00:30:00", 1),
+                        profile, JobOptions(time="00:30:00"))
+    assert job.spec.nodes == 1 and "torch.distributed.run" not in job.spec.command
+    op = SlurmJobOperator(task_id="train_one_node", job=spec_dict(job.spec), profile="local", poll_interval=1.0,
+                          create_dirs=list(job.dirs))
+    ti = TaskInstanceStandIn(task_id="train_one_node")  # the operator driven directly (tests/integration/slurm_driver.py)
+    finish(op, ti, submit(op, ti), timeout=600)
+    step = LOCAL_SFT["max_steps"]
+    states = [json.loads(Path(d, "checkpoints", f"checkpoint-{step}", "trainer_state.json").read_text())
+              for d in (two_node_dir, one_dir)]
+    losses = [[(e["step"], e.get("loss"), e.get("eval_loss")) for e in st["log_history"]
+               if "loss" in e or "eval_loss" in e] for st in states]
+    print(f"two nodes: {losses[0]}\none node:  {losses[1]}")
+    assert [x[0] for x in losses[0]] == [x[0] for x in losses[1]] and len(losses[0]) == step + 1
+    for two, one in zip(*losses):
+        for a, b in zip(two[1:], one[1:]):
+            assert (a is None) == (b is None) and (a is None or a == pytest.approx(b, rel=1e-4)), (two, one)
+    # The weights are read by the training environment's torch (the test environment has none).
+    compare = ("import sys; from safetensors.torch import load_file; a, b = map(load_file, sys.argv[1:]); "
+               "assert a.keys() == b.keys(); print(max((a[k] - b[k]).abs().max().item() for k in a))")
+    diff = float(subprocess.run(
+        [profile.train_python, "-c", compare,
+         *(str(Path(d, "checkpoints", f"checkpoint-{step}", "model.safetensors")) for d in (two_node_dir, one_dir))],
+        capture_output=True, text=True, check=True, timeout=300).stdout)
+    print(f"largest weight difference after {step} steps: {diff:g}")
+    assert diff < 1e-5

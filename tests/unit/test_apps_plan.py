@@ -100,7 +100,11 @@ def test_local_profile_trains_smollm2_on_the_cpu_on_the_shipped_training_problem
     assert plan["train_progress"] == {"kind": "local", "status": f"{out}/train/status.json"}
     assert plan["train_tensorboard"] == f"{out}/train/tensorboard"
     assert plan["train_hyperparameters"] == {**LOCAL_SFT, "val_check_interval": 5, "save_top_k": 1,
-                                             "train_time_limit": "02:00:00"}
+                                             "train_time_limit": "02:00:00", "train_nodes": 2}
+    # The seed's two nodes, data-parallel through torchrun in the profile's multi-node partition.
+    assert train.nodes == 2 and train.ntasks_per_node == 1
+    assert ('-m torch.distributed.run --nnodes "$NNODES" --node_rank "$NODE_RANK" --nproc_per_node 1 '
+            '--master_addr "$MASTER_ADDR" --master_port "$MASTER_PORT" -m tasks.sft.local_train') in train.command
     export = plan["export"]["command"]
     assert export.index(f"average_topk {out}/train/checkpoints {out}/train/model") < export.index(
         f"hf-to-gguf {out}/train/model {gguf} {out}/train/model-f16.gguf") and " && " in export

@@ -24,16 +24,43 @@ def test_header_uses_spec_then_profile_values(pyxis: ClusterProfile) -> None:
     assert header.count("#SBATCH --exclusive") == 1 and "#SBATCH --mem=0" in header
 
 
-def test_multi_node_exports_rendezvous_and_hostfile(local: ClusterProfile) -> None:
+def _rendezvous(text: str, tmp_path, show_node: str) -> str:
+    """MASTER_ADDR as the script's own lines compute it, with an ``scontrol`` that answers as
+    Slurm does (a test double: no allocation exists in a unit test)."""
+    fake = tmp_path / "bin" / "scontrol"
+    fake.parent.mkdir(parents=True)
+    fake.write_text('#!/bin/bash\nif [ "$2" = hostnames ]; then printf "n7\\nn8\\n"; '
+                    f'else echo {subprocess.list2cmdline([show_node])}; fi\n')
+    fake.chmod(0o755)
+    block = [l for l in lines(text) if "SKILLFLOW_FIRST_NODE" in l]
+    script = "\n".join(block) + '\necho "$MASTER_ADDR"\n'
+    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True,
+                         env={"PATH": f"{fake.parent}:/usr/bin:/bin", "SLURM_JOB_NODELIST": "n[7-8]"})
+    return out.stdout.strip()
+
+
+def test_multi_node_exports_rendezvous_and_hostfile(local: ClusterProfile, tmp_path) -> None:
     text = render_sbatch(JobSpec(name="train", command="run", nodes=2, ntasks_per_node=1, gpus_per_node=4,
                                  master_port=9901), local)
-    assert 'export MASTER_ADDR="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)"' in text
+    # The first node's NodeAddr (names need not resolve between nodes), else its name.
+    assert _rendezvous(text, tmp_path, "NodeName=n7 Arch=x86_64 CoresPerSocket=2\n   NodeAddr=10.9.0.7 "
+                                       "NodeHostName=n7 Version=22.05.8") == "10.9.0.7"
+    assert _rendezvous(text, tmp_path / "b", "Node n7 not found") == "n7"
     assert "export MASTER_PORT=9901" in text and 'export NNODES="$SLURM_JOB_NUM_NODES"' in text
     assert "export GPUS_PER_NODE=4" in text
     assert 'export SKILLFLOW_HOSTFILE=/var/lib/skillflow/cluster/work/hostfile-"$SLURM_JOB_ID"' in text
     assert 'sed "s/$/ slots=4/" > "$SKILLFLOW_HOSTFILE"' in text
     # Ranks are computed inside each task, from that task's own Slurm variables.
     assert 'export NODE_RANK="${SLURM_NODEID:-0}"' in text
+
+
+def test_multi_node_jobs_go_to_the_profiles_multi_node_partition(local: ClusterProfile,
+                                                                 pyxis: ClusterProfile) -> None:
+    two = JobSpec(name="train", command="run", nodes=2)
+    assert "#SBATCH --partition=multi" in lines(render_sbatch(two, local))
+    assert "#SBATCH --partition=debug" in lines(render_sbatch(JobSpec(name="one", command="run"), local))
+    assert "#SBATCH --partition=batch" in lines(render_sbatch(two, pyxis))  # none set: the partition
+    assert "#SBATCH --partition=p1" in lines(render_sbatch(dataclasses.replace(two, partition="p1"), local))
 
 
 def test_single_node_has_no_rendezvous(local: ClusterProfile) -> None:
