@@ -358,6 +358,8 @@ def train(args) -> dict:
         report_to=["tensorboard"], dataloader_drop_last=True, disable_tqdm=True, remove_unused_columns=False,
         # torch.distributed on CPUs: gloo, over the interface GLOO_SOCKET_IFNAME names (the profile's env).
         ddp_backend="gloo" if size > 1 else None,
+        # Every parameter gets a gradient in a causal LM; the search for unused ones costs a pass.
+        ddp_find_unused_parameters=False,
     )
     # processing_class: every checkpoint carries the tokenizer, so each is a usable HF folder.
     trainer = _trainer_class()(model=model, args=targs, train_dataset=train_set, eval_dataset=val_set,
