@@ -67,7 +67,18 @@ def partition_rows(profile: ClusterProfile, text: str) -> list[Row]:
     rows.append(_gpus_row(profile, target, nodes))
     if profile.cpus_per_node:
         rows.append(_cpus_row(profile, target, nodes))
+    if profile.multi_node_partition:
+        rows.append(_multi_node_row(profile, names))
     return rows
+
+
+def _multi_node_row(profile: ClusterProfile, names: list[str]) -> Row:
+    """Jobs over more than one node are sent to ``slurm.multi_node_partition``; sbatch refuses an unknown one."""
+    wanted = profile.multi_node_partition
+    ok = wanted in names
+    return Row("multi-node partition exists", f"partition {wanted}", *passed(
+        PASS if ok else FAIL, f"sinfo lists: {', '.join(names) or '(none)'}",
+        f"set slurm.multi_node_partition to one of: {', '.join(names)} (or null)"))
 
 
 def _max_time_row(profile: ClusterProfile, target: str, real: str) -> Row:

@@ -23,7 +23,7 @@ NOT_APPLICABLE = {"container starts", "GPUs visible"}
 EXPECTED = {"container starts", "skillflow --version", "GPUs allocated", "GPUs visible", "workdir writable",
             "model 'smollm2'", "S3 reachable with cluster credentials", "sandbox answers /health",
             "sandbox refuses network", "partition exists", "partition is up", "max_time within the partition's",
-            "default_time within max_time", "GPUs per node"}
+            "default_time within max_time", "GPUs per node", "multi-node partition exists"}
 
 
 def broken_profile(folder: Path) -> Path:

@@ -24,12 +24,14 @@ FAKE_ENV = {"SKILLFLOW_ROOT": "/opt/skillflow", "SKILLFLOW_VAR": "/var/lib/skill
 # limits_command("debug") output in Slurm 22.05.8's format, with the local stack's values (its
 # partition_limits task read the same MaxTime, Nodes and Gres); some fields cut.
 SCONTROL_LOCAL = """\
-PartitionName=debug AllowGroups=ALL AllowAccounts=ALL AllowQos=ALL AllocNodes=ALL Default=YES QoS=N/A DefaultTime=NONE DisableRootJobs=NO ExclusiveUser=NO GraceTime=0 Hidden=NO MaxNodes=UNLIMITED MaxTime=UNLIMITED MinNodes=0 LLN=NO MaxCPUsPerNode=UNLIMITED Nodes=localhost PriorityJobFactor=1 PriorityTier=1 RootOnly=NO ReqResv=NO OverSubscribe=NO OverTimeLimit=NONE PreemptMode=OFF State=UP TotalCPUs=2 TotalNodes=1 SelectTypeParameters=NONE JobDefaults=(null) DefMemPerNode=UNLIMITED MaxMemPerNode=UNLIMITED TRES=cpu=2,mem=20000M,node=1,billing=2,gres/gpu=2
+PartitionName=debug AllowGroups=ALL AllowAccounts=ALL AllowQos=ALL AllocNodes=ALL Default=YES QoS=N/A DefaultTime=NONE DisableRootJobs=NO ExclusiveUser=NO GraceTime=0 Hidden=NO MaxNodes=UNLIMITED MaxTime=UNLIMITED MinNodes=0 LLN=NO MaxCPUsPerNode=UNLIMITED Nodes=node1 PriorityJobFactor=1 PriorityTier=1 RootOnly=NO ReqResv=NO OverSubscribe=NO OverTimeLimit=NONE PreemptMode=OFF State=UP TotalCPUs=2 TotalNodes=1 SelectTypeParameters=NONE JobDefaults=(null) DefMemPerNode=UNLIMITED MaxMemPerNode=UNLIMITED TRES=cpu=2,mem=20000M,node=1,billing=2,gres/gpu=2
 @@SKILLFLOW_CLUSTER_CHECK nodes
-NodeName=localhost Arch=x86_64 CoresPerSocket=2 CPUAlloc=0 CPUEfctv=2 CPUTot=2 CPULoad=0.45 AvailableFeatures=(null) ActiveFeatures=(null) Gres=gpu:2 NodeAddr=localhost NodeHostName=localhost Version=22.05.8 OS=Linux 6.1.0-28-cloud-amd64 #1 SMP PREEMPT_DYNAMIC Debian 6.1.119-1 (2024-11-22)  RealMemory=20000 AllocMem=0 FreeMem=9000 Sockets=1 Boards=1 State=IDLE ThreadsPerCore=1 TmpDisk=0 Weight=1 Owner=N/A MCS_label=N/A Partitions=debug,urgent,bench
+NodeName=node1 Arch=x86_64 CoresPerSocket=2 CPUAlloc=0 CPUEfctv=2 CPUTot=2 CPULoad=0.45 AvailableFeatures=(null) ActiveFeatures=(null) Gres=gpu:2 NodeAddr=10.213.0.1 NodeHostName=vm Version=22.05.8 OS=Linux 6.1.0-28-cloud-amd64 #1 SMP PREEMPT_DYNAMIC Debian 6.1.119-1 (2024-11-22)  RealMemory=20000 AllocMem=0 FreeMem=9000 Sockets=1 Boards=1 State=IDLE ThreadsPerCore=1 TmpDisk=0 Weight=1 Owner=N/A MCS_label=N/A Partitions=debug,urgent,multi,bench
+NodeName=node2 Arch=x86_64 CoresPerSocket=2 CPUAlloc=0 CPUEfctv=2 CPUTot=2 CPULoad=0.45 AvailableFeatures=(null) ActiveFeatures=(null) Gres=gpu:2 NodeAddr=10.213.0.2 NodeHostName=node2 Version=22.05.8 OS=Linux 6.1.0-28-cloud-amd64 #1 SMP PREEMPT_DYNAMIC Debian 6.1.119-1 (2024-11-22)  RealMemory=20000 AllocMem=0 FreeMem=9000 Sockets=1 Boards=1 State=IDLE ThreadsPerCore=1 TmpDisk=0 Weight=1 Owner=N/A MCS_label=N/A Partitions=multi
 @@SKILLFLOW_CLUSTER_CHECK partitions
 bench
 debug
+multi
 urgent
 """
 
@@ -73,8 +75,19 @@ def test_local_partition_matches_the_local_profile():
     rows = partition.partition_rows(load_profile("local"), SCONTROL_LOCAL)
     assert [(r.check, r.status) for r in rows] == [
         ("partition exists", PASS), ("partition is up", PASS), ("max_time within the partition's", PASS),
-        ("default_time within max_time", PASS), ("GPUs per node", PASS)]
-    assert "localhost: 2" in rows[-1].detail
+        ("default_time within max_time", PASS), ("GPUs per node", PASS), ("multi-node partition exists", PASS)]
+    assert rows[-2].detail.endswith("GPUs in Gres= per node: node1: 2")  # node2 is not in debug
+
+
+def test_a_multi_node_partition_the_cluster_lacks_fails_naming_the_real_ones(tmp_path):
+    rows = {r.check: r for r in partition.partition_rows(profile_variant(tmp_path, multi_node_partition="wide"),
+                                                          SCONTROL_LOCAL)}
+    row = rows["multi-node partition exists"]
+    assert row.status == FAIL and row.target == "partition wide"
+    assert row.fix == "set slurm.multi_node_partition to one of: bench, debug, multi, urgent (or null)"
+    (tmp_path / "b").mkdir()
+    rows = partition.partition_rows(profile_variant(tmp_path / "b", multi_node_partition=None), SCONTROL_LOCAL)
+    assert "multi-node partition exists" not in [r.check for r in rows]
 
 
 def test_a_profile_promising_more_than_the_partition_fails_with_the_fix(tmp_path):
