@@ -156,6 +156,10 @@ def render_sbatch(spec: JobSpec, profile: ClusterProfile) -> str:
     flags, prefix = _container_prefix(profile, spec.image, mounts, workdir)
     if spec.use_srun:
         srun = ["srun", f"--ntasks-per-node={spec.ntasks_per_node}", *flags]
+        if spec.nodes * spec.ntasks_per_node > 1:
+            # One task failing ends the step: its peers would otherwise wait in their collective
+            # until its timeout (30 min for NCCL and gloo), holding every node of the job.
+            srun.insert(1, "--kill-on-bad-exit=1")
         lines.append(_join(srun + prefix + _eval_cmd("SKILLFLOW_MAIN")))
     else:
         lines.append(_join(_eval_cmd("SKILLFLOW_MAIN")))

@@ -117,3 +117,12 @@ def test_command_text_is_carried_verbatim(local: ClusterProfile, tmp_path) -> No
 def test_env_values_are_quoted(local: ClusterProfile) -> None:
     text = render_sbatch(JobSpec(name="j", command="x", env={"TOKEN": "a b $(id)"}), local)
     assert "export TOKEN='a b $(id)'" in text
+
+
+def test_a_failed_task_ends_a_multi_task_step(local: ClusterProfile) -> None:
+    """Without it the other nodes' ranks wait in their collective for its timeout (a 2-node job
+    whose second rank failed to connect kept node1 busy until cancelled)."""
+    main = [l for l in lines(render_sbatch(JobSpec(name="t", command="run", nodes=2), local)) if l.startswith("srun")]
+    assert main == ["srun --kill-on-bad-exit=1 --ntasks-per-node=1 bash -c 'eval \"$SKILLFLOW_MAIN\"'"]
+    one = [l for l in lines(render_sbatch(JobSpec(name="t", command="run"), local)) if l.startswith("srun")]
+    assert one == ["srun --ntasks-per-node=1 bash -c 'eval \"$SKILLFLOW_MAIN\"'"]
