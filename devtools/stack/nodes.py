@@ -12,6 +12,7 @@ compute node they would be behind the login node.
 """
 from __future__ import annotations
 
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -90,7 +91,5 @@ def in_node(argv: list[str], node: str) -> list[str]:
     """
     if node == FIRST_NODE:
         return list(argv)
-    import shlex
-
     return ["nsenter", f"--net={netns_path()}", "unshare", "--uts", "sh", "-c",
             f"hostname {shlex.quote(node)} && exec {shlex.join(argv)}"]

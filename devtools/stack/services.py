@@ -99,6 +99,9 @@ def _slurmd(node: str) -> Service:
     """The slurmd of one compute node; the second runs in its own namespaces (devtools/stack/nodes.py)."""
 
     def start(ctx: Context) -> None:
+        if node == nodes.FIRST_NODE:
+            # The one-node stack of older checkouts ran a slurmd with this pid file, on the same port.
+            process.stop(ctx.layout.pidfile("slurmd"), group=False)
         _run(nodes.in_node(["slurmd", "-N", node, "-f", ctx.env["SLURM_CONF"]], node), ctx, check=True)
 
     def health(ctx: Context) -> tuple[bool, str]:
