@@ -21,8 +21,8 @@ SECTIONS: dict[str, set[str]] = {
     "name": set(),
     "description": set(),
     "ssh": {"conn_id"},
-    "slurm": {"partition", "multi_node_partition", "account", "max_time", "default_time", "gpus_per_node", "cpus_per_node",
-              "poll_interval_s", "accounting", "extra_sbatch_args"},
+    "slurm": {"partition", "multi_node_partition", "account", "max_time", "default_time", "gpus_per_node",
+              "cpus_per_node", "poll_interval_s", "accounting", "extra_sbatch_args"},
     "container": {"runtime", "images", "mounts"},
     "paths": {"workdir", "python", "skillflow", "train_python"},
     "env": None,  # free-form: variables exported into every job

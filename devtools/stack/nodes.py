@@ -13,6 +13,7 @@ compute node they would be behind the login node.
 from __future__ import annotations
 
 import shlex
+import socket
 import subprocess
 from pathlib import Path
 
@@ -36,8 +37,6 @@ NODE_ADDRS = {FIRST_NODE: HOST_ADDR, SECOND_NODE: NODE_ADDR}
 
 def node_hostname(node: str) -> str:
     """What ``hostname`` says on ``node``: the machine's own name on the first, the node's on the second."""
-    import socket
-
     return socket.gethostname() if node == FIRST_NODE else node
 
 

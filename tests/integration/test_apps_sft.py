@@ -161,7 +161,8 @@ def _same_training_on_one_node(two_node_dir: Path) -> None:
     assert job.spec.nodes == 1 and "torch.distributed.run" not in job.spec.command
     op = SlurmJobOperator(task_id="train_one_node", job=spec_dict(job.spec), profile="local", poll_interval=1.0,
                           create_dirs=list(job.dirs))
-    ti = TaskInstanceStandIn(task_id="train_one_node")  # the operator driven directly (tests/integration/slurm_driver.py)
+    # The operator driven directly (tests/integration/slurm_driver.py), not through a DAG run.
+    ti = TaskInstanceStandIn(task_id="train_one_node")
     finish(op, ti, submit(op, ti), timeout=600)
     step = LOCAL_SFT["max_steps"]
     states = [json.loads(Path(d, "checkpoints", f"checkpoint-{step}", "trainer_state.json").read_text())
