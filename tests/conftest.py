@@ -77,6 +77,11 @@ def pytest_configure(config):
 def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
+    if report.failed and item.get_closest_marker("integration") is not None and "stack" in item.fixturenames:
+        # Read long after the machine is gone (CI): whether a service, a node or the queue was to blame.
+        from tests.stack_state import snapshot
+
+        report.sections.append(("local stack at the failure", snapshot()))
     if report.skipped and not hasattr(report, "wasxfail") and in_ci():
         where, _, reason = report.longrepr if isinstance(report.longrepr, tuple) else ("", 0, str(report.longrepr))
         report.outcome = "failed"
