@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
-APT_PACKAGES := openssh-server openssh-client slurm-wlm munge nodejs npm util-linux iproute2 procps chromium postgresql redis-server
+APT_PACKAGES := openssh-server openssh-client slurm-wlm munge nodejs npm util-linux iproute2 procps chromium postgresql redis-server podman runc
 PYTEST_ARGS ?=
 
 .PHONY: help images deps venv node model train-env sandbox-env install up down status demo test test-unit test-integration test-team faults bench lock clean-var

@@ -23,13 +23,13 @@ SECTIONS: dict[str, set[str]] = {
     "ssh": {"conn_id"},
     "slurm": {"partition", "multi_node_partition", "account", "max_time", "default_time", "gpus_per_node",
               "cpus_per_node", "poll_interval_s", "accounting", "extra_sbatch_args"},
-    "container": {"runtime", "images", "mounts"},
+    "container": {"runtime", "images", "mounts", "run_args"},
     "paths": {"workdir", "python", "skillflow", "train_python"},
     "env": None,  # free-form: variables exported into every job
     "storage": {"aws_conn_id", "bucket", "mlflow_conn_id", "cluster_env"},
     "models": None,  # free-form: short names for model paths on the cluster
 }
-RUNTIMES = ("none", "pyxis", "apptainer")
+RUNTIMES = ("none", "pyxis", "apptainer", "podman")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -69,6 +69,8 @@ class ClusterProfile:
     # Variables that point jobs which write to S3 at the cluster's own credentials (names and
     # paths only, never keys); exported only into those jobs.
     storage_env: dict[str, str] = field(default_factory=dict)
+    # Options the runtime's run command takes on this site (podman: --runtime, --ulimit).
+    run_args: tuple[str, ...] = ()
 
     def model_path(self, ref: str) -> str:
         """A model alias of this profile (``smollm2``) or the path/URI as given."""
@@ -182,4 +184,5 @@ def parse_profile(raw: dict[str, Any], source: str) -> ClusterProfile:
         train_python=paths.get("train_python"),
         storage_env={str(k): str(v) for k, v in (storage.get("cluster_env") or {}).items()},
         multi_node_partition=slurm.get("multi_node_partition"),
+        run_args=tuple(str(a) for a in container.get("run_args") or ()),
     )

@@ -22,6 +22,8 @@ S3_SECRET_KEY = "S3RVER"
 BUCKET = "skillflow"
 MLFLOW_BUCKET = "mlflow"
 FAKE_GPUS = 2
+#: The Epilog every node runs after a job (the same script a site with runtime podman installs).
+EPILOG = Path(__file__).resolve().parents[2] / "tasks" / "slurm" / "podman_epilog.sh"
 
 
 def _new_secrets() -> dict[str, str]:
@@ -206,6 +208,8 @@ ReturnToService=2
 MpiDefault=none
 MailProg=/bin/true
 KillWait=10
+# Ends the containers of a finished job that outlived it (a step killed with SIGKILL).
+Epilog={EPILOG}
 GresTypes=gpu
 PreemptType=preempt/partition_prio
 PreemptMode=REQUEUE

@@ -38,11 +38,43 @@ def _heredoc_var(var: str, text: str) -> str:
     return f"IFS= read -r -d '' {var} <<'{delim}' || true\n{body}{delim}\nexport {var}\n"
 
 
+#: What each task of a podman step runs (argv: podman's run options, the image, the command).
+#: podman hands the container to conmon, outside the processes Slurm tracks, so on its own a
+#: cancelled or timed-out step would leave its container running: the trap turns Slurm's
+#: SIGTERM into ``podman kill``. The job's environment reaches the container by name (its
+#: values never pass through argv), less what describes the host rather than the job.
+PODMAN_STEP = r"""name="skillflow-${SLURM_JOB_ID:-0}-${SLURM_STEP_ID:-0}-${SLURM_PROCID:-0}"
+envs=()
+while IFS= read -r -d '' kv; do
+  k="${kv%%=*}"
+  case "$k" in
+    PATH|HOME|HOSTNAME|PWD|OLDPWD|SHLVL|_|TERM|TMPDIR|USER|LOGNAME|SHELL|MAIL) ;;
+    *) [[ "$k" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] && envs+=(--env "$k") ;;
+  esac
+done < <(env -0)
+trap 'podman kill --signal KILL "$name" >/dev/null 2>&1' TERM INT
+podman run --rm --name "$name" --label "skillflow.slurm_job=${SLURM_JOB_ID:-0}" "${envs[@]}" "$@" &
+child=$!
+wait "$child"; rc=$?
+while kill -0 "$child" 2>/dev/null; do wait "$child"; rc=$?; done
+exit "$rc"
+"""
+
+
 def _container_prefix(profile: ClusterProfile, image: str | None, mounts: tuple[str, ...],
                       workdir: str | None) -> tuple[list[str], list[str]]:
     """(extra srun flags, command prefix) that run a step inside ``image`` for this runtime."""
     if not image or profile.runtime == "none":
         return [], []
+    if profile.runtime == "podman":
+        # The node's own network, IPC (shared memory of torch and NCCL/gloo) and host name, as
+        # pyxis gives a step; the profile adds the site's own options (run_args).
+        opts = ["--network", "host", "--ipc", "host", "--uts", "host", *profile.run_args]
+        for mount in mounts:
+            opts += ["--volume", mount]
+        if workdir:
+            opts += ["--workdir", workdir]
+        return [], ["bash", "-c", PODMAN_STEP, "skillflow-podman-step", *opts, image]
     if profile.runtime == "pyxis":
         flags = [f"--container-image={image}", "--no-container-mount-home"]
         if mounts:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shlex
 import subprocess
 
 from tasks.profiles import ClusterProfile
@@ -126,3 +127,37 @@ def test_a_failed_task_ends_a_multi_task_step(local: ClusterProfile) -> None:
     assert main == ["srun --kill-on-bad-exit=1 --ntasks-per-node=1 bash -c 'eval \"$SKILLFLOW_MAIN\"'"]
     one = [l for l in lines(render_sbatch(JobSpec(name="t", command="run"), local)) if l.startswith("srun")]
     assert one == ["srun --ntasks-per-node=1 bash -c 'eval \"$SKILLFLOW_MAIN\"'"]
+
+
+def _podman_argv(text: str) -> list[str]:
+    """The main step's command as each task runs it (srun and its options left out)."""
+    main = shlex.split(text.split("\nsrun ", 1)[1].split("\nSKILLFLOW_RC=", 1)[0])
+    return main[next(i for i, w in enumerate(main) if not w.startswith("-")):]
+
+
+def test_podman_step_runs_in_the_image_with_the_jobs_environment_and_exit_status(local: ClusterProfile,
+                                                                                 tmp_path) -> None:
+    profile = dataclasses.replace(local, runtime="podman", mounts=("/srv/work:/srv/work",),
+                                  run_args=("--runtime", "runc", "--ulimit", "nofile=1024:1024"))
+    text = render_sbatch(JobSpec(name="j", command="x", image="localhost/skillflow-runtime:1",
+                                 mounts=("/data/m:/model",)), profile)
+    # A stand-in podman (none runs in a unit test) that records its argv and exits 3.
+    fake = tmp_path / "bin" / "podman"
+    fake.parent.mkdir()
+    fake.write_text(f'#!/bin/bash\nprintf "%s\\0" "$@" > {tmp_path}/argv\nexit 3\n')
+    fake.chmod(0o755)
+    env = {"PATH": f"{fake.parent}:/usr/bin:/bin", "HOME": "/root", "SLURM_JOB_ID": "42", "SLURM_PROCID": "1",
+           "SKILLFLOW_MAIN": "echo 'not run here'\nexit 9", "TOKEN_FILE": "/s/t"}
+    done = subprocess.run(_podman_argv(text), env=env, capture_output=True, text=True)
+    assert done.returncode == 3, done.stderr
+    argv = (tmp_path / "argv").read_text().split("\0")[:-1]
+    assert argv[:6] == ["run", "--rm", "--name", "skillflow-42-0-1", "--label", "skillflow.slurm_job=42"]
+    passed = {argv[i + 1] for i, w in enumerate(argv) if w == "--env"}
+    # By name only: the values stay out of argv, and the host's own PATH and HOME stay out.
+    assert {"SLURM_JOB_ID", "SLURM_PROCID", "SKILLFLOW_MAIN", "TOKEN_FILE"} <= passed
+    assert not passed & {"PATH", "HOME", "PWD"} and "/s/t" not in argv
+    rest = argv[argv.index("--network"):]
+    assert rest == ["--network", "host", "--ipc", "host", "--uts", "host", "--runtime", "runc",
+                    "--ulimit", "nofile=1024:1024", "--volume", "/srv/work:/srv/work", "--volume", "/data/m:/model",
+                    "--workdir", local.workdir, "localhost/skillflow-runtime:1", "bash", "-c",
+                    'eval "$SKILLFLOW_MAIN"']
