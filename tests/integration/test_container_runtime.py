@@ -38,6 +38,15 @@ def _op(profile: str, job: dict) -> SlurmJobOperator:
     return SlurmJobOperator(task_id="job", job=job, profile=profile, poll_interval=1.0)
 
 
+def _sleeping_job(profile: str, image: str, name: str) -> str:
+    """The id of a job whose container has started and sleeps."""
+    ti = TaskInstanceStandIn()
+    submit(_op(profile, {"name": name, "command": "echo started; sleep 600", "image": image}), ti)
+    job_id = str(ti.xcoms["slurm_job_id"])
+    wait_until(lambda: _containers_of(job_id), 120, f"job {job_id}'s container to start")
+    return job_id
+
+
 def _containers_of(job_id: str) -> list[str]:
     out = subprocess.run(["podman", "ps", "-q", "--filter", f"label=skillflow.slurm_job={job_id}"],
                          capture_output=True, text=True, check=True).stdout
@@ -74,12 +83,7 @@ def test_exit_status_of_the_container_is_the_jobs(stack, podman_profile):
 def test_a_cancelled_job_leaves_no_container_running(stack, podman_profile):
     """podman's containers live under conmon, outside what Slurm tracks: without the step's
     trap, scancel ended the step but `sleep` ran on in the container."""
-    profile, image = podman_profile
-    ti = TaskInstanceStandIn()
-    op = _op(profile, {"name": "t-podman-cancel", "command": "echo started; sleep 600", "image": image})
-    submit(op, ti)
-    job_id = str(ti.xcoms["slurm_job_id"])
-    wait_until(lambda: _containers_of(job_id), 120, f"job {job_id}'s container to start")
+    job_id = _sleeping_job(*podman_profile, "t-podman-cancel")
     SlurmHook("slurm_local", accounting="jobcomp").run(f"scancel {job_id}")
     # Slurm sends SIGTERM, then SIGKILL after KillWait (10 s); the trap acts on the first.
     wait_until(lambda: not _containers_of(job_id), 60, f"job {job_id}'s container to end", interval=1)
@@ -89,12 +93,7 @@ def test_a_step_killed_outright_has_its_container_ended_by_the_epilog(stack, pod
     """A wrapper killed with SIGKILL (the kernel's OOM killer, say) has no chance to run its
     trap; the nodes' Epilog (tasks/slurm/podman_epilog.sh) ends the job's labelled containers
     once the job is over."""
-    profile, image = podman_profile
-    ti = TaskInstanceStandIn()
-    op = _op(profile, {"name": "t-podman-kill", "command": "echo started; sleep 600", "image": image})
-    submit(op, ti)
-    job_id = str(ti.xcoms["slurm_job_id"])
-    wait_until(lambda: _containers_of(job_id), 120, f"job {job_id}'s container to start")
+    job_id = _sleeping_job(*podman_profile, "t-podman-kill")
     # The step's wrapper and its podman client, as the OOM killer would take them.
     subprocess.run(["pkill", "-KILL", "-f", f"(skillflow-podman-step|--name skillflow-{job_id}-)"], check=True)
     wait_until(lambda: SlurmHook("slurm_local", accounting="jobcomp").states([job_id])[0].terminal, 120,
