@@ -18,6 +18,14 @@ from operators.local_sqlite import CONNECT_ARGS as _SQLITE_CONNECT_ARGS
 #: serialises every DAG), so a client that gave up sooner would call a slow answer a dead server.
 REQUEST_TIMEOUT = _SQLITE_CONNECT_ARGS["timeout"] + 30.0
 
+#: A 500 means the API server rolled the request's transaction back, so sending it again is safe.
+#: On the local stack's SQLite one such 500 is a wait that only a timeout ends: Airflow's audit-log
+#: dependency (``action_logging``) commits synchronously on the API server's event loop, and when a
+#: request that already holds the write lock needs that loop to reach its own commit, both wait
+#: until SQLite's lock timeout. Seen on a fresh stack: POST dagRuns failed with 500 after 60 s
+#: while a worker's rendered-fields update held the lock; the next try went through at once.
+RETRIES_AFTER_SERVER_ERROR = 2
+
 
 class AirflowAPIError(RuntimeError):
     pass
@@ -31,7 +39,7 @@ class AirflowClient:
         self.timeout = timeout
         self._token: str | None = None
 
-    def _request(self, method: str, path: str, body: Any = None, auth: bool = True) -> Any:
+    def _request(self, method: str, path: str, body: Any = None, auth: bool = True, _tries: int = 0) -> Any:
         data = json.dumps(body).encode() if body is not None else None
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if auth:
@@ -44,7 +52,10 @@ class AirflowClient:
             detail = exc.read().decode("utf-8", "replace")
             if exc.code == 401 and auth and self._token:
                 self._token = None
-                return self._request(method, path, body, auth)
+                return self._request(method, path, body, auth, _tries)
+            if exc.code == 500 and _tries < RETRIES_AFTER_SERVER_ERROR:
+                time.sleep(1.0)
+                return self._request(method, path, body, auth, _tries + 1)
             raise AirflowAPIError(f"{method} {path}: HTTP {exc.code}: {detail[:2000]}") from None
         except (urllib.error.URLError, OSError) as exc:
             raise AirflowAPIError(f"{method} {path}: {exc}") from None
