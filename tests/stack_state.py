@@ -28,7 +28,7 @@ def _tail(path, lines: int) -> str:
 
 
 def snapshot() -> str:
-    """The services' health, Slurm's nodes and queue, and slurmctld's last log lines."""
+    """The services' health, Slurm's nodes and queue, free disk, and slurmctld's last log lines."""
     from devtools.stack import control
 
     try:
@@ -40,5 +40,8 @@ def snapshot() -> str:
     parts += [f"  {r.service:<22} {'up' if r.healthy else 'DOWN':<5} {r.detail}" for r in rows]
     parts += ["sinfo:", _probe(["sinfo", "-N", "-o", "%N %P %T %E"], ctx.env)]
     parts += ["squeue:", _probe(["squeue", "-o", "%i %P %j %T %M %R"], ctx.env)]
+    # A full disk fails everything at once (a clean-clone run here once failed so: earlier clones
+    # had filled it).
+    parts += ["disk:", _probe(["df", "-h", ctx.env.get("SKILLFLOW_VAR", "/")], ctx.env)]
     parts += ["slurmctld.log (last 30 lines):", _tail(ctx.layout.logs / "slurmctld.log", 30)]
     return "\n".join(parts)
