@@ -9,6 +9,7 @@ that ran on the host by mistake could not pass for one that ran inside it.
 from __future__ import annotations
 
 import hashlib
+import io
 import shutil
 import subprocess
 import tarfile
@@ -36,8 +37,6 @@ def build(podman: str = "podman") -> str:
     name = f"localhost/skillflow-probe:{digest.hexdigest()[:12]}"
     if subprocess.run([podman, "image", "exists", name]).returncode == 0:
         return name
-    import io
-
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         for d in ("tmp", "proc", "sys", "dev", "etc", "bin", "usr/bin"):
@@ -46,7 +45,7 @@ def build(podman: str = "podman") -> str:
             tar.addfile(info)
         for f in files:
             tar.add(str(Path(f).resolve()), arcname=f.lstrip("/"))
-        marker = f"{MARKER.lstrip('/')}".encode()
+        marker = MARKER.lstrip("/").encode()
         info = tarfile.TarInfo(MARKER.lstrip("/"))
         info.size = len(marker)
         tar.addfile(info, io.BytesIO(marker))
