@@ -36,8 +36,7 @@ def snapshot() -> str:
         rows = control.status(ctx)
     except Exception as exc:  # the report must come out whatever state the stack is in
         return f"stack state unavailable: {exc!r}"
-    parts = ["services:"]
-    parts += [f"  {r.service:<22} {'up' if r.healthy else 'DOWN':<5} {r.detail}" for r in rows]
+    parts = ["services:", control.format_table(rows)]
     parts += ["sinfo:", _probe(["sinfo", "-N", "-o", "%N %P %T %E"], ctx.env)]
     parts += ["squeue:", _probe(["squeue", "-o", "%i %P %j %T %M %R"], ctx.env)]
     # A full disk fails everything at once (a clean-clone run here once failed so: earlier clones
