@@ -61,13 +61,13 @@ class SlurmHook(BaseHook):
         return rc, out, err
 
     def _exec(self, command: str, timeout: float) -> tuple[int, str, str]:
-        client = self.get_conn()
-        _, stdout, stderr = client.exec_command(command, timeout=timeout)
-        out = stdout.read().decode("utf-8", "replace")
-        err = stderr.read().decode("utf-8", "replace")
-        rc = stdout.channel.recv_exit_status()
-        transport = client.get_transport()
-        if rc == -1 and (transport is None or not transport.is_active()):
+        from operators.slurm.ssh_exec import run_command
+
+        transport = self.get_conn().get_transport()
+        if transport is None or not transport.is_active():
+            raise EOFError(f"SSH connection '{self.ssh_conn_id}' is not open")
+        rc, out, err = run_command(transport, command, timeout)
+        if rc == -1 and not transport.is_active():
             # The channel closed without an exit status: the connection dropped while the
             # command ran. Whether it finished is unknown; only commands that are safe to send
             # again reach this point (submission is, see submit_script).
@@ -75,13 +75,14 @@ class SlurmHook(BaseHook):
         return rc, out, err
 
     def _reset(self) -> None:
-        hook = self.__dict__.get("ssh_hook")
-        if hook is not None:
-            try:
-                hook.get_conn().close()
-            except Exception:
-                pass
-        self.__dict__.pop("ssh_hook", None)
+        """Drop the connection so the next attempt makes a new one; closing the old one is
+        bounded (see :func:`operators.slurm.ssh_exec.close_within`)."""
+        from operators.slurm.ssh_exec import close_within
+
+        hook = self.__dict__.pop("ssh_hook", None)
+        client = getattr(hook, "client", None) if hook is not None else None
+        if client is not None:
+            close_within(client)
 
     # Files --------------------------------------------------------------------------------
     def write_text(self, path: str, text: str, mode: str = "600") -> None:
