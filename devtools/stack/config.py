@@ -127,6 +127,8 @@ def _topology_env(layout: Layout, topology: str) -> dict[str, str]:
         raise ValueError(f"unknown topology '{topology}' in {layout.topology_file} (known: {', '.join(TOPOLOGIES)})")
     return {
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        # Workers and the triggerer call the execution API's own process (services._execution_api_start).
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{layout.ports.airflow_execution}/execution/",
         "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{layout.airflow_home / 'airflow.db'}",
         # Wait for SQLite's single write lock instead of failing after the driver's 5 s (see the module).

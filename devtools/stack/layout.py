@@ -37,6 +37,12 @@ class Ports:
     postgres: int = 5433
     redis: int = 6380
 
+    @property
+    def airflow_execution(self) -> int:
+        """The default topology's second API server, which serves only the execution API (the
+        workers' and triggerer's calls); it moves with the main API port, like the log servers."""
+        return self.airflow + 1
+
     @classmethod
     def from_env(cls) -> "Ports":
         values = {}

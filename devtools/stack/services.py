@@ -176,7 +176,10 @@ def _airflow_health_json(ctx: Context) -> dict:
 
 def _airflow_component(component: str) -> Service:
     def start(ctx: Context) -> None:
-        process.spawn([ctx.bin("airflow"), component], env=ctx.env, log=ctx.layout.logfile(f"airflow-{component}"),
+        args = [component]
+        if component == "api-server" and ctx.layout.topology() == "local":
+            args += ["--apps", "core"]  # the execution API runs apart: see _execution_api_start
+        process.spawn([ctx.bin("airflow"), *args], env=ctx.env, log=ctx.layout.logfile(f"airflow-{component}"),
                       pidfile=ctx.layout.pidfile(f"airflow-{component}"))
 
     key = {"scheduler": "scheduler", "triggerer": "triggerer", "dag-processor": "dag_processor"}.get(component)
@@ -191,6 +194,24 @@ def _airflow_component(component: str) -> Service:
 
     port = (lambda layout: layout.ports.airflow) if component == "api-server" else (lambda layout: None)
     return Service(f"airflow-{component}", port, start, health, group=True, start_timeout=120)
+
+
+def _execution_api_start(ctx: Context) -> None:
+    """The execution API in a process of its own, on the default (SQLite) topology.
+
+    In one process, the core API's audit-log dependency (async, ``action_logging``) commits on
+    the event loop and waits there for SQLite's write lock, while an execution route (sync, for
+    example a task's rendered-fields PUT) holds that lock until its session's teardown, which
+    needs the same loop: both wait out SQLite's 60 s timeout, and a trigger request gets a 500
+    and a worker a ReadTimeout (seen in CI). In two processes the lock holder's loop is free."""
+    port = ctx.layout.ports.airflow_execution
+    process.spawn([ctx.bin("airflow"), "api-server", "--apps", "execution", "--port", str(port)], env=ctx.env,
+                  log=ctx.layout.logfile("airflow-execution-api"), pidfile=ctx.layout.pidfile("airflow-execution-api"))
+
+
+def _execution_api_health(ctx: Context) -> tuple[bool, str]:
+    status, _ = _http_get(f"http://127.0.0.1:{ctx.layout.ports.airflow_execution}/execution/health/ping")
+    return status == 200, "OK" if status == 200 else f"HTTP {status}"
 
 
 def migrate_airflow_db(ctx: Context) -> None:
@@ -216,8 +237,11 @@ _BASE: list[Service] = [
 _MLFLOW = Service("mlflow", lambda layout: layout.ports.mlflow, _mlflow_start, _mlflow_health, start_timeout=120)
 _AIRFLOW = [_airflow_component(c) for c in ("api-server", "scheduler", "dag-processor", "triggerer")]
 
+_EXECUTION_API = Service("airflow-execution-api", lambda layout: layout.ports.airflow_execution, _execution_api_start,
+                         _execution_api_health, group=True, start_timeout=120)
+
 #: The default topology: what `make demo` starts.
-SERVICES: list[Service] = [*_BASE, _MLFLOW, *_AIRFLOW]
+SERVICES: list[Service] = [*_BASE, _MLFLOW, _AIRFLOW[0], _EXECUTION_API, *_AIRFLOW[1:]]
 
 #: The team topology (devtools/stack/team.py): compose's processes, two Celery workers.
 TEAM_SERVICES: list[Service] = [

@@ -36,6 +36,31 @@ def test_demo_dag_end_to_end_logs_to_mlflow_and_s3(stack):
     del mlflow
 
 
+def test_the_execution_api_runs_in_a_process_of_its_own(stack):
+    """On SQLite the workers' execution API must not share the core API's event loop (why:
+    devtools/stack/services.py, _execution_api_start): the core server does not serve it, the
+    second one does, and the workers are sent there; the run above succeeding went through it."""
+    import urllib.error
+    import urllib.request
+
+    if stack.layout.topology() != "local":
+        pytest.skip("the team topology (PostgreSQL) keeps one api-server, as docker/compose.yaml does")
+    ports = stack.layout.ports
+
+    def serves_execution_api(port: int) -> bool:
+        # The core server answers any unknown path with its UI page (200, HTML); only the
+        # execution API stamps its version on the answer.
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/execution/health/ping", timeout=10) as reply:
+                return reply.headers.get("airflow-api-version") is not None
+        except urllib.error.HTTPError:
+            return False
+
+    assert (serves_execution_api(ports.airflow), serves_execution_api(ports.airflow_execution)) == (False, True)
+    assert stack.env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == \
+        f"http://127.0.0.1:{ports.airflow_execution}/execution/"
+
+
 def test_a_misspelt_param_fails_the_run_before_any_job(stack):
     """The form is declared once (tasks/forms.py): a conf key it lacks fails the first task at
     once, no retry, no Slurm job, and the task log names the key and the valid ones."""
