@@ -31,15 +31,19 @@ BASE_PACKAGES = ("python3", "python3-venv", "ca-certificates", "procps",
 APT_SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
 
 
+#: One Dockerfile for every local image, a target each, and the script its steps share.
+DOCKERFILE = "docker/local/Dockerfile"
+INSTALL_SCRIPT = "docker/local/install-venv.sh"
+
+
 @dataclass(frozen=True)
 class LocalImage:
-    """One image: its Dockerfile (under docker/local/) and the pin files whose wheels it installs.
+    """One image: its target in docker/local/Dockerfile and the pin files whose wheels it installs.
 
-    Every image starts from the debootstrap base and ends with skillflow's own wheel, and the
-    Dockerfiles share their leading steps (the CLI's venv from the same pins), so podman's layer
-    cache holds those once and a change of skillflow's code rebuilds only the last layer."""
+    Every target starts from the Dockerfile's ``cli`` stage and ends with skillflow's own wheel, so
+    podman's layer cache holds the CLI's venv once and a change of skillflow's code rebuilds only
+    each image's last layer."""
     name: str
-    dockerfile: str
     requirements: tuple[str, ...] = ()
     #: Constraint files for the wheelhouse (the lock, where a pin file names only the top package).
     constraints: tuple[str, ...] = ()
@@ -53,15 +57,14 @@ RUNTIME_PINS = "docker/common/skillflow-runtime.txt"
 
 IMAGES: tuple[LocalImage, ...] = (
     # The skillflow CLI: generation client, grading, data prep, summaries, checkpoint upload.
-    LocalImage("runtime", "docker/local/runtime/Dockerfile", (RUNTIME_PINS,)),
+    LocalImage("runtime", (RUNTIME_PINS,)),
     # The code sandbox: the CLI plus the interpreter model-written code runs on, with the package
     # versions of upstream's sandbox image.
-    LocalImage("sandbox", "docker/local/sandbox/Dockerfile", (RUNTIME_PINS, "docker/sandbox/requirements.txt")),
+    LocalImage("sandbox", (RUNTIME_PINS, "docker/sandbox/requirements.txt")),
     # The CPU trainer standing in for the NeMo and OpenRLHF images: torch's CPU build, transformers.
-    LocalImage("trainer", "docker/local/trainer/Dockerfile", (RUNTIME_PINS, "requirements-train.txt")),
+    LocalImage("trainer", (RUNTIME_PINS, "requirements-train.txt")),
     # The model server standing in for vLLM and TensorRT-LLM: llama-cpp-python's server, at the lock's versions.
-    LocalImage("model-server", "docker/local/model-server/Dockerfile",
-               (RUNTIME_PINS, "docker/local/model-server/model-server.txt"), constraints=("requirements.txt",)),
+    LocalImage("model-server", (RUNTIME_PINS, "docker/local/model-server.txt"), constraints=("requirements.txt",)),
 )
 
 
@@ -150,22 +153,23 @@ def _sources() -> list[Path]:
 
 
 def image_tag(image: LocalImage, base: str) -> str:
-    parts = [base.encode(), (ROOT / image.dockerfile).read_bytes()]
+    parts = [base.encode(), image.name.encode(), (ROOT / DOCKERFILE).read_bytes(), (ROOT / INSTALL_SCRIPT).read_bytes()]
     parts += [(ROOT / r).read_bytes() for r in (*image.requirements, *image.constraints)]
     parts += [str(p.relative_to(ROOT)).encode() + b"\0" + p.read_bytes() for p in _sources()]
     return f"{image.repository}:{_digest(parts)}"
 
 
 def _context(image: LocalImage, into: Path) -> None:
-    """The build context: the Dockerfile's own files, a wheelhouse per pin file, skillflow's wheel."""
-    shutil.copy(ROOT / image.dockerfile, into / "Dockerfile")
+    """The build context: the Dockerfile and its script, the image's pin files with a wheelhouse
+    each (a folder per pin file, so that the same pins make the same COPY layer in every image),
+    and skillflow's wheel."""
+    shutil.copy(ROOT / DOCKERFILE, into / "Dockerfile")
+    shutil.copy(ROOT / INSTALL_SCRIPT, into / Path(INSTALL_SCRIPT).name)
+    constraints = [arg for c in image.constraints for arg in ("--constraint", str(ROOT / c))]
     for r in image.requirements:
-        stem = Path(r).stem
         shutil.copy(ROOT / r, into / Path(r).name)
-        # A folder per pin file, so that the same pins make the same COPY layer in every image.
         # With their dependencies: the image's `pip check` then tells a pin file that is not whole.
-        constraints = [arg for c in image.constraints for arg in ("--constraint", str(ROOT / c))]
-        _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(into / "deps" / stem),
+        _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(into / "deps" / Path(r).stem),
               "--requirement", str(ROOT / r), *constraints])
     with tempfile.TemporaryDirectory(prefix="skillflow-wheel-") as src:
         shutil.copy(ROOT / "pyproject.toml", src)
@@ -185,7 +189,8 @@ def ensure(image: LocalImage, log=print) -> str:
     with tempfile.TemporaryDirectory(prefix=f"skillflow-image-{image.name}-") as tmp:
         _context(image, Path(tmp))
         # No network inside the build: every package comes from the context's wheelhouse.
-        _run(["podman", "build", "--network", "none", "--build-arg", f"BASE={base}", "--tag", tag, tmp])
+        _run(["podman", "build", "--network", "none", "--target", image.name, "--build-arg", f"BASE={base}",
+              "--tag", tag, tmp])
     log(f"built {tag} in {time.monotonic() - started:.0f} s")
     _prune(image.repository, keep=tag)
     return tag

@@ -21,7 +21,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
-DOCKERFILES = sorted(DOCKER.glob("*/Dockerfile"))
+# The cluster images; docker/local/ (the local profile's podman images, built by devtools/images.py)
+# has its own tests: tests/unit/test_local_image_keys.py and tests/images/.
+DOCKERFILES = sorted(p for p in DOCKER.glob("*/Dockerfile") if p.parent.name != "local")
 HADOLINT_CONFIG = DOCKER / ".hadolint.yaml"
 
 # Versions the recipes fix (docs/recipes/apps_sft.md §0/§1: the seed's OpenRLHF environment;

@@ -2,6 +2,7 @@
 image is never reused and an unchanged one is never rebuilt."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -11,8 +12,9 @@ from devtools import images
 
 @pytest.fixture
 def tree(tmp_path, monkeypatch) -> Path:
-    (tmp_path / "docker").mkdir()
-    (tmp_path / "docker" / "Dockerfile").write_text("FROM base\n")
+    (tmp_path / "docker" / "local").mkdir(parents=True)
+    (tmp_path / images.DOCKERFILE).write_text("FROM base\n")
+    (tmp_path / images.INSTALL_SCRIPT).write_text("set -eu\n")
     (tmp_path / "pins.txt").write_text("sympy==1.14.0\n")
     (tmp_path / "tasks").mkdir()
     (tmp_path / "tasks" / "cli.py").write_text("print(1)\n")
@@ -21,11 +23,12 @@ def tree(tmp_path, monkeypatch) -> Path:
     return tmp_path
 
 
-IMAGE = images.LocalImage("runtime", "docker/Dockerfile", ("pins.txt",))
+IMAGE = images.LocalImage("runtime", ("pins.txt",))
 
 
 @pytest.mark.parametrize("change", [
-    lambda t: (t / "docker" / "Dockerfile").write_text("FROM base\nRUN true\n"),
+    lambda t: (t / images.DOCKERFILE).write_text("FROM base\nRUN true\n"),
+    lambda t: (t / images.INSTALL_SCRIPT).write_text("set -eux\n"),
     lambda t: (t / "pins.txt").write_text("sympy==1.13.0\n"),
     lambda t: (t / "tasks" / "cli.py").write_text("print(2)\n"),
     lambda t: (t / "tasks" / "new.py").write_text(""),
@@ -44,6 +47,8 @@ def test_an_unchanged_tree_keeps_its_tag_and_a_new_base_changes_it(tree):
     assert images.image_tag(IMAGE, "localhost/skillflow-base:bookworm-1") == tag
     assert images.image_tag(IMAGE, "localhost/skillflow-base:bookworm-2") != tag
     assert tag.startswith("localhost/skillflow-runtime:")
+    # Another target of the same Dockerfile, from the same pins, is another image.
+    assert images.image_tag(images.LocalImage("sandbox", ("pins.txt",)), "localhost/skillflow-base:bookworm-1") != tag
 
 
 def test_the_base_comes_from_the_hosts_mirror(tmp_path):
@@ -55,34 +60,33 @@ def test_the_base_comes_from_the_hosts_mirror(tmp_path):
         images.apt_mirror(sources)
 
 
-# ------------------------------------------------------------------------- the Dockerfiles
-REAL_ROOT = Path(__file__).resolve().parents[2]
-LOCAL_DOCKERFILES = sorted((REAL_ROOT / "docker" / "local").glob("*/Dockerfile"))
+# ------------------------------------------------------------------------- the Dockerfile
+DOCKERFILE = Path(__file__).resolve().parents[2] / images.DOCKERFILE
 
 
-def test_every_local_dockerfile_is_built_and_every_image_has_one():
-    assert {str(p.relative_to(REAL_ROOT)) for p in LOCAL_DOCKERFILES} == {i.dockerfile for i in images.IMAGES}
+def _stages() -> dict[str, str]:
+    """Each stage of docker/local/Dockerfile and the stage or image it starts from."""
+    found = re.findall(r"^FROM (\S+) AS (\S+)$", DOCKERFILE.read_text(), re.M)
+    return {name: parent for parent, name in found}
 
 
-@pytest.mark.parametrize("dockerfile", LOCAL_DOCKERFILES, ids=lambda p: p.parent.name)
-def test_local_dockerfile_lints_clean(dockerfile):
+def test_every_image_is_a_target_and_every_target_an_image():
+    stages = _stages()
+    targets = {name for name in stages if not name.endswith("-deps") and name != "cli"}
+    assert targets == {i.name for i in images.IMAGES}
+
+
+def test_every_target_starts_from_the_clis_stage():
+    """The claim devtools/images.py makes: the CLI's venv is one stage, so podman builds it once."""
+    stages = _stages()
+    assert stages["cli"] == "${BASE}"
+    for image in images.IMAGES:
+        parent = stages[image.name]
+        assert parent == "cli" or stages[parent] == "cli", (image.name, parent)
+        assert image.requirements[0] == images.RUNTIME_PINS
+
+
+def test_the_local_dockerfile_lints_clean():
     from tests.unit.test_docker_images import assert_lint_clean
 
-    assert_lint_clean(dockerfile)
-
-
-def _steps(dockerfile: Path) -> list[str]:
-    """The instructions, continuation lines joined, comments left out."""
-    text = "\n".join(line for line in dockerfile.read_text().splitlines() if not line.startswith("#"))
-    return [step.strip() for step in text.replace("\\\n", " ").split("\n") if step.strip()]
-
-
-def test_the_local_images_share_the_clis_layers():
-    """The claim devtools/images.py makes: the same leading steps in each, so podman builds the
-    CLI's venv once for all of them."""
-    runtime = _steps(REAL_ROOT / "docker" / "local" / "runtime" / "Dockerfile")
-    shared = runtime[:next(i for i, s in enumerate(runtime) if s.startswith("COPY skillflow/"))]
-    for dockerfile in LOCAL_DOCKERFILES:
-        assert _steps(dockerfile)[:len(shared)] == shared, dockerfile
-        assert images.RUNTIME_PINS in {i.requirements[0] for i in images.IMAGES if i.dockerfile.endswith(
-            f"{dockerfile.parent.name}/Dockerfile")}
+    assert_lint_clean(DOCKERFILE)
