@@ -32,6 +32,9 @@ def run_command(transport, command: str, idle_timeout: float) -> tuple[int, str,
         out, err = bytearray(), bytearray()
         wake = channel.fileno()  # readable while either stream has data, and after EOF or close
         while True:
+            # Read before draining: every byte arrives before EOF or close, so once either was
+            # seen, the drain below takes the last of the output.
+            finished = channel.closed or channel.eof_received
             got = False
             while channel.recv_ready():
                 out += channel.recv(READ_CHUNK)
@@ -39,7 +42,7 @@ def run_command(transport, command: str, idle_timeout: float) -> tuple[int, str,
             while channel.recv_stderr_ready():
                 err += channel.recv_stderr(READ_CHUNK)
                 got = True
-            if channel.closed or (channel.eof_received and not got):
+            if finished:
                 break
             if not got and not select.select([wake], [], [], idle_timeout)[0]:
                 raise socket.timeout(f"no output for {idle_timeout:g} s from '{command[:60]}'")
