@@ -10,17 +10,25 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
 
 from devtools import images
 from operators.slurm.hook import SlurmHook
 from operators.slurm.operator import SlurmJobOperator
+from tests.integration import podman_profile as podman_profile_file
 from tests.integration.slurm_driver import TaskInstanceStandIn, finish, submit
 
 pytestmark = [pytest.mark.integration, pytest.mark.images]
 
-ROOT = Path(__file__).resolve().parents[2]
-RUNTIME = next(i for i in images.IMAGES if i.name == "runtime")
+RUNTIME = images.by_name("runtime")
+
+
+def _podman_run(image: str, script: str, *options: str) -> str:
+    """``sh -c script`` in a container of ``image``, with the local profile's podman options."""
+    run_args = podman_profile_file.local_profile()["container"]["run_args"]
+    done = subprocess.run(["podman", "run", "--rm", *run_args, *options, image, "sh", "-c", script],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
 
 
 @pytest.fixture(scope="module")
@@ -45,15 +53,7 @@ def test_the_runtime_image_holds_the_cli_and_no_airflow(runtime_image):
     assert out[-1] == "0" and "devtools" not in out
 
 
-def _podman_run(image: str, script: str, *options: str) -> str:
-    run_args = yaml.safe_load((ROOT / "tasks" / "cluster_profiles" / "local.yaml").read_text())["container"]["run_args"]
-    done = subprocess.run(["podman", "run", "--rm", *run_args, *options, image, "sh", "-c", script],
-                          capture_output=True, text=True)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
-
-
-def test_the_sandbox_image_runs_model_code_on_upstreams_package_versions(tmp_path):
+def test_the_sandbox_image_runs_model_code_on_upstreams_package_versions():
     image = images.ensure(images.by_name("sandbox"))
     out = _podman_run(image, "printf 'import numpy, sympy\\nprint(numpy.__version__, sympy.__version__)\\n' > /tmp/p.py; "
                              "skillflow sandbox run --isolation none /tmp/p.py")
@@ -83,14 +83,9 @@ def test_the_model_server_image_completes_with_the_real_model():
 
 @pytest.fixture(scope="module")
 def podman_profile(stack, runtime_image, tmp_path_factory) -> str:
-    raw = yaml.safe_load((ROOT / "tasks" / "cluster_profiles" / "local.yaml").read_text())
-    work = f"{stack.env['SKILLFLOW_VAR']}/cluster/work"
-    raw["container"].update(runtime="podman", mounts=[f"{work}:{work}"])
-    raw["container"]["images"]["nemo_skills"] = runtime_image
-    raw["paths"].update(python="python3", skillflow="skillflow")
-    path = tmp_path_factory.mktemp("profile") / "local-podman.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return str(path)
+    return podman_profile_file.write(stack.env, tmp_path_factory.mktemp("profile"),
+                                     images={"nemo_skills": runtime_image},
+                                     paths={"python": "python3", "skillflow": "skillflow"})
 
 
 def test_grading_runs_in_the_runtime_image_as_a_slurm_job(stack, runtime_image, podman_profile):

@@ -8,30 +8,22 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from operators.slurm.errors import SlurmJobError
 from operators.slurm.hook import SlurmHook
 from operators.slurm.operator import SlurmJobOperator
+from tests.integration import podman_profile as podman_profile_file
 from tests.integration import probe_image
 from tests.integration.slurm_driver import TaskInstanceStandIn, finish, submit
 from tests.polling import wait_until
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 @pytest.fixture(scope="module")
 def podman_profile(stack, tmp_path_factory) -> tuple[str, str]:
     """(profile path, image): the local profile with runtime podman and the work folder mounted."""
-    image = probe_image.build()
-    raw = yaml.safe_load((ROOT / "tasks" / "cluster_profiles" / "local.yaml").read_text())
-    work = f"{stack.env['SKILLFLOW_VAR']}/cluster/work"
-    raw["container"].update(runtime="podman", mounts=[f"{work}:{work}"])
-    path = tmp_path_factory.mktemp("profile") / "local-podman.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return str(path), image
+    return podman_profile_file.write(stack.env, tmp_path_factory.mktemp("profile")), probe_image.build()
 
 
 def _op(profile: str, job: dict) -> SlurmJobOperator:
