@@ -381,16 +381,18 @@ def build_unit_job(unit: Unit, seeds: list[int], throttle: int | None, time_limi
     opts = JobOptions(time=time_limit) if time_limit else JobOptions()
     only = None if seeds == list(range(unit.runs)) else seeds
     job = labeling_array_job(unit.runs, throttle, unit.params, profile, opts=opts, only_seeds=only)
-    return {"job": spec_dict(job.spec), "outputs": list(job.outputs)}
+    return {"job": spec_dict(job.spec), "outputs": list(job.outputs), "dirs": list(job.dirs)}
 
 
 def pending_jobs(req: DatagenRequest, profile: ClusterProfile, out_dir: str, stage: str,
                  done: dict[str, set[int]]) -> tuple[list[dict[str, Any]], dict[str, list[int]]]:
     """Arrays to submit for ``stage`` (``masked`` or ``labeling``) given the complete seeds.
 
-    Returns the SlurmJobOperator kwargs per array (``job``, ``expected_outputs``) and the missing
-    seeds per unit. Only the nemo_skills engine passes ``expected_outputs`` (its jobs end with an
-    MPI error even when the work is done, docs/recipes/openmath.md §12.1); native exit codes are trusted.
+    Returns the SlurmJobOperator kwargs per array (``job``, ``expected_outputs``, ``create_dirs``)
+    and the missing seeds per unit. Only the nemo_skills engine passes ``expected_outputs`` (its
+    jobs end with an MPI error even when the work is done, docs/recipes/openmath.md §12.1); native
+    exit codes are trusted. The array's output folder is created before ``sbatch``: a container
+    runtime refuses to mount a folder that does not exist yet.
     """
     todo, missing = [], {}
     for unit in _units(req, profile, out_dir, data_dir_for(req, out_dir)):
@@ -401,7 +403,7 @@ def pending_jobs(req: DatagenRequest, profile: ClusterProfile, out_dir: str, sta
         if not seeds:
             continue
         built = build_unit_job(unit, seeds, req.throttle, req.time_limit, profile)
-        todo.append({"job": built["job"],
+        todo.append({"job": built["job"], "create_dirs": built["dirs"],
                      "expected_outputs": built["outputs"] if req.engine == "nemo_skills" else []})
     return todo, missing
 
