@@ -5,13 +5,14 @@ with debootstrap from the host's own apt mirror, and each image's Python package
 wheelhouse that the host's pip builds (it has PyPI), installed in the image with no index. Every
 image is tagged with the hash of everything it is built from, so ``ensure`` builds only what is
 missing: podman's store outlives clones and sessions on the same machine, and a second ``make
-images-local`` costs a few ``podman image exists`` calls. The base is keyed by its package list
+local-images`` costs a few ``podman image exists`` calls. The base is keyed by its package list
 only; ``podman rmi`` it to take Debian's updates.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -34,6 +35,9 @@ APT_SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
 #: One Dockerfile for every local image, a target each, and the script its steps share.
 DOCKERFILE = "docker/local/Dockerfile"
 INSTALL_SCRIPT = "docker/local/install-venv.sh"
+#: The files every build context holds besides the Dockerfile: its install script and the cluster
+#: sandbox image's two start scripts, which the local sandbox image starts the same way.
+CONTEXT_FILES = (INSTALL_SCRIPT, "docker/sandbox/entrypoint.sh", "docker/sandbox/start.sh")
 
 
 @dataclass(frozen=True)
@@ -153,7 +157,8 @@ def _sources() -> list[Path]:
 
 
 def image_tag(image: LocalImage, base: str) -> str:
-    parts = [base.encode(), image.name.encode(), (ROOT / DOCKERFILE).read_bytes(), (ROOT / INSTALL_SCRIPT).read_bytes()]
+    parts = [base.encode(), image.name.encode(), (ROOT / DOCKERFILE).read_bytes()]
+    parts += [(ROOT / f).read_bytes() for f in CONTEXT_FILES]
     parts += [(ROOT / r).read_bytes() for r in (*image.requirements, *image.constraints)]
     parts += [str(p.relative_to(ROOT)).encode() + b"\0" + p.read_bytes() for p in _sources()]
     return f"{image.repository}:{_digest(parts)}"
@@ -164,7 +169,8 @@ def _context(image: LocalImage, into: Path) -> None:
     each (a folder per pin file, so that the same pins make the same COPY layer in every image),
     and skillflow's wheel."""
     shutil.copy(ROOT / DOCKERFILE, into / "Dockerfile")
-    shutil.copy(ROOT / INSTALL_SCRIPT, into / Path(INSTALL_SCRIPT).name)
+    for f in CONTEXT_FILES:
+        shutil.copy(ROOT / f, into / Path(f).name)
     constraints = [arg for c in image.constraints for arg in ("--constraint", str(ROOT / c))]
     for r in image.requirements:
         shutil.copy(ROOT / r, into / Path(r).name)
@@ -179,11 +185,20 @@ def _context(image: LocalImage, into: Path) -> None:
               src])
 
 
+def checkout_tag(root: Path = ROOT) -> str:
+    """The tag the local profile names each image by (``${SKILLFLOW_IMAGE_TAG}``): one per
+    checkout, moved onto the build of that checkout's current code by :func:`ensure`, so that a
+    profile never needs a content hash and two checkouts on one machine never run each other's."""
+    return "checkout-" + hashlib.sha256(str(root).encode()).hexdigest()[:12]
+
+
 def ensure(image: LocalImage, log=print) -> str:
-    """The image's tag, built first (with the base, if that is missing too) if podman lacks it."""
+    """The image's content tag, built first (with the base, if that is missing too) if podman
+    lacks it, and named by this checkout's tag too."""
     base = ensure_base(log)
     tag = image_tag(image, base)
     if exists(tag):
+        _run(["podman", "tag", tag, f"{image.repository}:{checkout_tag()}"])
         return tag
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix=f"skillflow-image-{image.name}-") as tmp:
@@ -192,6 +207,7 @@ def ensure(image: LocalImage, log=print) -> str:
         _run(["podman", "build", "--network", "none", "--target", image.name, "--build-arg", f"BASE={base}",
               "--tag", tag, tmp])
     log(f"built {tag} in {time.monotonic() - started:.0f} s")
+    _run(["podman", "tag", tag, f"{image.repository}:{checkout_tag()}"])
     _prune(image.repository, keep=tag)
     return tag
 
@@ -204,7 +220,9 @@ KEEP_TAGS = 3
 def _prune(repository: str, keep: str) -> None:
     listed = subprocess.run(["podman", "images", "--sort", "created", "--format", "{{.Repository}}:{{.Tag}}",
                              "--filter", f"reference={repository}"], capture_output=True, text=True).stdout.split()
-    old = [t for t in listed if t != keep][KEEP_TAGS - 1:]
+    # Only content tags (a hash) age out; a checkout's own tag goes with the last build it names.
+    content = [t for t in listed if re.fullmatch(r"[0-9a-f]{16}|bookworm-[0-9a-f]{16}", t.rsplit(":", 1)[1])]
+    old = [t for t in content if t != keep][KEEP_TAGS - 1:]
     if old:
         subprocess.run(["podman", "rmi", "--force", *old], capture_output=True)
 

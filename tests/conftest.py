@@ -48,6 +48,8 @@ def stack():
     started = not any(r.pid for r in rows)
     if not all(r.healthy for r in rows) or Layout.discover().topology() != TOPOLOGY:
         control.up(quiet=True, topology=TOPOLOGY)
+    else:
+        control.ensure_images(quiet=True)  # jobs run in them: they must hold this checkout's code
     ctx = control.context()
     saved = dict(os.environ)
     os.environ.update({k: v for k, v in ctx.env.items() if k != "PATH"})

@@ -13,6 +13,7 @@ import shlex
 import subprocess
 from pathlib import Path
 
+from devtools.images import checkout_tag
 from devtools.stack.layout import Layout
 from devtools.stack.nodes import FIRST_NODE, MULTI_PARTITION, NODE_ADDRS, NODES, node_hostname
 
@@ -85,6 +86,8 @@ def stack_env(layout: Layout) -> dict[str, str]:
         "SKILLFLOW_ROOT": str(layout.root),
         "SKILLFLOW_VAR": str(layout.var),
         "SKILLFLOW_PROFILE": "local",
+        # The local profile's images, named by this checkout's tag (devtools/images.py).
+        "SKILLFLOW_IMAGE_TAG": checkout_tag(layout.root),
         "SKILLFLOW_AIRFLOW_PORT": str(p.airflow),
         "SLURM_CONF": str(layout.slurm / "slurm.conf"),
         "AIRFLOW_HOME": str(layout.airflow_home),

@@ -85,7 +85,17 @@ def _switch(layout: Layout, topology: str) -> None:
     layout.topology_file.write_text(topology + "\n")
 
 
+def ensure_images(*, quiet: bool = False) -> None:
+    """The local profile's images for this checkout's code: built when an input changed (a code
+    change rebuilds the last layer of each, about a minute), else a few cheap checks. Jobs run in
+    them, so a stack whose images lag its code would test the old code."""
+    from devtools import images
+
+    images.ensure_all(log=(lambda line: None) if quiet else (lambda line: _log(f"  image {line}")))
+
+
 def _up(services: list[Service] | None, *, quiet: bool) -> list[Row]:
+    ensure_images(quiet=quiet)
     ctx = context()
     write_configs(ctx.layout)
     # Host keys exist only after write_configs, so the connection env is built afterwards.
