@@ -8,17 +8,17 @@ PIP := $(PY) -m pip
 APT_PACKAGES := openssh-server openssh-client slurm-wlm munge nodejs npm util-linux iproute2 procps chromium postgresql redis-server podman runc debootstrap
 PYTEST_ARGS ?=
 
-.PHONY: help images deps venv node model train-env sandbox-env install up down status demo test test-unit test-integration test-team test-images images-local faults bench lock clean-var
+.PHONY: help images deps venv node model train-env sandbox-env install up down status demo test test-unit test-integration test-team local-images faults bench lock clean-var
 
 help:
 	@echo "make demo   - install what is missing, start the local stack, run the demo DAG end to end"
 	@echo "make test   - unit tests, integration tests against the real local stack, the browser test of both UIs"
-	@echo "              (not the reliability suite: make faults; nor the team topology: make test-team; nor the images: make test-images; CI runs all four)"
+	@echo "              (not the reliability suite: make faults; nor the team topology: make test-team; CI runs all three)"
 	@echo "make up | down | status - the local stack (also: .venv/bin/skillflow stack ...)"
 	@echo "make bench  - every benchmark; writes docs/performance.md"
 	@echo "make faults - fault-injection, bad-input and security suite; writes docs/reliability.md"
 	@echo "make test-team - the team topology (PostgreSQL, Redis, two Celery workers, roles) and its tests"
-	@echo "make test-images - build the local profile's container images (cached by input hash) and run a step from one"
+	@echo "make local-images - build the local profile's container images (part of install; cached by input hash)"
 
 # System packages: Slurm, munge, sshd, Node (for the S3 server) and Chromium (the browser tests).
 # Only what is missing.
@@ -89,7 +89,7 @@ stack/node_modules/.stamp: stack/package-lock.json
 
 node: stack/node_modules/.stamp
 
-install: deps venv node model train-env sandbox-env
+install: deps venv node model train-env sandbox-env local-images
 
 up: install
 	$(VENV)/bin/skillflow stack up
@@ -105,7 +105,7 @@ demo: install
 
 # `make test` leaves out the reliability suite (tests/faults) and the few cases marked `heavy`
 # (minutes of real walltime each): `make faults` runs those, and CI runs both (.ci/run).
-TEST_SCOPE := --ignore=tests/faults --ignore=tests/team --ignore=tests/images
+TEST_SCOPE := --ignore=tests/faults --ignore=tests/team
 
 test: install
 	$(PY) -m pytest $(TEST_SCOPE) -m "not heavy" $(PYTEST_ARGS)
@@ -116,15 +116,13 @@ test-unit: install
 test-integration: install
 	$(PY) -m pytest $(TEST_SCOPE) -m "integration and not heavy" $(PYTEST_ARGS)
 
-# The local profile's container images (devtools/images.py; docker/local/): built with podman from a
-# debootstrap Debian base and the host's wheels, tagged by the hash of their inputs, so only a
-# changed image is rebuilt. `make test-images` builds them (minutes the first time) and runs a
-# skillflow step from one as a Slurm job.
-images-local: install
-	$(PY) -m devtools.images
-
-test-images: install
-	$(PY) -m pytest tests/images $(PYTEST_ARGS)
+# The local profile's container images (devtools/images.py; docker/local/), in which every Slurm
+# step of the local stack runs: built with podman from a debootstrap Debian base and the host's
+# wheels, tagged by the hash of their inputs, so only a changed image is rebuilt (minutes the first
+# time, about a minute after a code change, seconds when nothing changed). `skillflow stack up`
+# checks them again, since code may change while the stack is down.
+local-images: deps venv
+	$(PY) -m devtools.images >/dev/null
 
 # The team topology (`skillflow stack up --topology team`: PostgreSQL, Redis, two Celery workers,
 # FAB roles): its own tests (tests/team: roles through REST and in Chromium, the tasks' spread over

@@ -58,6 +58,8 @@ def skillflow_demo():
             },
         },
         expected_outputs=[],
+        # In the image of the skillflow CLI on a profile with containers, as every product step.
+        image_key="nemo_skills",
     )
 
     @task

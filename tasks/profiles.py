@@ -22,14 +22,19 @@ SECTIONS: dict[str, set[str]] = {
     "description": set(),
     "ssh": {"conn_id"},
     "slurm": {"partition", "multi_node_partition", "account", "max_time", "default_time", "gpus_per_node",
-              "cpus_per_node", "poll_interval_s", "accounting", "extra_sbatch_args"},
-    "container": {"runtime", "images", "mounts", "run_args"},
+              "cpus_per_node", "poll_interval_s", "accounting", "extra_sbatch_args", "accelerator"},
+    "container": {"runtime", "images", "mounts", "run_args", "sandbox_run_args"},
     "paths": {"workdir", "python", "skillflow", "train_python"},
     "env": None,  # free-form: variables exported into every job
     "storage": {"aws_conn_id", "bucket", "mlflow_conn_id", "cluster_env"},
     "models": None,  # free-form: short names for model paths on the cluster
 }
 RUNTIMES = ("none", "pyxis", "apptainer", "podman")
+#: ``gpu``: the nodes' GPUs are real and steps run the recipes' own tools. ``cpu``: the GPUs Slurm
+#: hands out are emulated (the local stack), so each GPU step runs its CPU stand-in instead
+#: (llama.cpp's server for vLLM and TensorRT-LLM, the CPU trainer for NeMo-Aligner and OpenRLHF),
+#: with or without a container runtime.
+ACCELERATORS = ("gpu", "cpu")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -71,6 +76,15 @@ class ClusterProfile:
     storage_env: dict[str, str] = field(default_factory=dict)
     # Options the runtime's run command takes on this site (podman: --runtime, --ulimit).
     run_args: tuple[str, ...] = ()
+    # More options for containers of the sandbox image, which runs model-written code (podman:
+    # the capability its service needs to put each program in namespaces of its own).
+    sandbox_run_args: tuple[str, ...] = ()
+    accelerator: str = "gpu"
+
+    @property
+    def cpu_stand_ins(self) -> bool:
+        """Whether GPU steps run their CPU stand-ins here (``slurm.accelerator: cpu``)."""
+        return self.accelerator == "cpu"
 
     def model_path(self, ref: str) -> str:
         """A model alias of this profile (``smollm2``) or the path/URI as given."""
@@ -154,6 +168,9 @@ def parse_profile(raw: dict[str, Any], source: str) -> ClusterProfile:
     runtime = container.get("runtime", "none")
     if runtime not in RUNTIMES:
         raise ProfileError(f"{source}: container.runtime '{runtime}' is not one of {', '.join(RUNTIMES)}")
+    accelerator = slurm.get("accelerator", "gpu")
+    if accelerator not in ACCELERATORS:
+        raise ProfileError(f"{source}: slurm.accelerator '{accelerator}' is not one of {', '.join(ACCELERATORS)}")
     for required, section, key in (("ssh.conn_id", ssh, "conn_id"), ("paths.workdir", paths, "workdir")):
         if not section.get(key):
             raise ProfileError(f"{source}: {required} is required")
@@ -185,4 +202,6 @@ def parse_profile(raw: dict[str, Any], source: str) -> ClusterProfile:
         storage_env={str(k): str(v) for k, v in (storage.get("cluster_env") or {}).items()},
         multi_node_partition=slurm.get("multi_node_partition"),
         run_args=tuple(str(a) for a in container.get("run_args") or ()),
+        sandbox_run_args=tuple(str(a) for a in container.get("sandbox_run_args") or ()),
+        accelerator=accelerator,
     )

@@ -42,6 +42,7 @@ class SlurmJobOperator(BaseOperator):
     :param retry_on: outcomes after which Airflow may retry; any other outcome fails the task
         at once (e.g. CANCELLED by a person).
     :param deferrable: wait in the triggerer (default) or poll from the worker.
+    :param image_key: the profile's image (a ``container.images`` key) for a job that names none.
     """
 
     template_fields: Sequence[str] = ("job", "expected_outputs", "profile", "create_dirs")
@@ -52,7 +53,8 @@ class SlurmJobOperator(BaseOperator):
     def __init__(self, *, job: dict[str, Any], profile: str | None = None, ssh_conn_id: str | None = None,
                  expected_outputs: Sequence[str] = (), retry_on: Sequence[str] = DEFAULT_RETRY_ON,
                  poll_interval: float | None = None, deferrable: bool = True, stream_logs: bool = True,
-                 wait_timeout: timedelta | None = None, create_dirs: Sequence[str] = (), **kwargs):
+                 wait_timeout: timedelta | None = None, create_dirs: Sequence[str] = (),
+                 image_key: str | None = None, **kwargs):
         kwargs.setdefault("retries", 1)
         kwargs.setdefault("retry_delay", timedelta(seconds=5))
         super().__init__(**kwargs)
@@ -70,6 +72,9 @@ class SlurmJobOperator(BaseOperator):
         self.wait_timeout = wait_timeout
         # Folders that must exist before sbatch (container runtimes refuse to mount a missing one).
         self.create_dirs = create_dirs
+        # A job written in a DAG file names its image by the profile's key (``container.images``),
+        # since the profile is known only when the task runs.
+        self.image_key = image_key
         self._job_id: str | None = None
         self._loaded_profile = None
         self._slurm_hook: SlurmHook | None = None
@@ -82,6 +87,17 @@ class SlurmJobOperator(BaseOperator):
 
             self._loaded_profile = load_profile(self.profile)
         return self._loaded_profile
+
+    def _spec(self, profile):
+        """The job as submitted: ``job``, in the profile's ``image_key`` image unless it names one."""
+        import dataclasses
+
+        from tasks.slurm.spec import JobSpec
+
+        spec = JobSpec.from_dict(self.job).validate()
+        if self.image_key and not spec.image:
+            spec = dataclasses.replace(spec, image=profile.image(self.image_key))
+        return spec
 
     def _hook(self, profile) -> SlurmHook:
         """The profile's Slurm hook, made once per operator instance (its SSH connection is reused)."""
@@ -152,9 +168,8 @@ class SlurmJobOperator(BaseOperator):
 
         The id and the log are pushed as XComs for the UI's links."""
         from tasks.slurm.render import default_log_path, render_sbatch
-        from tasks.slurm.spec import JobSpec
 
-        spec = JobSpec.from_dict(self.job).validate()
+        spec = self._spec(profile)
         log_path = spec.output or default_log_path(spec, spec.workdir or profile.workdir)
         script = render_sbatch(spec, profile)
         paths = self._paths(profile, context, script)
@@ -233,11 +248,10 @@ class SlurmJobOperator(BaseOperator):
         """The job this task instance's record names (the operator's memory does not survive a
         deferral; the record on the cluster does)."""
         from tasks.slurm.render import render_sbatch
-        from tasks.slurm.spec import JobSpec
 
         if not self.job:
             return []
-        script = render_sbatch(JobSpec.from_dict(self.job).validate(), profile)
+        script = render_sbatch(self._spec(profile), profile)
         record = hook.read_record(self._paths(profile, context, script)["record"])
         return [record["job_id"]] if record else []
 

@@ -74,9 +74,9 @@ class AppsSftRequest:
 
 
 def runs_openrlhf(profile: ClusterProfile) -> bool:
-    """OpenRLHF runs from its container image on GPU nodes; a profile without a container runtime
-    (the local one: CPU only, no OpenRLHF installed) trains with the CPU stand-in, if it can."""
-    return profile.runtime != "none"
+    """OpenRLHF runs from its container image on GPU nodes; a profile of CPU stand-ins (the local
+    one, whose GPUs are emulated) trains with the CPU stand-in, if it can."""
+    return not profile.cpu_stand_ins
 
 
 def resolve_model(req: AppsSftRequest, profile: ClusterProfile) -> tuple[str, str]:
@@ -86,7 +86,10 @@ def resolve_model(req: AppsSftRequest, profile: ClusterProfile) -> tuple[str, st
 
 
 def _in_sequence(name: str, *jobs: RecipeJob) -> RecipeJob:
-    """Container-less steps as one Slurm job, each after the previous one succeeded."""
+    """Steps of one image as one Slurm job, each after the previous one succeeded."""
+    images = {job.spec.image for job in jobs}
+    if len(images) != 1:
+        raise ValueError(f"{name}: steps in sequence must share an image, not {sorted(map(str, images))}")
     command = " && \\\n".join(job.spec.command.rstrip("\n") for job in jobs) + "\n"
     made: set[str] = set()
     inputs: list[str] = []
@@ -94,7 +97,8 @@ def _in_sequence(name: str, *jobs: RecipeJob) -> RecipeJob:
         inputs += [i for i in job.inputs if i not in inputs
                    and not any(m == i or m.startswith(i.rstrip("/") + "/") for m in made)]
         made.update(job.outputs)
-    return RecipeJob(spec=make_spec(JobOptions(), name=name, command=command),
+    mounts = tuple(dict.fromkeys(m for job in jobs for m in job.spec.mounts))
+    return RecipeJob(spec=make_spec(JobOptions(), name=name, command=command, image=images.pop(), mounts=mounts),
                      outputs=tuple(o for job in jobs for o in job.outputs),
                      dirs=tuple(dict.fromkeys(d for job in jobs for d in job.dirs)), inputs=tuple(inputs))
 
@@ -138,9 +142,9 @@ def build_plan(req: AppsSftRequest, profile: ClusterProfile, out_dir: str, s3_pr
     """
     local = not runs_openrlhf(profile)
     cpu_sft = req.train and local
-    if cpu_sft and not trains_on_cpu(profile, "openrlhf"):
-        raise PlanError(f"param 'train': profile '{profile.name}' has no GPUs with OpenRLHF (no container "
-                        "runtime) and no CPU training environment (paths.train_python), so it cannot run the SFT "
+    if cpu_sft and not trains_on_cpu(profile):
+        raise PlanError(f"param 'train': profile '{profile.name}' has no GPUs with OpenRLHF (slurm.accelerator "
+                        "is cpu) and no CPU training environment (paths.train_python), so it cannot run the SFT "
                         "job; set train to false to sample and evaluate the base model only, or choose a GPU "
                         "cluster profile")
     ref, model = resolve_model(req, profile)

@@ -242,7 +242,7 @@ def native_apps_sampling_job(params: NativeSamplingParams, profile: ClusterProfi
     command = native_step(params.server, profile, model, [work], (parent(out),), sandbox=False)
     gpus = positive("server.num_gpus", params.server.num_gpus) if kind == "vllm" else 0
     spec = make_spec(opts, name=f"apps-sample-{slug(basename(parent(out_host)))}", command=command,
-                     image=(profile.image(params.image_key) if native_image(profile, kind) else None),
+                     image=native_image(profile, kind, params.image_key),
                      gpus_per_node=gpus,
                      mounts=paths.mounts)
     inputs = ([abs_path("model", params.model)] if params.model.startswith("/") else []) + [src_host]

@@ -81,6 +81,9 @@ def check_gpu_allocation(cfg: dict[str, Any]) -> tuple[str, str, str]:
 
 def check_gpu_devices(cfg: dict[str, Any]) -> tuple[str, str, str]:
     want = cfg["gpus"]
+    if cfg.get("accelerator") == "cpu":
+        return SKIP, ("slurm.accelerator is cpu: the profile's GPUs are GRES device files without a driver "
+                      "(the local stack), so there is no device to list, only Slurm's allocation"), ""
     smi = shutil.which("nvidia-smi")
     if not smi:
         if cfg["runtime"] == "none":
@@ -100,7 +103,15 @@ def check_gpu_devices(cfg: dict[str, Any]) -> tuple[str, str, str]:
 
 
 def check_folder(path: str, writable: bool, what: str) -> tuple[str, str, str]:
-    """Readable (list it) and, when ``writable``, a file written, read back and removed."""
+    """Readable (list it) and, when ``writable``, a file written, read back and removed; a file
+    mounted read-only (a model) is read."""
+    if not writable and os.path.isfile(path):
+        try:
+            with open(path, "rb") as fh:
+                fh.read(1)
+        except OSError as exc:
+            return FAIL, f"cannot read {path}: {exc}", f"give the job's user read access to {path}"
+        return PASS, f"{path} readable (a file); mounted read-only, not written", ""
     if not os.path.isdir(path):
         return FAIL, f"{path} is not a folder inside the step", (
             f"create {path} on the cluster's shared filesystem, or fix {what} in the profile "

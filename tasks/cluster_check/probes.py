@@ -85,8 +85,8 @@ def _slug(text: str) -> str:
 def _probe(profile: ClusterProfile, out_dir: str, name: str, target: str, cfg: dict[str, Any],
            **job: Any) -> Probe:
     result, log = f"{out_dir}/{name}.json", f"{out_dir}/{name}.log"
-    cfg = {"name": name, "target": target, "runtime": profile.runtime, "partition": profile.partition,
-           "result": result, **cfg}
+    cfg = {"name": name, "target": target, "runtime": profile.runtime, "accelerator": profile.accelerator,
+           "partition": profile.partition, "result": result, **cfg}
     env = {**job.pop("env", {}), "SKILLFLOW_CLUSTER_PROBE": json.dumps(cfg, sort_keys=True)}
     spec = JobSpec(name=f"cluster-check-{name}", time=PROBE_TIME, output=log, env=env, **job).validate()
     return Probe(name, target, spec_dict(spec), result, log)

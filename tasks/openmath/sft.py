@@ -108,7 +108,7 @@ def build_plan(req: SftRequest, profile: ClusterProfile, exp_dir: str, data_path
     the form), or ``None`` to download OpenMathInstruct-1 and prepare it here.
     """
     row = resolve_row(req)
-    local = trains_on_cpu(profile, "nemo")
+    local = trains_on_cpu(profile)
     if local and req.base_model not in (LOCAL_MODEL, "custom"):
         raise PlanError(f"param 'base_model': {req.base_model} needs a GPU cluster with the NeMo image; profile "
                         f"{profile.name!r} trains on CPUs ({LOCAL_MODEL} or a custom GGUF)")

@@ -1,10 +1,11 @@
 """Steps of the SFT chain that are not NeMo's: the CPU stand-ins of the `local` profile, the
 OpenMathInstruct-1 download and the checkpoint upload (docs/recipes/openmath.md §3.2, §10).
 
-On a profile without GPU images (``paths.train_python`` set, runtime ``none``) the chain is:
+On a profile of CPU stand-ins (``slurm.accelerator: cpu``, ``paths.train_python`` set) the chain is:
 GGUF -> HF (stands in for HF -> NeMo), :mod:`tasks.sft.local_train` (for NeMo-Aligner SFT),
 averaging of the kept checkpoints (for ``prepare_eval``), HF -> GGUF for llama.cpp (for NeMo -> HF
--> TensorRT-LLM). Each is a Slurm job like its GPU counterpart, with the same outputs contract.
+-> TensorRT-LLM). Each is a Slurm job like its GPU counterpart, with the same outputs contract,
+run in the profile's ``trainer`` image when it has a container runtime.
 """
 from __future__ import annotations
 
@@ -19,11 +20,17 @@ OMI1_REPO = "nvidia/OpenMathInstruct-1"
 OMI1_FILES = ("correct_solutions/train.jsonl", "correct_solutions/validation.jsonl")
 
 
-def trains_on_cpu(profile: ClusterProfile, gpu_image: str) -> bool:
-    """Whether training on ``profile`` runs the CPU stand-ins of this module: it has the training
-    environment (``paths.train_python``), no container runtime and no ``gpu_image`` (the GPU
-    trainer's image key: ``nemo``, ``openrlhf``)."""
-    return profile.train_python is not None and profile.runtime == "none" and profile.image(gpu_image) is None
+def trains_on_cpu(profile: ClusterProfile) -> bool:
+    """Whether training on ``profile`` runs the CPU stand-ins of this module: its GPUs are emulated
+    (``slurm.accelerator: cpu``) and it names the training environment's python
+    (``paths.train_python``: the host's venv, or the ``trainer`` image's)."""
+    return profile.train_python is not None and profile.cpu_stand_ins
+
+
+def _trainer(profile: ClusterProfile, *folders: str) -> dict:
+    """Where a CPU stand-in step runs: the ``trainer`` image with ``folders`` visible at their own
+    paths (the commands name host paths), or the node itself without a container runtime."""
+    return dict(image=profile.image("trainer"), mounts=same_path_mounts(profile, *folders))
 
 
 def save_margin(time: str | None, upstream_s: int) -> int:
@@ -47,7 +54,8 @@ def gguf_to_hf_job(gguf_path: str, out_dir: str, profile: ClusterProfile, opts: 
     src = abs_path("gguf_path", gguf_path)
     out = abs_path("out_dir", out_dir)
     command = f"{q(_train_python(profile))} -m tasks.sft.cli gguf-to-hf {q(src)} {q(out)}\n"
-    spec = make_spec(opts, name=f"gguf-to-hf-{slug(basename(out))}", command=command)
+    spec = make_spec(opts, name=f"gguf-to-hf-{slug(basename(out))}", command=command,
+                     **_trainer(profile, parent(src), parent(out)))
     return RecipeJob(spec=spec, outputs=(f"{out}/config.json",), dirs=(parent(out),), inputs=(src,))
 
 
@@ -136,11 +144,12 @@ def local_sft_job(params: LocalSftParams, profile: ClusterProfile, opts: JobOpti
                           f"nodes ({params.micro_batch_size} x {nodes})")
     command = (f"exec {q(_train_python(profile))} {_launcher(nodes)}-m tasks.sft.local_train "
                + " ".join(q(a) for a in args) + deadline + "\n")
-    spec = make_spec(opts, name=f"sft-{slug(basename(out))}", command=command, signal=signal, nodes=nodes,
-                     ntasks_per_node=1, master_port=params.master_port)
     inputs = [abs_path("hf_model", params.hf_model), abs_path("train_data", params.train_data)]
     if params.validation_data:
         inputs.append(abs_path("validation_data", params.validation_data))
+    spec = make_spec(opts, name=f"sft-{slug(basename(out))}", command=command, signal=signal, nodes=nodes,
+                     ntasks_per_node=1, master_port=params.master_port,
+                     **_trainer(profile, out, *(parent(i) for i in inputs)))
     return RecipeJob(spec=spec, outputs=(f"{out}/status.json", f"{out}/checkpoints"), dirs=(out,),
                      inputs=tuple(inputs))
 
@@ -166,7 +175,8 @@ def local_average_job(experiment_dir: str, out_dir: str, profile: ClusterProfile
     exp = abs_path("experiment_dir", experiment_dir)
     out = abs_path("out_dir", out_dir)
     command = f"{q(_train_python(profile))} -m tasks.sft.average_topk {q(exp + '/checkpoints')} {q(out)}\n"
-    spec = make_spec(opts, name=f"average-{slug(basename(out))}", command=command)
+    spec = make_spec(opts, name=f"average-{slug(basename(out))}", command=command,
+                     **_trainer(profile, exp, parent(out)))
     return RecipeJob(spec=spec, outputs=(f"{out}/config.json",), dirs=(parent(out),), inputs=(f"{exp}/checkpoints",))
 
 
@@ -179,7 +189,8 @@ def hf_to_gguf_job(hf_dir: str, template_gguf: str, out_file: str, profile: Clus
         raise RecipeError(f"out_file={out_file!r} must end in .gguf")
     command = (f"{q(_train_python(profile))} -m tasks.sft.cli hf-to-gguf {q(src)} "
                f"{q(abs_path('template_gguf', template_gguf))} {q(out)}\n")
-    spec = make_spec(opts, name=f"hf-to-gguf-{slug(basename(out))}", command=command)
+    spec = make_spec(opts, name=f"hf-to-gguf-{slug(basename(out))}", command=command,
+                     **_trainer(profile, src, parent(template_gguf), parent(out)))
     return RecipeJob(spec=spec, outputs=(out,), dirs=(parent(out),),
                      inputs=(src, abs_path("template_gguf", template_gguf)))
 

@@ -70,6 +70,8 @@ def _container_prefix(profile: ClusterProfile, image: str | None, mounts: tuple[
         # The node's own network, IPC (shared memory of torch and NCCL/gloo) and host name, as
         # pyxis gives a step; the profile adds the site's own options (run_args).
         opts = ["--network", "host", "--ipc", "host", "--uts", "host", *profile.run_args]
+        if image == profile.images.get("sandbox"):
+            opts += profile.sandbox_run_args
         for mount in mounts:
             opts += ["--volume", mount]
         if workdir:

@@ -42,8 +42,8 @@ class NemoSkillsServer:
 class NativeServer:
     """The server the native engine talks to.
 
-    ``kind`` None picks ``llama_cpp`` on a profile without containers (the local profile, CPU
-    only) and ``vllm`` elsewhere; ``external`` uses ``url`` and starts nothing.
+    ``kind`` None picks ``llama_cpp`` on a profile of CPU stand-ins (``slurm.accelerator: cpu``,
+    the local one) and ``vllm`` elsewhere; ``external`` uses ``url`` and starts nothing.
     """
 
     kind: str | None = None
@@ -57,7 +57,7 @@ class NativeServer:
     extra_args: tuple[str, ...] = ()
 
     def resolved_kind(self, profile: ClusterProfile) -> str:
-        kind = self.kind or ("llama_cpp" if profile.runtime == "none" else "vllm")
+        kind = self.kind or ("llama_cpp" if profile.cpu_stand_ins else "vllm")
         if kind not in NATIVE_SERVER_KINDS:
             raise RecipeError(f"server.kind={kind!r} must be one of {', '.join(NATIVE_SERVER_KINDS)}")
         if kind == "external" and not self.url:
@@ -158,7 +158,7 @@ def native_sandbox(profile: ClusterProfile) -> Sidecar:
     With a container runtime it runs in the profile's sandbox image (where ``skillflow`` exists,
     and the only place model-written code may run), started through the image's ``/start.sh``,
     which binds loopback inside a Slurm job and reads the port from ``SKILLFLOW_SANDBOX_PORT``.
-    Without containers (the local profile) it is the host's ``skillflow``.
+    Without containers it is the node's own ``skillflow`` (``paths.skillflow``).
     """
     port = f"export SKILLFLOW_SANDBOX_PORT={SANDBOX_PORT_EXPR}\n"
     if profile.runtime != "none":
@@ -168,16 +168,13 @@ def native_sandbox(profile: ClusterProfile) -> Sidecar:
         port + 'exec "$SKILLFLOW_CLI" sandbox serve --host 127.0.0.1 --port "$SKILLFLOW_SANDBOX_PORT"'))
 
 
-def native_image(profile: ClusterProfile, kind: str) -> str | None:
-    """The image of a native generation step: vLLM's (it also carries ``skillflow``) for ``vllm``
-    and ``external``; on a profile with containers nothing runs outside an image, and no image
-    of ours has llama.cpp's server."""
+def native_image(profile: ClusterProfile, kind: str, gpu_key: str = "vllm") -> str | None:
+    """The image of a native generation step: llama.cpp's server image (``model_server``, which
+    also carries ``skillflow``) for ``llama_cpp``, else the GPU server's (``gpu_key``: vLLM's for
+    the OpenMath steps, OpenRLHF's for APPS sampling); None on a profile without containers."""
     if profile.runtime == "none":
         return None
-    if kind == "llama_cpp":
-        raise RecipeError(f"server.kind 'llama_cpp' runs only on a profile without containers; profile "
-                          f"{profile.name!r} serves with vllm (or an external server)")
-    return profile.image("vllm")
+    return profile.image("model_server" if kind == "llama_cpp" else gpu_key)
 
 
 def native_server_command(server: NativeServer, kind: str, model: str) -> str:

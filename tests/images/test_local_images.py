@@ -1,7 +1,7 @@
 """The local profile's images (devtools/images.py), built for real with podman: kept while their
 inputs hold, and a skillflow step run from one as a Slurm job of the real local cluster.
 
-Its own target (`make test-images`): the first build of the base takes minutes on a fresh machine.
+Part of `make test`; `make install` builds the images first (minutes on a fresh machine).
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from devtools import images
 from operators.slurm.hook import SlurmHook
 from operators.slurm.operator import SlurmJobOperator
-from tests.integration import podman_profile as podman_profile_file
+from tests.integration import profile_variants
 from tests.integration.slurm_driver import TaskInstanceStandIn, finish, submit
 
 pytestmark = [pytest.mark.integration, pytest.mark.images]
@@ -24,7 +24,7 @@ RUNTIME = images.by_name("runtime")
 
 def _podman_run(image: str, script: str, *options: str) -> str:
     """``sh -c script`` in a container of ``image``, with the local profile's podman options."""
-    run_args = podman_profile_file.local_profile()["container"]["run_args"]
+    run_args = profile_variants.local_profile()["container"]["run_args"]
     done = subprocess.run(["podman", "run", "--rm", *run_args, *options, image, "sh", "-c", script],
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -48,7 +48,7 @@ def test_the_runtime_image_holds_the_cli_and_no_airflow(runtime_image):
                                      "/opt/skillflow/bin/python -c 'import sympy, boto3, numpy'; "
                                      "/opt/skillflow/bin/python -c 'import devtools' 2>/dev/null && echo devtools; "
                                      "ls /opt/skillflow/lib/python3.11/site-packages | grep -c -i '^airflow' || true").split()
-    assert out[0] == "/usr/local/bin/skillflow"
+    assert out[0] == "/opt/skillflow/bin/skillflow"
     # No Airflow and no development tooling: the runtime image holds what runs on the cluster only.
     assert out[-1] == "0" and "devtools" not in out
 
@@ -81,14 +81,7 @@ def test_the_model_server_image_completes_with_the_real_model():
     assert out.strip().startswith("'") and len(out.strip()) > 3, out
 
 
-@pytest.fixture(scope="module")
-def podman_profile(stack, runtime_image, tmp_path_factory) -> str:
-    return podman_profile_file.write(stack.env, tmp_path_factory.mktemp("profile"),
-                                     images={"nemo_skills": runtime_image},
-                                     paths={"python": "python3", "skillflow": "skillflow"})
-
-
-def test_grading_runs_in_the_runtime_image_as_a_slurm_job(stack, runtime_image, podman_profile):
+def test_grading_runs_in_the_runtime_image_as_a_slurm_job(stack, runtime_image):
     work = Path(stack.env["SKILLFLOW_VAR"]) / "cluster" / "work" / "images-test"
     work.mkdir(parents=True, exist_ok=True)
     output = work / "output-greedy.jsonl"
@@ -96,10 +89,10 @@ def test_grading_runs_in_the_runtime_image_as_a_slurm_job(stack, runtime_image, 
         {"predicted_answer": "\\frac{1}{2}", "expected_answer": "0.5"},
         {"predicted_answer": "3", "expected_answer": "4"})))
     ti = TaskInstanceStandIn()
-    op = SlurmJobOperator(task_id="grade", profile=podman_profile, poll_interval=1.0,
+    op = SlurmJobOperator(task_id="grade", profile="local", poll_interval=1.0,
                           job={"name": "t-image-grade", "image": runtime_image,
                                "command": f"command -v skillflow; skillflow grade --workers 1 {output}"})
     result = finish(op, ti, submit(op, ti))
     log = SlurmHook("slurm_local", accounting="jobcomp").read_text(result["log"])
-    assert "/usr/local/bin/skillflow" in log, log  # the image's CLI, not the host's venv
+    assert "/opt/skillflow/bin/skillflow" in log, log  # the image's CLI, not the host's venv
     assert [json.loads(line)["is_correct"] for line in output.read_text().splitlines()] == [True, False]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import subprocess
 import time
@@ -29,6 +30,7 @@ from tasks.plan import spec_dict
 from tasks.profiles import load_profile
 from tasks.sft.steps import local_sft_job
 from tasks.steps.base import JobOptions
+from tests.integration import profile_variants
 from tests.integration.airflow_api import client_for
 from tests.integration.slurm_driver import TaskInstanceStandIn, finish, submit
 from tests.markdown import markdown_rows
@@ -174,11 +176,12 @@ def _same_training_on_one_node(two_node_dir: Path) -> None:
     for two, one in zip(*losses):
         for a, b in zip(two[1:], one[1:]):
             assert (a is None) == (b is None) and (a is None or a == pytest.approx(b, rel=1e-4)), (two, one)
-    # The weights are read by the training environment's torch (the test environment has none).
+    # The weights are read by the host's training environment's torch (the test environment has
+    # none; `make install` builds it for profiles without containers).
     compare = ("import sys; from safetensors.torch import load_file; a, b = map(load_file, sys.argv[1:]); "
                "assert a.keys() == b.keys(); print(max((a[k] - b[k]).abs().max().item() for k in a))")
     diff = float(subprocess.run(
-        [profile.train_python, "-c", compare,
+        [os.path.expandvars(profile_variants.NODE_PATHS["train_python"]), "-c", compare,
          *(str(Path(d, "checkpoints", f"checkpoint-{step}", "model.safetensors")) for d in (two_node_dir, one_dir))],
         capture_output=True, text=True, check=True, timeout=300).stdout)
     print(f"largest weight difference after {step} steps: {diff:g}")

@@ -18,12 +18,14 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 DAG = "cluster_check"
-# Checks that do not apply on a profile without a container runtime, and must say so.
-NOT_APPLICABLE = {"container starts", "GPUs visible"}
+# The check that does not apply where the GPUs are emulated (slurm.accelerator: cpu), and must say so.
+NOT_APPLICABLE = {"GPUs visible"}
 EXPECTED = {"container starts", "skillflow --version", "GPUs allocated", "GPUs visible", "workdir writable",
             "model 'smollm2'", "S3 reachable with cluster credentials", "sandbox answers /health",
             "sandbox refuses network", "partition exists", "partition is up", "max_time within the partition's",
             "default_time within max_time", "GPUs per node", "multi-node partition exists"}
+#: Probes of the local profile: one per image (the sandbox's among them).
+PROBES = 4
 
 
 def broken_profile(folder: Path) -> Path:
@@ -74,16 +76,19 @@ def test_local_profile_passes_and_a_broken_one_fails_the_checks_it_breaks(stack,
     assert final["state"] == "success", api.task_instances(DAG, good)
     out = api.xcom(DAG, good, "report")
     statuses = {r["check"]: r["status"] for r in out["rows"]}
-    assert set(statuses) == EXPECTED
-    assert {c for c, s in statuses.items() if s != "PASS"} == NOT_APPLICABLE
+    # Every image's probe checks the profile's two mounts (the cluster folder, the model file).
+    mounts = {c for c in statuses if c.startswith("mount ")}
+    assert set(statuses) - mounts == EXPECTED and len(mounts) == 2, sorted(statuses)
+    assert {c for c, s in statuses.items() if s != "PASS"} == NOT_APPLICABLE, json.dumps(out["rows"], indent=1)
     assert all(statuses[c] == "SKIP" for c in NOT_APPLICABLE)
     by_check = {r["check"]: r for r in out["rows"]}
-    assert "container.runtime is none" in by_check["container starts"]["detail"]
+    assert "through podman" in by_check["container starts"]["detail"]
     assert "head-bucket skillflow answered" in by_check["S3 reachable with cluster credentials"]["detail"]
     assert "connected" not in by_check["sandbox refuses network"]["detail"]
     table, rows = table_of(mlc, experiment, good)
     assert rows == out["rows"]
-    assert ["skillflow --version", "node (runtime none) / debug", "PASS"] in [r[:3] for r in markdown_rows(table)]
+    passed = [r[1] for r in markdown_rows(table) if r[0] == "skillflow --version" and r[2] == "PASS"]
+    assert len(passed) == PROBES and any("[nemo_skills] / debug" in t for t in passed), passed
 
     final = api.wait_for_run(DAG, bad, timeout=600)
     assert final["state"] == "failed"
@@ -101,6 +106,6 @@ def test_local_profile_passes_and_a_broken_one_fails_the_checks_it_breaks(stack,
     assert final["state"] == "failed"
     _, rows = table_of(mlc, experiment, dead)
     failed = [r for r in rows if r["status"] == "FAIL"]
-    assert [r["check"] for r in failed] == ["probe job ran", "probe job ran"], json.dumps(rows, indent=1)
+    assert [r["check"] for r in failed] == ["probe job ran"] * PROBES, json.dumps(rows, indent=1)
     assert all("no-such-skillflow" in r["detail"] and "container that cannot start" in r["fix"] for r in failed)
     assert {r["check"] for r in rows if r["status"] == "PASS"} >= {"partition exists", "GPUs per node"}

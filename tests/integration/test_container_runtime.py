@@ -12,7 +12,6 @@ import pytest
 from operators.slurm.errors import SlurmJobError
 from operators.slurm.hook import SlurmHook
 from operators.slurm.operator import SlurmJobOperator
-from tests.integration import podman_profile as podman_profile_file
 from tests.integration import probe_image
 from tests.integration.slurm_driver import TaskInstanceStandIn, finish, submit
 from tests.polling import wait_until
@@ -21,9 +20,10 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def podman_profile(stack, tmp_path_factory) -> tuple[str, str]:
-    """(profile path, image): the local profile with runtime podman and the work folder mounted."""
-    return podman_profile_file.write(stack.env, tmp_path_factory.mktemp("profile")), probe_image.build()
+def podman_profile(stack) -> tuple[str, str]:
+    """(profile, image): the local profile (runtime podman, the cluster folder mounted) and an
+    image of the tests' own that holds no python."""
+    return "local", probe_image.build()
 
 
 def _op(profile: str, job: dict) -> SlurmJobOperator:

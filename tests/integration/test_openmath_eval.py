@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from devtools.airflow_client import AirflowAPIError
+from tests.integration import profile_variants
 from tests.integration.airflow_api import client_for
 
 pytestmark = pytest.mark.integration
@@ -55,6 +56,9 @@ def test_smoke_run_logs_metrics_and_verified_zip_then_resume_skips_finished_chun
     assert _mapped_count(api, run_id, "sampling") == 2
     # Greedy decoding is one job per benchmark (a 34B+ model may not do all in one walltime).
     assert _mapped_count(api, run_id, "greedy") == 3
+    # In the images: the sandbox sidecar started as upstream starts its image, beside llama.cpp.
+    log = Path(api.xcom("openmath_eval", run_id, "greedy", map_index=0)["log"]).read_text()
+    assert "skillflow sandbox image: skillflow CLI ok" in log and "model server is ready" in log, log
 
     # A chunk whose job died before finishing has no .done marker: take one away, re-run the
     # DAG run, and only that chunk runs again while the other chunk's file stays untouched.
@@ -89,3 +93,21 @@ def test_model_given_as_s3_uri_is_staged_on_the_cluster(stack):
     staged = Path(plan["model"])
     assert staged.name == "SmolLM2-135M-Instruct.Q4_1.gguf" and "/models/" in str(staged)
     assert staged.stat().st_size == Path(stack.env["SKILLFLOW_SMOLLM2_GGUF"]).stat().st_size
+
+
+def test_a_profile_without_containers_runs_the_same_run_on_the_nodes(stack):
+    """`container.runtime: none` stays for sites without a runtime: the same smoke run with the
+    node's own venvs (tests/integration/profile_variants.py) succeeds, and no step started an
+    image."""
+    api = client_for(stack)
+    api.wait_for_dag("openmath_eval")
+    folder = Path(stack.env["SKILLFLOW_VAR"]) / "test-profiles"
+    folder.mkdir(parents=True, exist_ok=True)
+    conf = dict(SMOKE, benchmarks=["gsm8k:0"], experiment="selftest-openmath-no-containers",
+                profile=profile_variants.without_containers(folder))
+    run_id = api.trigger("openmath_eval", conf)["dag_run_id"]
+    final = api.wait_for_run("openmath_eval", run_id, timeout=900)
+    assert final["state"] == "success", api.task_instances("openmath_eval", run_id)
+    log = Path(api.xcom("openmath_eval", run_id, "greedy", map_index=0)["log"]).read_text()
+    assert "model server is ready" in log and "sandbox: listening" in log, log
+    assert "skillflow sandbox image" not in log, log

@@ -215,7 +215,9 @@ def test_trainer_that_writes_its_model_at_the_end_with_curves_while_it_runs(stac
     # event that comes before that report (here a 4 s interval, with the worker's exit reported
     # 5 s after it deferred) makes Airflow's scheduler fail the re-queued task ("finished with
     # state success, but the task instance's state attribute is queued").
-    r = run_training(stack, {"job": {"name": name, "command": f"mkdir -p {exp}/model && {writer}"}, "max_jobs": 1,
+    # In the CPU trainer's image, as the local profile runs its training steps.
+    job = {"name": name, "command": f"mkdir -p {exp}/model && {writer}", "image": profile.image("trainer")}
+    r = run_training(stack, {"job": job, "max_jobs": 1,
                              "progress": {"kind": "files", "files": [f"{exp}/model/config.json"]},
                              "curves": {"tensorboard": f"{exp}/runs", "mlflow_run_id": run_id,
                                         "mlflow_conn_id": profile.mlflow_conn_id},

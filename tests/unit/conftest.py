@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 
 from tasks.profiles import ClusterProfile, load_profile
+from tests.unit.local_env import LOCAL_ENV
 
 
 @pytest.fixture()
@@ -15,6 +16,6 @@ def pyxis() -> ClusterProfile:
 @pytest.fixture()
 def local(monkeypatch) -> ClusterProfile:
     """The local profile, with its root and var folders set to fixed paths."""
-    monkeypatch.setenv("SKILLFLOW_ROOT", "/opt/skillflow")
-    monkeypatch.setenv("SKILLFLOW_VAR", "/var/lib/skillflow")
+    for name, value in LOCAL_ENV.items():
+        monkeypatch.setenv(name, value)
     return load_profile("local")

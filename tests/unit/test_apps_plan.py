@@ -16,9 +16,9 @@ from tasks.slurm.spec import JobSpec
 from tasks.plan import output_dir
 from tests.unit.test_openmath_sft_plan import check_golden
 from tests.markdown import markdown_rows
+from tests.unit.local_env import LOCAL_ENV, without_containers
 
-FAKE_ENV = {"SKILLFLOW_ROOT": "/opt/skillflow", "SKILLFLOW_VAR": "/var/lib/skillflow",
-            "SKILLFLOW_SMOLLM2_GGUF": "/opt/skillflow/.venv/models/smollm2.gguf"}
+FAKE_ENV = LOCAL_ENV
 
 
 @pytest.fixture(autouse=True)
@@ -29,6 +29,8 @@ def _env(monkeypatch):
 
 def plan_for(profile_name: str, **form):
     profile = load_profile(profile_name)
+    if profile_name == "local":
+        profile = without_containers(profile)
     return build_plan(AppsSftRequest.from_params(form), profile, output_dir(profile, "apps_sft", "manual__1"))
 
 
@@ -78,7 +80,7 @@ def test_a_profile_with_neither_gpus_nor_a_training_environment_refuses_training
 def test_local_profile_trains_smollm2_on_the_cpu_on_the_shipped_training_problems():
     """The CPU stand-in for OpenRLHF: GGUF -> HF, the local trainer over OpenRLHF's chat format,
     the final weights as HF folder (uploaded) and GGUF (sampled by llama.cpp)."""
-    profile = load_profile("local")
+    profile = without_containers(load_profile("local"))
     out = "/var/lib/skillflow/cluster/work/apps_sft/manual__1"
     plan = build_plan(AppsSftRequest.from_params({"train": True, "limit": 3, "n_samples": 2}), profile,
                       out, s3_prefix="s3://skillflow/apps_sft/manual__1")
@@ -92,6 +94,11 @@ def test_local_profile_trains_smollm2_on_the_cpu_on_the_shipped_training_problem
     assert plan["convert"]["command"] == f"{train_py} -m tasks.sft.cli gguf-to-hf {gguf} {out}/base-hf\n"
     train = JobSpec.from_dict(plan["train"]).validate()
     assert train.gpus_per_node == 0 and train.image is None and train.time == "02:00:00"
+    # With containers: the CPU trainer's image, the model's folder mounted where the command names it.
+    boxed = build_plan(AppsSftRequest.from_params({"train": True}), load_profile("local"), out)
+    convert = JobSpec.from_dict(boxed["convert"]).validate()
+    assert convert.image == load_profile("local").images["trainer"] and convert.command.startswith("python3 ")
+    assert f"{gguf.rsplit('/', 1)[0]}:{gguf.rsplit('/', 1)[0]}" in convert.mounts
     for piece in (f"-m tasks.sft.local_train --model {out}/base-hf --train-data {out}/data/train_sft.jsonl",
                   f"--out {out}/train", "--lr 2e-5", "--max-steps 5", "--global-batch-size 2", "--micro-batch-size 1",
                   "--max-seq-length 512", "--val-check-interval 5", "--save-top-k 1", "--holdout 2",

@@ -17,10 +17,10 @@ from tasks.profiles import load_profile
 from tasks.slurm.render import render_sbatch
 from tasks.slurm.spec import JobSpec
 from tests.markdown import markdown_rows
+from tests.unit.local_env import LOCAL_ENV, without_containers
 
 ROOT = Path(__file__).resolve().parents[2]
-FAKE_ENV = {"SKILLFLOW_ROOT": "/opt/skillflow", "SKILLFLOW_VAR": "/var/lib/skillflow",
-            "SKILLFLOW_SMOLLM2_GGUF": "/opt/skillflow/.venv/models/smollm2.gguf"}
+FAKE_ENV = LOCAL_ENV
 # limits_command("debug") output in Slurm 22.05.8's format, with the local stack's values (its
 # partition_limits task read the same MaxTime, Nodes and Gres); some fields cut.
 SCONTROL_LOCAL = """\
@@ -111,8 +111,11 @@ def test_a_missing_partition_lists_the_real_ones(tmp_path):
 
 # --------------------------------------------------------------------------------------- probes
 
-def test_local_profile_plans_a_node_probe_and_a_sandbox_probe():
-    profile = load_profile("local")
+def test_local_profile_probes_each_image_and_without_containers_the_node():
+    images = {p.name: p for p in probes.plan_probes(load_profile("local"), "/cluster/cc/run1")[0]}
+    assert sorted(images) == ["model_server", "nemo_skills", "sandbox", "trainer"]
+    assert JobSpec.from_dict(images["trainer"].job).image == load_profile("local").images["trainer"]
+    profile = without_containers(load_profile("local"))
     planned, rows = probes.plan_probes(profile, "/cluster/cc/run1")
     assert rows == [] and [p.name for p in planned] == ["node", "sandbox"]
     node, sandbox = (JobSpec.from_dict(p.job).validate() for p in planned)
@@ -205,7 +208,7 @@ def test_broken_profile_probe_runs_as_a_job_would_and_fails_the_model_check(tmp_
     the image's) with the config of a profile whose model is missing gives: the job succeeds, its
     result names the failed check and the fix. The command names no interpreter: the profile's
     `paths.python` is the image's own, which cannot import skillflow."""
-    profile = load_profile("local")
+    profile = without_containers(load_profile("local"))
     [node, _] = probes.plan_probes(profile, str(tmp_path / "out"))[0]
     cfg = json.loads(node.job["env"]["SKILLFLOW_CLUSTER_PROBE"])
     cfg.update(workdir=str(tmp_path), models={"smollm2": str(tmp_path / "gone.gguf")}, gpus=0)

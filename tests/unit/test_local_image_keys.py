@@ -14,7 +14,9 @@ from devtools import images
 def tree(tmp_path, monkeypatch) -> Path:
     (tmp_path / "docker" / "local").mkdir(parents=True)
     (tmp_path / images.DOCKERFILE).write_text("FROM base\n")
-    (tmp_path / images.INSTALL_SCRIPT).write_text("set -eu\n")
+    for name in images.CONTEXT_FILES:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("set -eu\n")
     (tmp_path / "pins.txt").write_text("sympy==1.14.0\n")
     (tmp_path / "tasks").mkdir()
     (tmp_path / "tasks" / "cli.py").write_text("print(1)\n")
@@ -29,6 +31,7 @@ IMAGE = images.LocalImage("runtime", ("pins.txt",))
 @pytest.mark.parametrize("change", [
     lambda t: (t / images.DOCKERFILE).write_text("FROM base\nRUN true\n"),
     lambda t: (t / images.INSTALL_SCRIPT).write_text("set -eux\n"),
+    lambda t: (t / "docker" / "sandbox" / "start.sh").write_text("exec true\n"),
     lambda t: (t / "pins.txt").write_text("sympy==1.13.0\n"),
     lambda t: (t / "tasks" / "cli.py").write_text("print(2)\n"),
     lambda t: (t / "tasks" / "new.py").write_text(""),

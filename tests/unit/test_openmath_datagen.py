@@ -13,6 +13,7 @@ from tasks.openmath import datagen as dg
 from tasks.openmath import steps as openmath
 from tasks.profiles import ClusterProfile, load_profile
 from tasks.steps.base import RecipeError
+from tests.unit.local_env import LOCAL_ENV, without_containers
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = "/cluster/dg/run1"
@@ -20,10 +21,10 @@ OUT = "/cluster/dg/run1"
 
 @pytest.fixture()
 def local(monkeypatch) -> ClusterProfile:
-    monkeypatch.setenv("SKILLFLOW_ROOT", "/opt/skillflow")
-    monkeypatch.setenv("SKILLFLOW_VAR", "/var/lib/skillflow")
+    for name, value in LOCAL_ENV.items():
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv("SKILLFLOW_SMOLLM2_GGUF", "/opt/models/smollm2.gguf")
-    return load_profile("local")
+    return without_containers(load_profile("local"))
 
 
 def smoke(**kw) -> dg.DatagenRequest:
@@ -138,6 +139,10 @@ def test_nemo_skills_labeling_passes_code_settings_and_reads_the_prepared_data(p
     assert plan["mask"]["image"] == pyxis.images["nemo_skills"] == plan["collect"]["image"]
     # nemo_skills jobs end with an MPI error even on success: outputs decide.
     assert todo[0]["expected_outputs"] == [f"{OUT}/synthetic-solutions/gsm8k/output-rs{s}.jsonl" for s in (0, 1)]
+    # The folder mounted as /results exists before sbatch: pyxis and podman refuse a missing one
+    # (found when the local profile first ran datagen in containers).
+    assert todo[0]["create_dirs"] == [f"{OUT}/synthetic-solutions/gsm8k"]
+    assert f"{OUT}/synthetic-solutions/gsm8k:/results" in todo[0]["job"]["mounts"]
 
 
 @pytest.mark.parametrize("done, arrays", [

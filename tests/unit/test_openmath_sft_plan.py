@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.unit.local_env import LOCAL_ENV
 from tasks.forms import PlanError
 from tasks.openmath.sft import SftRequest, build_plan, resolve_row
 from tasks.profiles import load_profile
@@ -24,8 +25,8 @@ CODE = "/lustre/fsw/my_account/NeMo-Skills"
 
 @pytest.fixture(autouse=True)
 def _fake_local_paths(monkeypatch):
-    monkeypatch.setenv("SKILLFLOW_ROOT", "/opt/skillflow")
-    monkeypatch.setenv("SKILLFLOW_VAR", "/var/lib/skillflow")
+    for name, value in LOCAL_ENV.items():
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv("SKILLFLOW_SMOLLM2_GGUF", "/opt/skillflow/.venv/models/SmolLM2-135M-Instruct.Q4_1.gguf")
 
 

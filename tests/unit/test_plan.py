@@ -16,6 +16,7 @@ import re
 
 import pytest
 
+from tests.unit.local_env import LOCAL_ENV
 from tasks.openmath.steps import SFT_TABLE
 from tasks.plan import PlanCheckError, PlannedJob, check_plan, data_flow_errors, plan_dag, plan_json, render_job
 from tasks.profiles import load_profile
@@ -57,8 +58,8 @@ LOCAL_FORMS: dict[str, list[dict]] = {
 
 @pytest.fixture(autouse=True)
 def _fake_local_paths(monkeypatch):
-    monkeypatch.setenv("SKILLFLOW_ROOT", "/opt/skillflow")
-    monkeypatch.setenv("SKILLFLOW_VAR", "/var/lib/skillflow")
+    for name, value in LOCAL_ENV.items():
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv("SKILLFLOW_SMOLLM2_GGUF", "/opt/skillflow/.venv/models/SmolLM2-135M-Instruct.Q4_1.gguf")
 
 

@@ -17,9 +17,9 @@ from tasks.slurm.durations import format_seconds, slurm_time_seconds
 from tasks.slurm.limits import gpus_in_gres
 from tasks.slurm.plan_checks import (FORMS, PlanCheckError, check_plan, checked_plan, iter_job_specs,
                                      missing_image_message, profile_limit_errors)
+from tests.unit.local_env import LOCAL_ENV
 
-FAKE_ENV = {"SKILLFLOW_ROOT": "/opt/skillflow", "SKILLFLOW_VAR": "/var/lib/skillflow",
-            "SKILLFLOW_SMOLLM2_GGUF": "/opt/skillflow/.venv/models/smollm2.gguf"}
+FAKE_ENV = LOCAL_ENV
 GPU_EVAL = {"model": "/lustre/models/m", "engine": "nemo_skills", "code_dir": "/lustre/NeMo-Skills"}
 
 

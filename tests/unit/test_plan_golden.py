@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.unit.local_env import LOCAL_ENV
+
 pytest.importorskip("airflow", reason="skillflow plan reads the DAG files' param defaults")
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "plans"
@@ -50,8 +52,8 @@ CASES: dict[str, tuple[str, str, dict]] = {
 @pytest.fixture(autouse=True)
 def _fake_local_paths(monkeypatch: pytest.MonkeyPatch) -> None:
     # Fixed stand-ins for the local profile's variables: no machine path may reach a golden file.
-    monkeypatch.setenv("SKILLFLOW_ROOT", "/opt/skillflow")
-    monkeypatch.setenv("SKILLFLOW_VAR", "/var/lib/skillflow")
+    for name, value in LOCAL_ENV.items():
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv("SKILLFLOW_SMOLLM2_GGUF", "/opt/skillflow/.venv/models/SmolLM2-135M-Instruct.Q4_1.gguf")
     monkeypatch.delenv("AIRFLOW__CORE__DAGS_FOLDER", raising=False)
 

@@ -7,7 +7,7 @@ import pytest
 
 from tasks.apps import steps as apps
 from tasks.openmath import steps as openmath
-from tasks.profiles import ClusterProfile
+from tasks.profiles import ClusterProfile, ProfileError
 from tasks.steps.base import JobOptions, RecipeError, slurm_time_seconds
 
 
@@ -98,14 +98,19 @@ def test_native_engine_picks_server_per_profile(pyxis: ClusterProfile, local: Cl
     params = openmath.EvalParams(model_path="/m/model", output_dir="/o", engine="native", data_dir="/d")
     gpu = openmath.eval_greedy_job(params, pyxis).spec
     assert "vllm.entrypoints.openai.api_server" in gpu.command and gpu.image == pyxis.images["vllm"]
+    # The local profile: llama.cpp's server in its image, the sandbox in its own (skillflow exists
+    # only in images), started as on a GPU cluster; on a GPU profile without a model server
+    # image, llama.cpp is an error naming the missing key, never a step on the bare node.
     cpu = openmath.eval_greedy_job(params, local).spec
     assert "-m llama_cpp.server" in cpu.command and "/v1/models" in cpu.command
-    assert cpu.gpus_per_node == 0 and cpu.image is None
-    assert 'sandbox serve --host 127.0.0.1 --port "$SKILLFLOW_SANDBOX_PORT"' in cpu.sidecars[0].command
-    # With containers the sandbox runs in its image (skillflow exists only there), and llama.cpp,
-    # which no image carries, is refused rather than run on the bare node.
+    assert cpu.gpus_per_node == 0 and cpu.image == local.images["model_server"]
+    assert cpu.sidecars[0].image == local.images["sandbox"] and "/start.sh" in cpu.sidecars[0].command
     assert gpu.sidecars[0].image == pyxis.images["sandbox"] and "/start.sh" in gpu.sidecars[0].command
-    with pytest.raises(RecipeError, match="llama_cpp"):
+    # Without containers, both run on the node from the profile's paths.
+    bare = openmath.eval_greedy_job(params, dataclasses.replace(local, runtime="none")).spec
+    assert "-m llama_cpp.server" in bare.command and bare.image is None
+    assert 'sandbox serve --host 127.0.0.1 --port "$SKILLFLOW_SANDBOX_PORT"' in bare.sidecars[0].command
+    with pytest.raises(ProfileError, match="container.images has no 'model_server'"):
         openmath.eval_greedy_job(dataclasses.replace(params, native_server=openmath.NativeServer(kind="llama_cpp")),
                                  pyxis)
 

@@ -17,6 +17,7 @@ from typing import Callable
 
 import pytest
 
+from tests.unit.local_env import LOCAL_ENV
 from tasks.apps import steps as apps
 from tasks.openmath import steps as openmath
 from tasks.profiles import load_profile
@@ -51,8 +52,8 @@ TOOLS = ("python", "skillflow", "deepspeed", "trtllm-build", "llama-server", "nv
 @pytest.fixture()
 def sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Shim bin folder, marker paths and a local profile whose tools are the shims."""
-    monkeypatch.setenv("SKILLFLOW_ROOT", "/opt/skillflow")
-    monkeypatch.setenv("SKILLFLOW_VAR", "/var/lib/skillflow")
+    for name, value in LOCAL_ENV.items():
+        monkeypatch.setenv(name, value)
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for name, text in [("srun", SRUN), ("scontrol", SCONTROL), *((t, TOOL) for t in TOOLS)]:
@@ -62,7 +63,7 @@ def sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     (work / "logs").mkdir(parents=True)
     victim = tmp_path / "victim"
     victim.write_text("must survive")
-    profile = dataclasses.replace(load_profile("local"), python=str(bin_dir / "python"),
+    profile = dataclasses.replace(load_profile("local"), runtime="none", python=str(bin_dir / "python"),
                                   skillflow=str(bin_dir / "skillflow"), workdir=str(work))
     return {"tmp": tmp_path, "bin": bin_dir, "profile": profile, "marker": tmp_path / "pwned",
             "victim": victim, "log": tmp_path / "shim.log"}
@@ -169,10 +170,13 @@ def test_the_shims_do_run_the_main_step(sandbox: dict) -> None:
 @pytest.mark.parametrize("payload", ["$(touch /tmp/pwned)", "; rm -rf /", "`id`"])
 @pytest.mark.parametrize("profile_name", ["example-pyxis", "local"])
 def test_rendered_scripts_parse_with_payloads(payload: str, profile_name: str, monkeypatch, tmp_path) -> None:
-    """Syntax only (never executed): payloads in free-text params on both profiles."""
-    monkeypatch.setenv("SKILLFLOW_ROOT", "/opt/skillflow")
-    monkeypatch.setenv("SKILLFLOW_VAR", "/var/lib/skillflow")
+    """Syntax only (never executed): payloads in free-text params of GPU steps, rendered for pyxis
+    and for the local profile without containers (with podman it has no GPU images)."""
+    for name, value in LOCAL_ENV.items():
+        monkeypatch.setenv(name, value)
     profile = load_profile(profile_name)
+    if profile_name == "local":
+        profile = dataclasses.replace(profile, runtime="none")
     jobs = [
         openmath.labeling_array_job(2, None, openmath.LabelingParams(
             model_path="/m/engine", output_dir="/m/out", dataset="math", examples_type=payload, code_dir="/m/code",
@@ -194,8 +198,8 @@ def test_rendered_scripts_parse_with_payloads(payload: str, profile_name: str, m
 
 
 def test_container_mounts_refuse_shell_characters(monkeypatch) -> None:
-    monkeypatch.setenv("SKILLFLOW_ROOT", "/opt/skillflow")
-    monkeypatch.setenv("SKILLFLOW_VAR", "/var/lib/skillflow")
+    for name, value in LOCAL_ENV.items():
+        monkeypatch.setenv(name, value)
     profile = load_profile("example-pyxis")
     with pytest.raises(JobSpecError, match="mounts"):
         apps.apps_eval_job(apps.AppsEvalParams(samples="/m/s$(touch /tmp/pwned).jsonl", problems="/m/p.jsonl",
@@ -203,8 +207,8 @@ def test_container_mounts_refuse_shell_characters(monkeypatch) -> None:
 
 
 def test_sbatch_values_from_options_are_validated(monkeypatch) -> None:
-    monkeypatch.setenv("SKILLFLOW_ROOT", "/opt/skillflow")
-    monkeypatch.setenv("SKILLFLOW_VAR", "/var/lib/skillflow")
+    for name, value in LOCAL_ENV.items():
+        monkeypatch.setenv(name, value)
     profile = load_profile("example-pyxis")
     params = apps.AppsEvalParams(samples="/m/s.jsonl", problems="/m/p.jsonl", out_dir="/m/eval")
     with pytest.raises(JobSpecError, match="partition"):

@@ -100,7 +100,7 @@ def test_apptainer_prefix(pyxis: ClusterProfile) -> None:
 
 
 def test_runtime_none_ignores_images(local: ClusterProfile) -> None:
-    text = render_sbatch(JobSpec(name="j", command="x", image="ignored:1"), local)
+    text = render_sbatch(JobSpec(name="j", command="x", image="ignored:1"), dataclasses.replace(local, runtime="none"))
     assert "ignored:1" not in text and "apptainer" not in text
 
 
@@ -161,3 +161,13 @@ def test_podman_step_runs_in_the_image_with_the_jobs_environment_and_exit_status
                     "--ulimit", "nofile=1024:1024", "--volume", "/srv/work:/srv/work", "--volume", "/data/m:/model",
                     "--workdir", local.workdir, "localhost/skillflow-runtime:1", "bash", "-c",
                     'eval "$SKILLFLOW_MAIN"']
+
+
+def test_only_sandbox_containers_get_the_sandbox_run_args(local: ClusterProfile) -> None:
+    """Model-written code runs in the sandbox image, whose service needs CAP_SYS_ADMIN to give
+    each program namespaces of its own; no other step's container gets it."""
+    assert local.sandbox_run_args == ("--cap-add", "SYS_ADMIN")
+    sandbox = render_sbatch(JobSpec(name="j", command="x", image=local.images["sandbox"]), local)
+    assert "--cap-add SYS_ADMIN" in sandbox
+    for key in ("nemo_skills", "model_server", "trainer"):
+        assert "SYS_ADMIN" not in render_sbatch(JobSpec(name="j", command="x", image=local.images[key]), local)
