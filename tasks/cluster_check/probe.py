@@ -232,7 +232,7 @@ def run_checks(cfg: dict[str, Any]) -> list[Row]:
     add("container starts", lambda: check_container(cfg))
     add("skillflow --version", lambda: check_cli(cfg))
     if cfg["kind"] == "sandbox":
-        port = int(os.environ.get("SKILLFLOW_SANDBOX_PORT") or cfg["sandbox_port"])
+        port = int(os.environ["SKILLFLOW_SANDBOX_PORT"])  # set by the job (tasks.cluster_check.probes)
         base = f"http://127.0.0.1:{port}"
         add("sandbox answers /health", lambda: check_sandbox_health(cfg, base))
         add("sandbox refuses network", lambda: check_sandbox_network(cfg, base, port))

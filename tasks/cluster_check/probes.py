@@ -7,8 +7,8 @@ profile's ``storage.cluster_env`` (names of credential files, never keys), and w
 a result file the report reads back.
 
 On a profile without a container runtime every image key runs on the node itself, so there is a
-single node job; the sandbox job then starts ``skillflow sandbox serve`` the way the native engine
-does. Facts that can be judged without the cluster (an image key left empty, a model alias whose
+single node job. The sandbox job starts its sidecar the way the native engine does, on the job's
+own port (:func:`sandbox_probe` says why). Facts that can be judged without the cluster (an image key left empty, a model alias whose
 variable is unset) become rows here, before any job is submitted.
 """
 from __future__ import annotations
@@ -21,10 +21,9 @@ from typing import Any
 from tasks.cluster_check.table import FAIL, Row
 from tasks.plan import spec_dict
 from tasks.profiles import ClusterProfile, ProfileError
-from tasks.slurm.spec import JobSpec, Sidecar
-from tasks.plan import spec_dict
+from tasks.slurm.spec import JobSpec
 from tasks.steps.base import SANDBOX_PORT_EXPR
-from tasks.steps.engines import NEMO_SKILLS_SANDBOX_PORT, nemo_skills_sandbox
+from tasks.steps.engines import native_sandbox
 
 PROBE_TIME = "00:10:00"
 SANDBOX_KEY = "sandbox"
@@ -70,12 +69,20 @@ def model_paths(profile: ClusterProfile) -> tuple[dict[str, str], list[Row]]:
     return paths, rows
 
 
-def host_sandbox() -> Sidecar:
-    """``skillflow sandbox serve`` on the node, on the job's own port (as the native engine starts
-    it without containers), so probes of two runs sharing a node do not collide."""
-    return Sidecar(name="sandbox", command=(
-        f"export SKILLFLOW_SANDBOX_PORT={SANDBOX_PORT_EXPR}\n"
-        'exec "$SKILLFLOW_CLI" sandbox serve --host 127.0.0.1 --port "$SKILLFLOW_SANDBOX_PORT"'))
+def sandbox_probe(profile: ClusterProfile, out_dir: str, target: str, image: str | None) -> Probe:
+    """The sandbox job: the sidecar starts as the native engine starts it, on the job's own port
+    (:data:`tasks.steps.base.SANDBOX_PORT_EXPR`), in the sandbox image or, without containers, as
+    the node's ``skillflow sandbox serve``.
+
+    Not on the NeMo-Skills client's fixed port 6000: that launch assumes a node to itself
+    (``--exclusive`` in the profile's ``extra_sbatch_args``), and a probe may share its node. On
+    the local profile's one node two cluster_check runs at once each started a sandbox on 6000;
+    the second could not bind, its probe asked the first run's sandbox, and that sandbox was
+    stopped mid-request when its job ended ("Remote end closed connection").
+    """
+    return _probe(profile, out_dir, "sandbox", target, {"kind": "sandbox", "image": image, "outside": OUTSIDE},
+                  command=f"export SKILLFLOW_SANDBOX_PORT={SANDBOX_PORT_EXPR}\n{PROBE_COMMAND}", image=image,
+                  sidecars=(native_sandbox(profile),))
 
 
 def _slug(text: str) -> str:
@@ -108,11 +115,7 @@ def plan_probes(profile: ClusterProfile, out_dir: str) -> tuple[list[Probe], lis
         probes.append(_probe(profile, out_dir, "node", f"node (runtime none) / {partition}",
                              {"kind": "image", "image": None, **common}, command=PROBE_COMMAND,
                              gpus_per_node=gpus, env=dict(profile.storage_env)))
-        sidecar = host_sandbox()
-        probes.append(_probe(profile, out_dir, "sandbox", f"sandbox (skillflow sandbox serve) / {partition}",
-                             {"kind": "sandbox", "image": None, "outside": OUTSIDE},
-                             command=f"export SKILLFLOW_SANDBOX_PORT={SANDBOX_PORT_EXPR}\n{PROBE_COMMAND}",
-                             sidecars=(sidecar,)))
+        probes.append(sandbox_probe(profile, out_dir, f"sandbox (skillflow sandbox serve) / {partition}", None))
         return probes, rows
     by_image: dict[str, list[str]] = {}
     for key, image in sorted(profile.images.items()):
@@ -128,10 +131,7 @@ def plan_probes(profile: ClusterProfile, out_dir: str) -> tuple[list[Probe], lis
                              gpus_per_node=gpus, env=dict(profile.storage_env)))
     if profile.images.get(SANDBOX_KEY):
         image = profile.images[SANDBOX_KEY]
-        probes.append(_probe(profile, out_dir, "sandbox", f"{image} [sandbox] / {partition}",
-                             {"kind": "sandbox", "image": image, "sandbox_port": NEMO_SKILLS_SANDBOX_PORT,
-                              "outside": OUTSIDE},
-                             command=PROBE_COMMAND, image=image, sidecars=(nemo_skills_sandbox(profile),)))
+        probes.append(sandbox_probe(profile, out_dir, f"{image} [sandbox] / {partition}", image))
     elif SANDBOX_KEY not in profile.images:
         rows.append(Row("image 'sandbox'", "profile", FAIL, "container.images has no 'sandbox'",
                         "add container.images.sandbox (docker/sandbox): model-written code runs only there"))

@@ -16,6 +16,7 @@ from tasks.cluster_check.table import FAIL, PASS, SKIP, Row, failures, markdown,
 from tasks.profiles import load_profile
 from tasks.slurm.render import render_sbatch
 from tasks.slurm.spec import JobSpec
+from tasks.steps.base import SANDBOX_PORT_EXPR
 from tests.markdown import markdown_rows
 from tests.unit.local_env import LOCAL_ENV, without_containers
 
@@ -115,6 +116,10 @@ def test_local_profile_probes_each_image_and_without_containers_the_node():
     images = {p.name: p for p in probes.plan_probes(load_profile("local"), "/cluster/cc/run1")[0]}
     assert sorted(images) == ["model_server", "nemo_skills", "sandbox", "trainer"]
     assert JobSpec.from_dict(images["trainer"].job).image == load_profile("local").images["trainer"]
+    # Two cluster_check runs share the local node: each sandbox listens on its own job's port.
+    in_image = JobSpec.from_dict(images["sandbox"].job)
+    assert all(c.startswith(f"export SKILLFLOW_SANDBOX_PORT={SANDBOX_PORT_EXPR}\n")
+               for c in (in_image.command, in_image.sidecars[0].command))
     profile = without_containers(load_profile("local"))
     planned, rows = probes.plan_probes(profile, "/cluster/cc/run1")
     assert rows == [] and [p.name for p in planned] == ["node", "sandbox"]
@@ -141,7 +146,10 @@ def test_pyxis_probes_one_job_per_distinct_image_and_names_no_key():
         assert "--container-mounts=/lustre/fsw/my_account:/lustre/fsw/my_account" in script
         assert "aws_secret_access_key" not in script.lower() and "AWS_SECRET" not in script
     sandbox = JobSpec.from_dict(next(p.job for p in planned if p.name == "sandbox"))
-    assert sandbox.sidecars[0].command == "/entrypoint.sh && /start.sh"
+    # The job's own port, as the native engine starts it, never the fixed 6000: probes may share a node.
+    port = f"export SKILLFLOW_SANDBOX_PORT={SANDBOX_PORT_EXPR}\n"
+    assert sandbox.sidecars[0].command == port + "/entrypoint.sh && exec /start.sh"
+    assert sandbox.sidecars[0].image == profile.images["sandbox"] and sandbox.command.startswith(port)
 
 
 def test_profile_facts_judged_before_any_job(tmp_path):
