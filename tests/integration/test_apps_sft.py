@@ -64,6 +64,7 @@ def _check_side(mlc, tmp_path, side: dict, name: str) -> dict:
     return run
 
 
+@pytest.mark.recipe  # minutes of DAG run: `make test-recipes` (CI runs it), not `make test`
 def test_local_run_trains_on_the_cpu_registers_the_model_and_compares_it_with_the_base(stack, tmp_path):
     import boto3
     from mlflow.tracking import MlflowClient

@@ -30,6 +30,7 @@ def test_form_rejects_unknown_configuration(stack):
     assert "configurations" in str(info.value) and "HTTP 400" in str(info.value)
 
 
+@pytest.mark.recipe  # minutes of DAG run: `make test-recipes` (CI runs it), not `make test`
 def test_smoke_run_reports_coverage_and_publishes_sft_data(stack):
     from mlflow.tracking import MlflowClient
 

@@ -24,6 +24,7 @@ pytestmark = pytest.mark.integration
 TINY = {"engine": "native", "data": "samples", "limit": 1, "benchmarks": ["gsm8k:0"], "batch_size": 1}
 
 
+@pytest.mark.recipe  # minutes of DAG run: `make test-recipes` (CI runs it), not `make test`
 def test_nightly_reevaluates_aliased_model_and_compares(stack):
     from mlflow.tracking import MlflowClient
 

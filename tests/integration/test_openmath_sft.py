@@ -105,6 +105,7 @@ EVAL = {"benchmarks": ["gsm8k:0"], "data": "samples", "limit": 1, "batch_size": 
         "experiment": "selftest-openmath-sft-eval"}
 
 
+@pytest.mark.recipe  # minutes of DAG run: `make test-recipes` (CI runs it), not `make test`
 def test_dag_trains_publishes_and_starts_the_evaluation(stack):
     """The whole chain on the local profile, through the real scheduler and triggerer."""
     import boto3

@@ -69,9 +69,9 @@ def _ci_run(tmp_path, **env: str) -> tuple[subprocess.CompletedProcess, str]:
     return run, note.read_text().strip().replace("\n", "; ") if note.exists() else ""
 
 
-def test_ci_entry_point_runs_make_test_the_reliability_suite_then_the_team_topology_with_ci_set(tmp_path):
+def test_ci_entry_point_runs_make_test_the_recipes_the_reliability_suite_then_the_team_topology_with_ci_set(tmp_path):
     run, made = _ci_run(tmp_path)
-    assert run.returncode == 0 and made == "test CI=true; faults CI=true; test-team CI=true", \
+    assert run.returncode == 0 and made == "test CI=true; test-recipes CI=true; faults CI=true; test-team CI=true", \
         (run.stderr, made)
 
 
