@@ -8,8 +8,9 @@ a result file the report reads back.
 
 On a profile without a container runtime every image key runs on the node itself, so there is a
 single node job. The sandbox job starts its sidecar the way the native engine does, on the job's
-own port (:func:`sandbox_probe` says why). Facts that can be judged without the cluster (an image key left empty, a model alias whose
-variable is unset) become rows here, before any job is submitted.
+own port (:func:`sandbox_probe` says why). Facts that can be judged without the cluster (an image
+key left empty, a model alias whose variable is unset) become rows here, before any job is
+submitted.
 """
 from __future__ import annotations
 
@@ -69,7 +70,7 @@ def model_paths(profile: ClusterProfile) -> tuple[dict[str, str], list[Row]]:
     return paths, rows
 
 
-def sandbox_probe(profile: ClusterProfile, out_dir: str, target: str, image: str | None) -> Probe:
+def sandbox_probe(profile: ClusterProfile, out_dir: str, target: str) -> Probe:
     """The sandbox job: the sidecar starts as the native engine starts it, on the job's own port
     (:data:`tasks.steps.base.SANDBOX_PORT_EXPR`), in the sandbox image or, without containers, as
     the node's ``skillflow sandbox serve``.
@@ -80,9 +81,10 @@ def sandbox_probe(profile: ClusterProfile, out_dir: str, target: str, image: str
     the second could not bind, its probe asked the first run's sandbox, and that sandbox was
     stopped mid-request when its job ended ("Remote end closed connection").
     """
-    return _probe(profile, out_dir, "sandbox", target, {"kind": "sandbox", "image": image, "outside": OUTSIDE},
-                  command=f"export SKILLFLOW_SANDBOX_PORT={SANDBOX_PORT_EXPR}\n{PROBE_COMMAND}", image=image,
-                  sidecars=(native_sandbox(profile),))
+    sidecar = native_sandbox(profile)
+    return _probe(profile, out_dir, "sandbox", target, {"kind": "sandbox", "image": sidecar.image, "outside": OUTSIDE},
+                  command=f"export SKILLFLOW_SANDBOX_PORT={SANDBOX_PORT_EXPR}\n{PROBE_COMMAND}", image=sidecar.image,
+                  sidecars=(sidecar,))
 
 
 def _slug(text: str) -> str:
@@ -115,7 +117,7 @@ def plan_probes(profile: ClusterProfile, out_dir: str) -> tuple[list[Probe], lis
         probes.append(_probe(profile, out_dir, "node", f"node (runtime none) / {partition}",
                              {"kind": "image", "image": None, **common}, command=PROBE_COMMAND,
                              gpus_per_node=gpus, env=dict(profile.storage_env)))
-        probes.append(sandbox_probe(profile, out_dir, f"sandbox (skillflow sandbox serve) / {partition}", None))
+        probes.append(sandbox_probe(profile, out_dir, f"sandbox (skillflow sandbox serve) / {partition}"))
         return probes, rows
     by_image: dict[str, list[str]] = {}
     for key, image in sorted(profile.images.items()):
@@ -130,8 +132,7 @@ def plan_probes(profile: ClusterProfile, out_dir: str) -> tuple[list[Probe], lis
                              {"kind": "image", "image": image, **common}, command=PROBE_COMMAND, image=image,
                              gpus_per_node=gpus, env=dict(profile.storage_env)))
     if profile.images.get(SANDBOX_KEY):
-        image = profile.images[SANDBOX_KEY]
-        probes.append(sandbox_probe(profile, out_dir, f"{image} [sandbox] / {partition}", image))
+        probes.append(sandbox_probe(profile, out_dir, f"{profile.images[SANDBOX_KEY]} [sandbox] / {partition}"))
     elif SANDBOX_KEY not in profile.images:
         rows.append(Row("image 'sandbox'", "profile", FAIL, "container.images has no 'sandbox'",
                         "add container.images.sandbox (docker/sandbox): model-written code runs only there"))
